@@ -1,0 +1,1 @@
+"""Bank notification parsers (Uzcard, Humo, forwarders), trust policy, synthetic mail."""

@@ -1,0 +1,338 @@
+"""Every event of the system, as pydantic v2 models (SPEC §5).
+
+Each event knows its type (`order.paid`), the aggregate and owner token of its subject, and a
+deterministic id derived from the fact it records (used as `Nats-Msg-Id`). Payloads carry
+enough to be understood alone: an order event carries the whole order, a credit outcome the
+whole credit, so a consumer never needs another service's database.
+
+Money is integer tiyin (1 so'm = 100 tiyin). Times are timezone-aware.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field
+
+from autopay_contracts.ids import event_id as _event_id
+from autopay_contracts.namespace import Namespace
+
+SCHEMA_VERSION = 1
+
+OrderStatus = Literal["waiting", "paid", "expired", "cancelled"]
+NotificationKind = Literal["credit", "debit", "reversal", "ignored", "rejected", "unparsed"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Event(_Model):
+    """Base of every event. Subclasses set `event_type` and `aggregate` and say who owns them."""
+
+    event_type: ClassVar[str]
+    aggregate: ClassVar[str]
+    schema_version: int = SCHEMA_VERSION
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def type(self) -> str:
+        return self.event_type
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def event_id(self) -> str:
+        return _event_id(self.event_type, *self.identity())
+
+    def identity(self) -> tuple[object, ...]:
+        """The business key that makes this fact unique."""
+        raise NotImplementedError
+
+    def owner_id(self) -> str:
+        """The merchant or mailbox id carried as a subject token."""
+        raise NotImplementedError
+
+    @property
+    def event_name(self) -> str:
+        return self.event_type.split(".", 1)[1]
+
+    def subject(self, ns: Namespace) -> str:
+        return ns.subject(self.aggregate, self.owner_id(), self.event_name)
+
+    def headers(self) -> dict[str, str]:
+        return {"Nats-Msg-Id": self.event_id, "autopay-event-type": self.event_type}
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# --- orders -------------------------------------------------------------------------------
+
+
+class Order(_Model):
+    """A payment request as the merchant created it (SPEC §2)."""
+
+    order_id: str
+    merchant_id: str
+    mailbox_id: str
+    gmail: str
+    card_last4: str = Field(pattern=r"^\d{4}$")
+    amount_tiyin: int = Field(gt=0)
+    created_at: AwareDatetime
+    expires_at: AwareDatetime
+    client_user_id: str | None = None
+    client_user_data: dict[str, Any] | None = None
+    webhook_url: str | None = None
+    notify_events: tuple[str, ...] = ("paid",)
+    test_mode: bool = False
+
+
+class _OrderEvent(Event):
+    aggregate: ClassVar[str] = "order"
+    order: Order
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.order.order_id,)
+
+    def owner_id(self) -> str:
+        return self.order.merchant_id
+
+
+class OrderCreated(_OrderEvent):
+    event_type: ClassVar[str] = "order.created"
+
+
+class OrderPaid(_OrderEvent):
+    event_type: ClassVar[str] = "order.paid"
+    credit_id: str
+    paid_at: AwareDatetime
+    late: bool = False
+    manual: bool = False
+
+
+class OrderExpired(_OrderEvent):
+    event_type: ClassVar[str] = "order.expired"
+    expired_at: AwareDatetime
+
+
+class OrderCancelled(_OrderEvent):
+    event_type: ClassVar[str] = "order.cancelled"
+    cancelled_at: AwareDatetime
+
+
+# --- credits ------------------------------------------------------------------------------
+
+
+class Credit(_Model):
+    """An incoming transfer read from a trusted bank notification."""
+
+    credit_id: str
+    mailbox_id: str
+    gmail: str
+    card_last4: str = Field(pattern=r"^\d{4}$")
+    amount_tiyin: int = Field(gt=0)
+    currency: str = "UZS"
+    occurred_at: AwareDatetime = Field(description="Bank time (minute precision, Tashkent)")
+    received_at: AwareDatetime = Field(description="When the mail reached the mailbox")
+    balance_tiyin: int | None = None
+    format: str
+    message_id: str | None = None
+    evidence_ref: str | None = Field(default=None, description="Key of the raw RFC 822 bytes")
+    test_mode: bool = False
+
+
+class _CreditEvent(Event):
+    aggregate: ClassVar[str] = "credit"
+    credit: Credit
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.credit.credit_id,)
+
+    def owner_id(self) -> str:
+        return self.credit.mailbox_id
+
+
+class CreditReceived(_CreditEvent):
+    event_type: ClassVar[str] = "credit.received"
+
+
+class CreditMatched(_CreditEvent):
+    event_type: ClassVar[str] = "credit.matched"
+    order_id: str
+    merchant_id: str
+    late: bool = False
+
+
+class CreditUnmatched(_CreditEvent):
+    event_type: ClassVar[str] = "credit.unmatched"
+    reason: str
+
+
+class CreditAmbiguous(_CreditEvent):
+    event_type: ClassVar[str] = "credit.ambiguous"
+    candidate_order_ids: tuple[str, ...]
+
+
+class CreditRejected(Event):
+    """A notification that is not a credit we trust: debit, reversal, unparsed, untrusted..."""
+
+    event_type: ClassVar[str] = "credit.rejected"
+    aggregate: ClassVar[str] = "credit"
+    record_id: str
+    mailbox_id: str
+    gmail: str
+    kind: NotificationKind
+    reason: str
+    format: str | None = None
+    message_id: str | None = None
+    received_at: AwareDatetime
+    evidence_ref: str | None = None
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.record_id,)
+
+    def owner_id(self) -> str:
+        return self.mailbox_id
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+
+class _WebhookEvent(Event):
+    aggregate: ClassVar[str] = "webhook"
+    delivery_id: str = Field(description="The Standard Webhooks `webhook-id`")
+    merchant_id: str
+    order_id: str
+    order_event: str = Field(description="Which order event was delivered, e.g. `paid`")
+    url: str
+    attempt: int = Field(ge=1)
+    status_code: int | None = None
+
+    def owner_id(self) -> str:
+        return self.merchant_id
+
+
+class WebhookDelivered(_WebhookEvent):
+    event_type: ClassVar[str] = "webhook.delivered"
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.delivery_id,)
+
+
+class WebhookFailed(_WebhookEvent):
+    event_type: ClassVar[str] = "webhook.failed"
+    error: str
+    next_attempt_at: AwareDatetime | None = None
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.delivery_id, self.attempt)
+
+
+class WebhookExhausted(_WebhookEvent):
+    event_type: ClassVar[str] = "webhook.exhausted"
+    error: str
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.delivery_id,)
+
+
+# --- mailboxes ----------------------------------------------------------------------------
+
+
+class _MailboxEvent(Event):
+    aggregate: ClassVar[str] = "mailbox"
+    mailbox_id: str
+    gmail: str
+    at: AwareDatetime
+    detail: str | None = None
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.mailbox_id, self.at.isoformat())
+
+    def owner_id(self) -> str:
+        return self.mailbox_id
+
+
+class MailboxConnected(_MailboxEvent):
+    event_type: ClassVar[str] = "mailbox.connected"
+
+
+class MailboxAuthFailed(_MailboxEvent):
+    event_type: ClassVar[str] = "mailbox.auth_failed"
+
+
+class MailboxDown(_MailboxEvent):
+    event_type: ClassVar[str] = "mailbox.down"
+
+
+class MailboxUp(_MailboxEvent):
+    event_type: ClassVar[str] = "mailbox.up"
+
+
+class _MailboxConfigEvent(Event):
+    """Desired state of one watched mailbox; the stream keeps only the latest per mailbox."""
+
+    aggregate: ClassVar[str] = "mailbox-config"
+    mailbox_id: str
+    gmail: str
+    revision: int = Field(ge=1)
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.mailbox_id, self.revision)
+
+    def owner_id(self) -> str:
+        return self.mailbox_id
+
+    def subject(self, ns: Namespace) -> str:
+        return ns.mailbox_config(self.mailbox_id)
+
+
+class MailboxRegistered(_MailboxConfigEvent):
+    event_type: ClassVar[str] = "mailbox-config.registered"
+    imap_host: str
+    imap_port: int
+    imap_tls: bool = True
+    username: str
+    password_encrypted: str = Field(description="Fernet token; key from the environment")
+    allow_forwarded: bool = False
+    test_mode: bool = False
+
+
+class MailboxRemoved(_MailboxConfigEvent):
+    event_type: ClassVar[str] = "mailbox-config.removed"
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.event_type: cls
+    for cls in (
+        OrderCreated,
+        OrderPaid,
+        OrderExpired,
+        OrderCancelled,
+        CreditReceived,
+        CreditMatched,
+        CreditUnmatched,
+        CreditAmbiguous,
+        CreditRejected,
+        WebhookDelivered,
+        WebhookFailed,
+        WebhookExhausted,
+        MailboxConnected,
+        MailboxAuthFailed,
+        MailboxDown,
+        MailboxUp,
+        MailboxRegistered,
+        MailboxRemoved,
+    )
+}
+
+
+def parse_event(data: bytes | str | dict[str, Any]) -> Event:
+    """Decode any event by its `type` field."""
+    payload = json.loads(data) if isinstance(data, bytes | str) else data
+    try:
+        cls = EVENT_TYPES[payload["type"]]
+    except KeyError as exc:
+        raise ValueError(f"unknown event type {payload.get('type')!r}") from exc
+    return cls.model_validate(payload)

@@ -1,0 +1,1 @@
+"""Shared run-time plumbing for AutoPay services (no business logic here)."""

@@ -1,0 +1,49 @@
+"""Readiness checks and clients for NATS and Redis, configured one way everywhere."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from faststream.nats import NatsBroker
+from nats.js.errors import NotFoundError
+
+from autopay_contracts import STREAMS, Namespace
+
+
+def redis_client(url: str, name: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        client_name=name,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def redis_ready(client: aioredis.Redis):
+    async def check() -> bool:
+        return bool(await client.ping())
+
+    return check
+
+
+def broker_ready(broker: NatsBroker):
+    async def check() -> bool:
+        return await broker.ping(timeout=1.0)
+
+    return check
+
+
+def streams_ready(broker: NatsBroker, ns: Namespace):
+    """True once the provisioning step has declared every stream (services never declare)."""
+
+    async def check() -> bool:
+        js = broker.config.connection_state.stream
+        for spec in STREAMS:
+            try:
+                await js.stream_info(spec.name(ns))
+            except NotFoundError:
+                return False
+        return True
+
+    return check

@@ -1,0 +1,79 @@
+"""structlog JSON logging with bound ids and secret redaction.
+
+Values under secret-looking keys are replaced before rendering, wherever they occur in the event
+dict, so an API key, an app password, a webhook secret or a mail body never reaches a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[redacted]"
+_SECRET_KEY = re.compile(
+    r"(api[_-]?key|password|passwd|secret|token|authorization|signature|cookie|"
+    r"^body$|^raw$|mail_body|raw_mail|rfc822)",
+    re.IGNORECASE,
+)
+_INLINE_SECRETS = re.compile(r"(whsec_[A-Za-z0-9+/=]+|ap_(?:live|test)_[A-Za-z0-9_-]+)")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if _SECRET_KEY.search(str(k)) else _scrub(v)) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    if isinstance(value, str):
+        return _INLINE_SECRETS.sub(REDACTED, value)
+    return value
+
+
+def redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: (REDACTED if _SECRET_KEY.search(key) else _scrub(value))
+        for key, value in event_dict.items()
+    }
+
+
+def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
+    """Configure structlog and the stdlib root logger to emit one JSON object per line."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("uvicorn.access", "aioimaplib", "mail.log", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_logger(**bound: Any) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger().bind(**bound)

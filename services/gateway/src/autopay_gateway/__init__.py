@@ -1,0 +1,1 @@
+"""AutoPay public HTTP API (AutoPayCard-compatible)."""

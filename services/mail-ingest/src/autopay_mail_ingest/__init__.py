@@ -1,0 +1,1 @@
+"""Reads bank notifications from Gmail over IMAP and publishes credit events."""

@@ -1,0 +1,1 @@
+"""Matches credits to waiting orders and expires unpaid ones."""

@@ -1,0 +1,1 @@
+"""The autopay command: dev stack, admin, parse-mail, provisioning."""
