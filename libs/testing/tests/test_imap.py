@@ -96,15 +96,17 @@ async def test_untrusted_certificate_is_refused(tmp_path):
         client = aioimaplib.IMAP4_SSL(
             server.host, server.port, timeout=5, ssl_context=other.client_context()
         )
-        with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        with pytest.raises(Exception, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
             await client.wait_hello_from_server()
+
+
+USER_ARG = f"{USER}:{PASSWORD}"
 
 
 async def test_process_entry_point_serves_until_sigterm():
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autopay_testing.imap", "--port", str(port)]
-        + ["--user", f"{USER}:{PASSWORD}"],
+        [sys.executable, "-m", "autopay_testing.imap", "--port", str(port), "--user", USER_ARG],
         stdout=subprocess.PIPE,
     )
     try:

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aioimaplib
+from proxyprotocol.sock import SocketInfoLocal
 from pymap.backend.dict import Config, DictBackend, Login
 from pymap.concurrent import Subsystem
 from pymap.imap import IMAPServer
-from proxyprotocol.sock import SocketInfoLocal
 from pymap.user import UserMetadata
 from pysasl.hashing import BuiltinHash
 
@@ -117,7 +117,7 @@ def _pymap_args(host: str, port: int) -> Namespace:
         inherited_sockets=None,
         demo_data=False,
         demo_user="demouser",
-        demo_password="demopass",
+        demo_password="demopass",  # noqa: S106 - pymap requires one; no demo user is used
     )
 
 
@@ -282,15 +282,15 @@ async def append_over_imap(
     raw: bytes,
     mailbox: str = "INBOX",
     ssl_context: ssl.SSLContext | None = None,
-    timeout: float = 10.0,
+    command_timeout: float = 10.0,
 ) -> int | None:
     """Log in, APPEND one message, log out; returns the new UID when the server says it."""
     if ssl_context is not None:
         client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-            host, port, timeout=timeout, ssl_context=ssl_context
+            host, port, timeout=command_timeout, ssl_context=ssl_context
         )
     else:
-        client = aioimaplib.IMAP4(host, port, timeout=timeout)
+        client = aioimaplib.IMAP4(host, port, timeout=command_timeout)
     await client.wait_hello_from_server()
     try:
         response = await client.login(user, password)
