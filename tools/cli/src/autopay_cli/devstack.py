@@ -1,0 +1,386 @@
+"""The local dev stack: NATS, Redis, a demo IMAP server and the four services, no Docker.
+
+`autopay dev up` runs `Supervisor` in the foreground; `--detach` starts it as a background
+process and returns once every service answers `/readyz`. The supervisor restarts any process
+that dies, as Kubernetes would, and keeps its state (JetStream store, Redis AOF, keys) under the
+state dir so a restart of the stack keeps orders and merchants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from autopay_cli.config import RUN_FILE, STACK_FILE, CliSettings, read_json, write_json
+from autopay_cli.operations import Operator, provision
+from autopay_store.secrets import SecretBox
+from autopay_testing.servers import ServerProcess, free_port, start_nats, start_redis, wait_for_port
+
+DEMO_GMAIL = "karta@gmail.com"
+DEMO_CARD = "6412"
+SERVICES = {
+    "gateway": "autopay_gateway",
+    "mail-ingest": "autopay_mail_ingest",
+    "matcher": "autopay_matcher",
+    "notifier": "autopay_notifier",
+}
+READY_TIMEOUT_S = 90.0
+
+
+@dataclass
+class Child:
+    """A supervised process: how to start it, and its current incarnation."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    backoff: float = field(default=0.5)
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+
+
+class Supervisor:
+    def __init__(self, state_dir: Path, on_ready: Callable[[dict], None] | None = None) -> None:
+        self.state_dir = state_dir.resolve()
+        self.on_ready = on_ready
+        self.logs = self.state_dir / "logs"
+        self.nats: ServerProcess | None = None
+        self.redis: ServerProcess | None = None
+        self.children: dict[str, Child] = {}
+        self._stopping = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def run(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        (self.state_dir / STACK_FILE).unlink(missing_ok=True)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self._start_everything()
+            while not self._stopping:
+                self._restart_dead()
+                time.sleep(0.2)
+        finally:
+            self._stop_everything()
+
+    def _on_signal(self, *_: object) -> None:
+        self._stopping = True
+
+    def _start_everything(self) -> None:
+        persisted = self._persisted()
+        self.nats = start_nats(
+            self.state_dir / "nats",
+            port=persisted.get("nats_port"),
+            log_file=self.logs / "nats.log",
+        )
+        self.redis = start_redis(
+            self.state_dir / "redis",
+            port=persisted.get("redis_port"),
+            persistent=True,
+            log_file=self.logs / "redis.log",
+        )
+        settings = CliSettings(
+            nats_url=self.nats.url,
+            redis_url=self.redis.url,
+            secret_keys=persisted["secret_key"],
+            imap_host="127.0.0.1",
+            imap_port=persisted.get("imap_port") or free_port(),
+            imap_tls=False,
+        )
+        imap_password = persisted["imap_password"]
+        self._add_child(
+            "imap",
+            [
+                *(sys.executable, "-m", "autopay_testing.imap", "--host", "127.0.0.1"),
+                *("--port", str(settings.imap_port), "--user", f"{DEMO_GMAIL}:{imap_password}"),
+                *("--any-user-password", imap_password),
+            ],
+            settings.imap_port,
+            {},
+        )
+        wait_for_port(settings.imap_port)
+        asyncio.run(provision(settings.nats_url, settings.namespace))
+        demo = asyncio.run(self._bootstrap_demo(settings, imap_password, persisted))
+        ports = {name: persisted.get(f"{name}_port") or free_port() for name in SERVICES}
+        env = self._service_env(settings)
+        for name, module in SERVICES.items():
+            self._add_child(name, [sys.executable, "-m", module], ports[name], env)
+        run = {
+            "supervisor_pid": os.getpid(),
+            "env": settings.model_dump(),
+            "nats_port": self.nats.port,
+            "redis_port": self.redis.port,
+            "imap_port": settings.imap_port,
+            "imap_password": imap_password,
+            "secret_key": persisted["secret_key"],
+            "demo": demo,
+            **{f"{name}_port": port for name, port in ports.items()},
+        }
+        self._write_run(run)
+        self._wait_ready()
+        gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+        write_json(
+            self.state_dir / STACK_FILE,
+            {
+                "gateway_url": gateway_url,
+                "api_key": demo["api_key"],
+                "test_api_key": demo["test_api_key"],
+                "webhook_secret": demo["webhook_secret"],
+                "merchant_id": demo["merchant_id"],
+                "card": {"card_last4": DEMO_CARD, "gmail": DEMO_GMAIL},
+                "imap": {
+                    "host": "127.0.0.1",
+                    "port": settings.imap_port,
+                    "user": DEMO_GMAIL,
+                    "password": imap_password,
+                    "tls": False,
+                },
+                "nats_url": settings.nats_url,
+                "redis_url": settings.redis_url,
+            },
+            private=True,
+        )
+        if self.on_ready:
+            self.on_ready(read_json(self.state_dir / STACK_FILE))
+
+    def _persisted(self) -> dict:
+        """Ports and secrets kept across restarts of the stack in the same state dir."""
+        path = self.state_dir / RUN_FILE
+        run = read_json(path) if path.exists() else {}
+        for key in [k for k in run if k.endswith("_port")]:
+            if not _port_free(run[key]):
+                del run[key]
+        run.setdefault("secret_key", SecretBox.generate_key())
+        run.setdefault("imap_password", secrets.token_urlsafe(12))
+        return run
+
+    async def _bootstrap_demo(self, settings: CliSettings, imap_password: str, persisted: dict):
+        """The demo merchant, its live and test keys, and the demo card (reused when present)."""
+        async with Operator(settings) as op:
+            demo = persisted.get("demo")
+            if demo and await op.accounts.authenticate(demo["api_key"]):
+                await op.add_card(demo["merchant_id"], DEMO_CARD, DEMO_GMAIL, imap_password)
+                return demo
+            created = await op.create_merchant("Demo shop", "Asosiy", 100_000, 365, test=False)
+            merchant_id = created.merchant.merchant_id
+            test_key = await op.accounts.rotate_api_key(merchant_id, test=True)
+            await op.add_card(merchant_id, DEMO_CARD, DEMO_GMAIL, imap_password)
+            return {
+                "merchant_id": merchant_id,
+                "api_key": created.api_key,
+                "test_api_key": test_key,
+                "webhook_secret": created.webhook_secret,
+            }
+
+    def _service_env(self, settings: CliSettings) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "AUTOPAY_NATS_URL": settings.nats_url,
+                "AUTOPAY_REDIS_URL": settings.redis_url,
+                "AUTOPAY_NAMESPACE": settings.namespace,
+                "AUTOPAY_REDIS_PREFIX": settings.redis_prefix,
+                "AUTOPAY_SECRET_KEYS": settings.secret_keys,
+                "AUTOPAY_HTTP_HOST": "127.0.0.1",
+                "AUTOPAY_IMAP_HOST": settings.imap_host,
+                "AUTOPAY_IMAP_PORT": str(settings.imap_port),
+                "AUTOPAY_IMAP_TLS": "false",
+                "AUTOPAY_ALLOW_HTTP_LOOPBACK": "true",
+                "AUTOPAY_ALLOW_HTTP_LOOPBACK_WEBHOOKS": "true",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def _add_child(self, name: str, argv: list[str], port: int, env: dict[str, str]) -> None:
+        child_env = dict(env or os.environ)
+        child_env["AUTOPAY_HTTP_PORT"] = str(port)
+        child = Child(name, argv, child_env, self.logs / f"{name}.log", port)
+        child.start()
+        self.children[name] = child
+
+    def _restart_dead(self) -> None:
+        changed = False
+        for server in (self.nats, self.redis):
+            if server is not None and server.process.poll() is not None:
+                self._log(f"{server.name} exited with {server.process.returncode}; restarting")
+                restarted = (start_nats if server.name == "nats" else start_redis)(
+                    server.workdir,
+                    port=server.port,
+                    **({"persistent": True} if server.name == "redis" else {}),
+                    log_file=self.logs / f"{server.name}.log",
+                )
+                setattr(self, server.name, restarted)
+        for child in self.children.values():
+            if child.alive() or self._stopping:
+                continue
+            if child.next_start == 0.0:
+                code = child.process.returncode if child.process else None
+                self._log(f"{child.name} exited with {code}; restarting in {child.backoff:.1f}s")
+                child.next_start = time.monotonic() + child.backoff
+                child.backoff = min(child.backoff * 2, 10.0)
+            elif time.monotonic() >= child.next_start:
+                child.start()
+                child.restarts += 1
+                child.next_start = 0.0
+                changed = True
+        for child in self.children.values():
+            if child.alive() and child.backoff > 0.5 and self._ready(child):
+                child.backoff = 0.5
+        if changed:
+            run = read_json(self.state_dir / RUN_FILE)
+            self._write_run(run)
+
+    def _write_run(self, run: dict) -> None:
+        run["pids"] = {name: child.pid for name, child in self.children.items()}
+        run["infra_pids"] = [s.process.pid for s in (self.nats, self.redis) if s is not None]
+        run["restarts"] = {name: child.restarts for name, child in self.children.items()}
+        write_json(self.state_dir / RUN_FILE, run, private=True)
+
+    def _ready(self, child: Child) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return (
+                httpx.get(f"http://127.0.0.1:{child.port}/readyz", timeout=1.0).status_code == 200
+            )
+        return False
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = set(SERVICES)
+        while pending and not self._stopping:
+            pending = {name for name in pending if not self._ready(self.children[name])}
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"services not ready: {sorted(pending)}")
+            self._restart_dead()
+            time.sleep(0.2)
+
+    def _stop_everything(self) -> None:
+        for child in reversed(list(self.children.values())):
+            child.stop()
+        for server in (self.redis, self.nats):
+            if server is not None:
+                server.stop()
+        (self.state_dir / STACK_FILE).unlink(missing_ok=True)
+
+    def _log(self, message: str) -> None:
+        print(f"[autopay dev] {message}", file=sys.stderr, flush=True)
+
+
+def start_detached(state_dir: Path, timeout: float = READY_TIMEOUT_S + 30) -> dict:
+    """Start the supervisor in the background; return stack.json once everything is ready."""
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "logs").mkdir(exist_ok=True)
+    stack = state_dir / STACK_FILE
+    stack.unlink(missing_ok=True)
+    with open(state_dir / "logs" / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autopay_cli.main", "dev", "up", "--state-dir", str(state_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack.exists():
+            return read_json(stack)
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"the dev stack exited with {proc.returncode}; see {state_dir / 'logs'}"
+            )
+        time.sleep(0.1)
+    proc.terminate()
+    raise TimeoutError(f"the dev stack was not ready in {timeout:.0f}s; see {state_dir / 'logs'}")
+
+
+def stop(state_dir: Path, timeout: float = 30.0) -> bool:
+    """Stop a detached stack; also kills leftovers if its supervisor died. True if one ran."""
+    path = state_dir / RUN_FILE
+    if not path.exists():
+        return False
+    run = read_json(path)
+    pid = run.get("supervisor_pid")
+    stopped = False
+    if pid and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stopped = True
+    for child_pid in [*(run.get("pids") or {}).values(), *run.get("infra_pids", [])]:
+        if child_pid and _alive(child_pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child_pid, signal.SIGKILL)
+    return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,43 @@
+"""`autopay dev send-credit`: a realistic bank notification appended to the demo mailbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import aioimaplib
+
+from autopay_bankmail.synth import uzcard_credit_email
+
+TASHKENT = ZoneInfo("Asia/Tashkent")
+FORMATS = {"uzcard-email": uzcard_credit_email}
+
+
+async def append_credit(
+    imap: dict, *, amount_som: int, card_last4: str, to: str, fmt: str = "uzcard-email"
+) -> bytes:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    raw = FORMATS[fmt](
+        to=to,
+        amount_tiyin=amount_som * 100,
+        card_last4=card_last4,
+        occurred_at=datetime.now(TASHKENT),
+    )
+    await append(imap, raw)
+    return raw
+
+
+async def append(imap: dict, raw: bytes, mailbox: str = "INBOX") -> None:
+    cls = aioimaplib.IMAP4_SSL if imap.get("tls") else aioimaplib.IMAP4
+    client = cls(host=imap["host"], port=imap["port"], timeout=10)
+    await client.wait_hello_from_server()
+    try:
+        response = await client.login(imap["user"], imap["password"])
+        if response.result != "OK":
+            raise RuntimeError(f"IMAP login refused for {imap['user']}")
+        response = await client.append(raw, mailbox=mailbox)
+        if response.result != "OK":
+            raise RuntimeError(f"IMAP APPEND refused: {response.lines!r}")
+    finally:
+        await client.logout()

@@ -1,0 +1,271 @@
+"""`autopay`: the operator's and developer's command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from autopay_cli import devstack
+from autopay_cli.config import STACK_FILE, load_settings, read_json
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+dev = typer.Typer(no_args_is_help=True, help="The local stack: everything on this machine.")
+admin = typer.Typer(no_args_is_help=True, help="Operator actions on merchants and cards.")
+merchant = typer.Typer(no_args_is_help=True, help="Merchants, their keys and subscriptions.")
+card = typer.Typer(no_args_is_help=True, help="Cards connected for a merchant.")
+nats_cmd = typer.Typer(no_args_is_help=True, help="NATS JetStream provisioning.")
+app.add_typer(dev, name="dev")
+app.add_typer(admin, name="admin")
+admin.add_typer(merchant, name="merchant")
+admin.add_typer(card, name="card")
+app.add_typer(nats_cmd, name="nats")
+
+StateDir = Annotated[Path, typer.Option("--state-dir", help="The dev stack's state directory.")]
+OptionalStateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="Use this dev stack; else AUTOPAY_* variables."),
+]
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False))
+
+
+def _banner(stack: dict) -> None:
+    body = json.dumps(
+        {
+            "amount": 50037,
+            "card_last4": stack["card"]["card_last4"],
+            "gmail": stack["card"]["gmail"],
+            "client_user_id": "123456789",
+            "client_user_data": {"plan": "premium"},
+        }
+    )
+    typer.echo(
+        "\nAutoPay is running.\n"
+        f"  gateway:  {stack['gateway_url']}\n"
+        f"  API key:  {stack['api_key']}\n"
+        f"  test key: {stack['test_api_key']}\n"
+        f"  card:     {stack['card']['card_last4']} / {stack['card']['gmail']}\n\n"
+        "Create a payment:\n"
+        f"  curl -s -X POST {stack['gateway_url']}/api/create-payment \\\n"
+        f"    -H 'x-api-key: {stack['api_key']}' -H 'content-type: application/json' \\\n"
+        f"    -d '{body}'\n\n"
+        "Pay it (a bank e-mail lands in the demo mailbox):\n"
+        "  .venv/bin/autopay dev send-credit --state-dir .autopay --amount 50037\n\n"
+        "Check it:\n"
+        f"  curl -s -X POST {stack['gateway_url']}/api/check-payment \\\n"
+        f"    -H 'x-api-key: {stack['api_key']}' -H 'content-type: application/json' \\\n"
+        '    -d \'{"order_id": "10001"}\'\n\n'
+        "Stop with Ctrl-C.\n",
+        err=False,
+    )
+    sys.stdout.flush()
+
+
+@dev.command("up")
+def dev_up(
+    state_dir: StateDir = Path(".autopay"),
+    detach: Annotated[bool, typer.Option(help="Return once ready; run in the background.")] = False,
+) -> None:
+    """Start NATS, Redis, a demo IMAP mailbox and the four services."""
+    if detach:
+        try:
+            stack = devstack.start_detached(state_dir)
+        except (RuntimeError, TimeoutError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        _print_json(stack)
+        return
+    devstack.Supervisor(state_dir, on_ready=_banner).run()
+
+
+@dev.command("down")
+def dev_down(state_dir: StateDir = Path(".autopay")) -> None:
+    """Stop a stack started with `dev up --detach`."""
+    if not devstack.stop(state_dir):
+        typer.echo("no running stack found", err=True)
+
+
+@dev.command("send-credit")
+def dev_send_credit(
+    amount: Annotated[int, typer.Option(help="Amount in so'm.")],
+    state_dir: StateDir = Path(".autopay"),
+    card_last4: Annotated[str | None, typer.Option("--card-last4")] = None,
+    fmt: Annotated[str, typer.Option("--format")] = "uzcard-email",
+    gmail: Annotated[str | None, typer.Option(help="Mailbox to deliver to.")] = None,
+) -> None:
+    """Append a realistic bank notification of an incoming transfer to the demo mailbox."""
+    from autopay_cli.mailbox import append_credit
+
+    stack = read_json(state_dir / STACK_FILE)
+    imap = dict(stack["imap"])
+    if gmail:
+        imap["user"] = gmail
+    raw = asyncio.run(
+        append_credit(
+            imap,
+            amount_som=amount,
+            card_last4=card_last4 or stack["card"]["card_last4"],
+            to=imap["user"],
+            fmt=fmt,
+        )
+    )
+    message_id = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in raw.decode().splitlines()
+            if ln.startswith("Message-ID")
+        ),
+        None,
+    )
+    _print_json({"appended": True, "amount": amount, "message_id": message_id})
+
+
+@merchant.command("create")
+def merchant_create(
+    name: Annotated[str, typer.Option()],
+    tariff: Annotated[str, typer.Option()] = "Asosiy",
+    max_payments: Annotated[int, typer.Option("--max-payments")] = 100_000,
+    days: Annotated[int, typer.Option()] = 30,
+    test: Annotated[bool, typer.Option("--test", help="Test-mode merchant (sandbox key).")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    state_dir: OptionalStateDir = None,
+) -> None:
+    """Create a merchant; prints its API key and webhook secret once."""
+    from autopay_cli.operations import Operator
+
+    async def run():
+        async with Operator(load_settings(state_dir)) as op:
+            return await op.create_merchant(name, tariff, max_payments, days, test)
+
+    created = asyncio.run(run())
+    result = {
+        "merchant_id": created.merchant.merchant_id,
+        "api_key": created.api_key,
+        "webhook_secret": created.webhook_secret,
+    }
+    if as_json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+
+
+@merchant.command("rotate-key")
+def merchant_rotate_key(
+    merchant_id: Annotated[str, typer.Option("--merchant")],
+    test: Annotated[bool, typer.Option("--test")] = False,
+    state_dir: OptionalStateDir = None,
+) -> None:
+    """Issue a new API key; the previous one stops working at once."""
+    from autopay_cli.operations import Operator
+
+    async def run():
+        async with Operator(load_settings(state_dir)) as op:
+            if await op.accounts.get_merchant(merchant_id) is None:
+                raise KeyError(merchant_id)
+            return await op.accounts.rotate_api_key(merchant_id, test=test)
+
+    _print_json({"merchant_id": merchant_id, "api_key": asyncio.run(run())})
+
+
+@merchant.command("subscription")
+def merchant_subscription(
+    merchant_id: Annotated[str, typer.Option("--merchant")],
+    tariff: Annotated[str, typer.Option()] = "Asosiy",
+    max_payments: Annotated[int, typer.Option("--max-payments")] = 100_000,
+    days: Annotated[int, typer.Option()] = 30,
+    state_dir: OptionalStateDir = None,
+) -> None:
+    """Set a merchant's subscription (tariff, payment limit, days from now)."""
+    from autopay_cli.operations import Operator, now
+
+    async def run():
+        async with Operator(load_settings(state_dir)) as op:
+            return await op.accounts.set_subscription(
+                merchant_id, tariff_name=tariff, max_payments=max_payments, days=days, now=now()
+            )
+
+    sub = asyncio.run(run())
+    _print_json(
+        {
+            "merchant_id": merchant_id,
+            "tariff_name": sub.tariff_name,
+            "max_payments": sub.max_payments,
+            "payments_used": sub.payments_used,
+            "expires_at": sub.expires_at.isoformat(),
+        }
+    )
+
+
+@card.command("add")
+def card_add(
+    merchant_id: Annotated[str, typer.Option("--merchant")],
+    card_last4: Annotated[str, typer.Option("--card-last4")],
+    gmail: Annotated[str, typer.Option()],
+    app_password: Annotated[str | None, typer.Option("--app-password")] = None,
+    allow_forwarded: Annotated[bool, typer.Option("--allow-forwarded")] = False,
+    state_dir: OptionalStateDir = None,
+) -> None:
+    """Connect a card (and its Gmail mailbox) for a merchant."""
+    from autopay_cli.operations import Operator
+
+    settings = load_settings(state_dir)
+    if state_dir is not None and app_password is None:
+        app_password = read_json(state_dir / "run.json")["imap_password"]
+
+    async def run():
+        async with Operator(settings) as op:
+            return await op.add_card(merchant_id, card_last4, gmail, app_password, allow_forwarded)
+
+    added = asyncio.run(run())
+    _print_json({"id": added.card_id, "card_last4": added.card_last4, "gmail": added.gmail})
+
+
+@app.command("parse-mail")
+def parse_mail(
+    files: Annotated[list[Path], typer.Argument(help="RFC 822 files (.eml).")],
+    mailbox: Annotated[str | None, typer.Option(help="The mailbox address; default: To.")] = None,
+    allow_forwarded: Annotated[bool, typer.Option("--allow-forwarded")] = False,
+) -> None:
+    """Classify bank notifications; one JSON object per file, in order."""
+    from autopay_bankmail.report import parse_mail_records
+
+    for record in parse_mail_records(files, mailbox, allow_forwarded):
+        _print_json(record)
+
+
+@nats_cmd.command("provision")
+def nats_provision(
+    nats_url: Annotated[str, typer.Option(envvar="AUTOPAY_NATS_URL")] = "nats://127.0.0.1:4222",
+    namespace: Annotated[str, typer.Option(envvar="AUTOPAY_NAMESPACE")] = "autopay",
+    replicas: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Declare every JetStream stream (the only component that does)."""
+    from autopay_cli.operations import provision
+
+    _print_json({"streams": asyncio.run(provision(nats_url, namespace, replicas))})
+
+
+@app.command("asyncapi")
+def asyncapi(
+    out: Annotated[Path, typer.Option(help="Directory for the documents.")] = Path("docs/asyncapi"),
+    check: Annotated[bool, typer.Option(help="Fail if the committed documents are stale.")] = False,
+) -> None:
+    """Write the AsyncAPI documents generated from the services' FastStream apps."""
+    from autopay_cli.asyncapi import generate
+
+    stale = generate(out, check=check)
+    if check and stale:
+        typer.echo(f"stale AsyncAPI documents: {', '.join(stale)}; run `make asyncapi`", err=True)
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

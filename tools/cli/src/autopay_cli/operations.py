@@ -1,0 +1,103 @@
+"""Operator actions shared by `autopay admin` and the dev stack's bootstrap."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import nats
+import redis.asyncio as aioredis
+
+from autopay_cli.config import CliSettings
+from autopay_contracts import MailboxRegistered, provision_streams
+from autopay_contracts.streams import MAILBOX_CONFIG
+from autopay_store.accounts import Accounts, Card, NewMerchant
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Operator:
+    """Opens the Redis and NATS connections the admin commands need, for one command."""
+
+    def __init__(self, settings: CliSettings) -> None:
+        self.settings = settings
+        self.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.accounts = Accounts(self.redis, settings.keys, settings.secret_box())
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> Operator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def create_merchant(
+        self, name: str, tariff: str, max_payments: int, days: int, test: bool
+    ) -> NewMerchant:
+        return await self.accounts.create_merchant(
+            name,
+            tariff_name=tariff,
+            max_payments=max_payments,
+            days=days,
+            test_mode=test,
+            now=now(),
+        )
+
+    async def add_card(
+        self,
+        merchant_id: str,
+        card_last4: str,
+        gmail: str,
+        app_password: str | None,
+        allow_forwarded: bool = False,
+    ) -> Card:
+        """Connect a card and tell mail-ingest to watch its mailbox (when a password is known)."""
+        if await self.accounts.get_merchant(merchant_id) is None:
+            raise KeyError(f"merchant {merchant_id} does not exist")
+        card = await self.accounts.add_card(merchant_id, card_last4, gmail, app_password)
+        password = app_password or await self.accounts.app_password(card.mailbox_id)
+        if password is not None:
+            await publish_mailbox(self.settings, card, password, allow_forwarded)
+        return card
+
+
+async def publish_mailbox(
+    settings: CliSettings, card: Card, app_password: str, allow_forwarded: bool = False
+) -> None:
+    event = MailboxRegistered(
+        mailbox_id=card.mailbox_id,
+        gmail=card.gmail,
+        revision=time.time_ns() // 1_000_000,
+        imap_host=settings.imap_host,
+        imap_port=settings.imap_port,
+        imap_tls=settings.imap_tls,
+        username=card.gmail,
+        password_encrypted=settings.secret_box().encrypt(app_password),
+        allow_forwarded=allow_forwarded,
+    )
+    client = await nats.connect(settings.nats_url)
+    try:
+        js = client.jetstream()
+        await js.publish(
+            event.subject(settings.ns),
+            event.to_bytes(),
+            stream=MAILBOX_CONFIG.name(settings.ns),
+            headers=event.headers(),
+            timeout=5,
+        )
+    finally:
+        await client.drain()
+
+
+async def provision(nats_url: str, namespace: str, replicas: int = 1) -> list[str]:
+    from autopay_contracts import Namespace
+
+    client = await nats.connect(nats_url)
+    try:
+        return await provision_streams(client.jetstream(), Namespace(namespace), replicas)
+    finally:
+        await client.drain()
