@@ -118,3 +118,12 @@ async def test_process_entry_point_serves_until_sigterm():
     finally:
         proc.terminate()
         assert await asyncio.to_thread(proc.wait, 10) == 0
+
+
+async def test_any_user_password_accepts_unknown_addresses_with_that_password_only():
+    async with ImapServer({}, any_user_password=PASSWORD) as server:
+        client = server.client()
+        await client.wait_hello_from_server()
+        assert (await client.login("other@gmail.com", "wrong")).result == "NO"
+        assert (await client.login("other@gmail.com", PASSWORD)).result == "OK"
+        assert await server.append("new@gmail.com", MAIL) is not None

@@ -31,10 +31,11 @@ from pathlib import Path
 
 import aioimaplib
 from proxyprotocol.sock import SocketInfoLocal
-from pymap.backend.dict import Config, DictBackend, Login
+from pymap.backend.dict import Config, Identity, Login
 from pymap.concurrent import Subsystem
 from pymap.imap import IMAPServer
 from pymap.user import UserMetadata
+from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 # --- TLS ----------------------------------------------------------------------------------
@@ -104,6 +105,20 @@ def make_self_signed_cert(
 # --- server -------------------------------------------------------------------------------
 
 
+class _Login(Login):
+    """pymap's dict login; with `any_user_password`, an unknown user is created on first login
+    with that password (the dev stack's demo server accepts every card's mailbox)."""
+
+    any_user_password: str | None = None
+
+    async def authenticate(self, credentials: ServerCredentials) -> Identity:
+        name = credentials.authcid
+        if self.any_user_password is not None and name not in self.users_dict:
+            hashed = await self._passwords.hash_password(self.any_user_password)
+            self.users_dict[name] = UserMetadata(self.config, name, password=hashed)
+        return await super().authenticate(credentials)
+
+
 def _pymap_args(host: str, port: int) -> Namespace:
     return Namespace(
         host=host,
@@ -134,8 +149,10 @@ class ImapServer:
         host: str = "127.0.0.1",
         port: int = 0,
         tls_cert: TlsCert | None = None,
+        any_user_password: str | None = None,
     ) -> None:
         self.host = host
+        self.any_user_password = any_user_password
         self._requested_port = port
         self._initial_users = dict(users or {})
         self._passwords: dict[str, str] = {}
@@ -153,7 +170,7 @@ class ImapServer:
         return self.tls_cert is not None
 
     async def start(self) -> ImapServer:
-        backend, config = await DictBackend.init(
+        config = Config.from_args(
             _pymap_args(self.host, 0),
             invalid_user_sleep=0.0,
             reject_dnsbl=False,
@@ -161,10 +178,12 @@ class ImapServer:
             cpu_subsystem=Subsystem.for_asyncio(),
         )
         config.apply_context()
-        self._login, self._config = backend.login, config
+        login = _Login(config)
+        login.any_user_password = self.any_user_password
+        self._login, self._config = login, config
         for user, password in self._initial_users.items():
             await self.add_user(user, password)
-        imap = IMAPServer(backend.login, config)
+        imap = IMAPServer(login, config)
 
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self._connections.add(writer)
@@ -266,7 +285,7 @@ class ImapServer:
     ) -> int | None:
         """APPEND `raw` as `user` over a real IMAP connection; returns the new UID (APPENDUID)."""
         if password is None:
-            password = self._passwords.get(user)
+            password = self._passwords.get(user) or self.any_user_password
         if password is None:
             raise KeyError(f"unknown password for {user}; pass password=")
         return await append_over_imap(
@@ -321,7 +340,10 @@ def _parse_user(value: str) -> tuple[str, str]:
 
 async def _serve(args: argparse.Namespace) -> None:
     tls_cert = TlsCert(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
-    async with ImapServer(dict(args.user), args.host, args.port, tls_cert) as server:
+    server = ImapServer(
+        dict(args.user), args.host, args.port, tls_cert, any_user_password=args.any_user_password
+    )
+    async with server:
         print(
             json.dumps({"host": server.host, "port": server.port, "tls": server.tls}),
             flush=True,
@@ -340,6 +362,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--user", type=_parse_user, action="append", default=[])
+    parser.add_argument(
+        "--any-user-password", help="accept any address with this password (demo server)"
+    )
     parser.add_argument("--tls-cert", help="PEM certificate: --port then speaks implicit TLS")
     parser.add_argument("--tls-key", help="PEM key for --tls-cert")
     args = parser.parse_args(argv)
