@@ -1,0 +1,116 @@
+"""The whole system as separate processes: `autopay dev up --detach`, a webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+AUTOPAY = [sys.executable, "-m", "autopay_cli.main"]
+
+
+def autopay(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> str:
+    result = subprocess.run(
+        [*AUTOPAY, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"autopay {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+class Stack:
+    def __init__(self, state_dir: Path, info: dict) -> None:
+        self.state_dir = state_dir
+        self.info = info
+        self.http = httpx.Client(
+            base_url=info["gateway_url"], headers={"x-api-key": info["api_key"]}, timeout=10
+        )
+
+    def post(self, path: str, body: dict) -> httpx.Response:
+        return self.http.post(path, json=body)
+
+    def send_credit(self, amount: int) -> None:
+        autopay("dev", "send-credit", "--state-dir", str(self.state_dir), "--amount", str(amount))
+
+    def run_file(self) -> dict:
+        return json.loads((self.state_dir / "run.json").read_text())
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n" + p.read_text()[-3000:]
+            for p in (self.state_dir / "logs").glob("*.log")
+        )
+
+
+@pytest.fixture(scope="module")
+def stack_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, stack_env) -> Iterator[Stack]:
+    state_dir = tmp_path_factory.mktemp("autopay-stack")
+    out = autopay("dev", "up", "--detach", "--state-dir", str(state_dir), env=stack_env)
+    running = Stack(state_dir, json.loads(out.strip().splitlines()[-1]))
+    try:
+        yield running
+    finally:
+        running.http.close()
+        autopay("dev", "down", "--state-dir", str(state_dir), timeout=60)
+
+
+class Receiver:
+    """A local webhook endpoint that records every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                receiver.requests.append(
+                    {"path": self.path, "headers": dict(self.headers.items()), "body": body}
+                )
+                self.send_response(receiver.status)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/webhook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def for_order(self, order_id: str) -> list[dict]:
+        return [r for r in self.requests if json.loads(r["body"]).get("order_id") == order_id]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    recv = Receiver()
+    try:
+        yield recv
+    finally:
+        recv.close()
