@@ -9,21 +9,38 @@ Invariants (SPEC §3) enforced here, each transition a single Lua script on one 
   while its amount is still quarantined (`late=True`).
 
 INTERFACE FIRST: the signatures below are the contract the gateway and the matcher code against.
+
+Layout. Per card, under the hash tag `{c:<mailbox_id>:<card_last4>}`:
+- `order:<id>`: hash with the order JSON and its state (times as epoch milliseconds);
+- `holds`: hash amount → holder order id(s). A hold is active while its order waits, and until
+  the order's `hold_until` (end + quarantine) after that. Normally one holder per amount;
+  `restore` (rebuilding state from the streams) may list several, space separated;
+- `releases`: zset amount → hold end of an ended holder, so scripts prune released holds;
+- `credits`: hash credit id → JSON of the first outcome; `credits-seen`: zset credit id → decided
+  time, to prune decisions older than the retention.
+Global: the order id sequence, order id → card locator, the deadlines zset. The global keys are
+written outside the card scripts (Redis Cluster cannot span slots): the locator and deadline go
+in *before* the order exists, so a crash in between leaves only a harmless dangling pointer.
+Match scripts address order keys they discover (the amount's holders) by the card's key prefix;
+those keys carry the same hash tag, so they are in the script's slot.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import redis.asyncio as aioredis
 
-from autopay_contracts import Credit, Order
+from autopay_contracts.events import Credit, Order
 from autopay_store.keys import Keys
 
 OrderStatus = Literal["waiting", "paid", "expired", "cancelled"]
 MatchKind = Literal["matched", "unmatched", "ambiguous", "duplicate"]
+
+DEFAULT_RETENTION_S = 30 * 24 * 3600
 
 
 class AmountReserved(Exception):
@@ -58,6 +75,312 @@ class MatchOutcome:
     record: OrderRecord | None = None
     candidate_order_ids: tuple[str, ...] = field(default_factory=tuple)
     reason: str | None = None
+    original: Literal["matched", "unmatched", "ambiguous"] | None = None
+    """For `duplicate`: the kind of the first outcome (its events are republished as-is)."""
+
+
+# --- Lua ----------------------------------------------------------------------------------
+
+_COMMON = """
+local function order_key(prefix, id) return prefix .. 'order:' .. id end
+
+local function hold_active(prefix, id, now)
+  local st = redis.call('HMGET', order_key(prefix, id), 'status', 'hold_until')
+  if not st[1] then return false end
+  if st[1] == 'waiting' then return true end
+  return tonumber(st[2]) > now
+end
+
+local function split(s)
+  local out = {}
+  if s then for id in string.gmatch(s, '%S+') do out[#out + 1] = id end end
+  return out
+end
+
+-- drop holds whose quarantine is over (bounded work per call)
+local function prune(holds, releases, prefix, now)
+  local due = redis.call('ZRANGEBYSCORE', releases, '-inf', now, 'LIMIT', 0, 50)
+  for _, amount in ipairs(due) do
+    local keep = {}
+    for _, id in ipairs(split(redis.call('HGET', holds, amount))) do
+      if hold_active(prefix, id, now) then keep[#keep + 1] = id end
+    end
+    if #keep == 0 then
+      redis.call('HDEL', holds, amount)
+    else
+      redis.call('HSET', holds, amount, table.concat(keep, ' '))
+    end
+    redis.call('ZREM', releases, amount)
+  end
+end
+
+local function active_holder(holds, prefix, amount, now)
+  for _, id in ipairs(split(redis.call('HGET', holds, amount))) do
+    if hold_active(prefix, id, now) then return id end
+  end
+  return false
+end
+
+-- end an order: status, end time, quarantine, long TTL on its data
+local function finish(prefix, id, amount, status, now, q, ttl, releases)
+  local k = order_key(prefix, id)
+  local hold_until = now + q
+  redis.call('HSET', k, 'status', status, 'ended', now, 'hold_until', hold_until)
+  local cur = redis.call('ZSCORE', releases, amount)
+  if (not cur) or tonumber(cur) < hold_until then
+    redis.call('ZADD', releases, hold_until, amount)
+  end
+  redis.call('EXPIRE', k, ttl)
+end
+"""
+
+# KEYS: order, holds, releases.
+# ARGV: prefix, order_id, amount, order_json, created, expires, now, quarantine
+_CREATE = (
+    _COMMON
+    + """
+local prefix, id, amount = ARGV[1], ARGV[2], ARGV[3]
+local now, q = tonumber(ARGV[7]), tonumber(ARGV[8])
+prune(KEYS[2], KEYS[3], prefix, now)
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+local holder = active_holder(KEYS[2], prefix, amount, now)
+if holder then return {'reserved', holder} end
+redis.call('HSET', KEYS[1], 'order', ARGV[4], 'status', 'waiting', 'amount', amount,
+  'created', ARGV[5], 'expires', ARGV[6], 'hold_until', tonumber(ARGV[6]) + q)
+redis.call('HSET', KEYS[2], amount, id)
+redis.call('ZREM', KEYS[3], amount)
+return {'ok', amount}
+"""
+)
+
+# KEYS: holds, releases. ARGV: prefix, order_id, order_json, created, expires, now, quarantine,
+# then the candidate amounts in order of preference.
+_CREATE_FREE_TAIL = (
+    _COMMON
+    + """
+local prefix, id = ARGV[1], ARGV[2]
+local now, q = tonumber(ARGV[6]), tonumber(ARGV[7])
+local k = order_key(prefix, id)
+prune(KEYS[1], KEYS[2], prefix, now)
+if redis.call('EXISTS', k) == 1 then return {'exists'} end
+for i = 8, #ARGV do
+  local amount = ARGV[i]
+  if not active_holder(KEYS[1], prefix, amount, now) then
+    redis.call('HSET', k, 'order', ARGV[3], 'status', 'waiting', 'amount', amount,
+      'created', ARGV[4], 'expires', ARGV[5], 'hold_until', tonumber(ARGV[5]) + q)
+    redis.call('HSET', KEYS[1], amount, id)
+    redis.call('ZREM', KEYS[2], amount)
+    return {'ok', amount}
+  end
+end
+return {'none'}
+"""
+)
+
+# KEYS: order, holds, releases. ARGV: prefix, order_id, at, quarantine, ttl
+_CANCEL = (
+    _COMMON
+    + """
+local st = redis.call('HMGET', KEYS[1], 'status', 'amount')
+if not st[1] then return {'unknown'} end
+if st[1] == 'waiting' then
+  finish(ARGV[1], ARGV[2], st[2], 'cancelled', tonumber(ARGV[3]), tonumber(ARGV[4]),
+    tonumber(ARGV[5]), KEYS[3])
+  return {'ok'}
+end
+return {st[1]}
+"""
+)
+
+# KEYS: order, holds, releases. ARGV: prefix, order_id, now, quarantine, ttl
+_EXPIRE = (
+    _COMMON
+    + """
+local st = redis.call('HMGET', KEYS[1], 'status', 'amount', 'expires')
+if not st[1] then return {'unknown'} end
+local now = tonumber(ARGV[3])
+if st[1] == 'waiting' then
+  if now < tonumber(st[3]) then return {'not-due'} end
+  finish(ARGV[1], ARGV[2], st[2], 'expired', now, tonumber(ARGV[4]), tonumber(ARGV[5]), KEYS[3])
+  return {'ok'}
+end
+return {st[1]}
+"""
+)
+
+# KEYS: order, holds. ARGV: prefix, order_id
+_VOID = (
+    _COMMON
+    + """
+local st = redis.call('HMGET', KEYS[1], 'status', 'amount')
+if not st[1] then return 'unknown' end
+if st[1] ~= 'waiting' then return st[1] end
+local keep = {}
+for _, id in ipairs(split(redis.call('HGET', KEYS[2], st[2]))) do
+  if id ~= ARGV[2] then keep[#keep + 1] = id end
+end
+if #keep == 0 then
+  redis.call('HDEL', KEYS[2], st[2])
+else
+  redis.call('HSET', KEYS[2], st[2], table.concat(keep, ' '))
+end
+redis.call('DEL', KEYS[1])
+return 'ok'
+"""
+)
+
+# KEYS: holds, releases, credits, credits-seen.
+# ARGV: prefix, credit_id, amount, currency, bank minute, now, quarantine, lead, ttl, retention
+_MATCH = (
+    _COMMON
+    + """
+local prefix, credit_id, amount = ARGV[1], ARGV[2], ARGV[3]
+local bank, now = tonumber(ARGV[5]), tonumber(ARGV[6])
+local q, lead, ttl, retention = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]),
+  tonumber(ARGV[10])
+
+local prior = redis.call('HGET', KEYS[3], credit_id)
+if prior then
+  local first = cjson.decode(prior)
+  local rec = {}
+  if first.order_id then rec = redis.call('HGETALL', order_key(prefix, first.order_id)) end
+  return {'duplicate', prior, rec}
+end
+
+prune(KEYS[1], KEYS[2], prefix, now)
+local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - retention, 'LIMIT', 0, 50)
+for _, cid in ipairs(old) do
+  redis.call('HDEL', KEYS[3], cid)
+  redis.call('ZREM', KEYS[4], cid)
+end
+
+local outcome
+if ARGV[4] ~= 'UZS' then
+  outcome = {kind = 'unmatched', reason = 'currency ' .. ARGV[4] .. ' is not UZS'}
+else
+  local candidates, reason = {}, 'no order holds this amount on this card'
+  for _, id in ipairs(split(redis.call('HGET', KEYS[1], amount))) do
+    local o = redis.call('HMGET', order_key(prefix, id), 'status', 'created', 'expires',
+      'hold_until')
+    local status = o[1]
+    if status == 'waiting' or (status == 'expired' and tonumber(o[4]) > now) then
+      -- the bank minute [bank, bank + 60 s) must overlap [created - lead, expires]
+      if bank <= tonumber(o[3]) and bank + 60000 > tonumber(o[2]) - lead then
+        candidates[#candidates + 1] = id
+      else
+        reason = 'bank time outside the order window'
+      end
+    elseif status then
+      reason = 'the order holding this amount is ' .. status
+    end
+  end
+  if #candidates == 1 then
+    local id = candidates[1]
+    local k = order_key(prefix, id)
+    local late = 0
+    if redis.call('HGET', k, 'status') == 'expired' then late = 1 end
+    redis.call('HSET', k, 'paid_at', now, 'credit_id', credit_id, 'late', late)
+    finish(prefix, id, amount, 'paid', now, q, ttl, KEYS[2])
+    outcome = {kind = 'matched', order_id = id}
+  elseif #candidates > 1 then
+    outcome = {kind = 'ambiguous', candidates = candidates}
+  else
+    outcome = {kind = 'unmatched', reason = reason}
+  end
+end
+local encoded = cjson.encode(outcome)
+redis.call('HSET', KEYS[3], credit_id, encoded)
+redis.call('ZADD', KEYS[4], now, credit_id)
+local rec = {}
+if outcome.order_id then rec = redis.call('HGETALL', order_key(prefix, outcome.order_id)) end
+return {outcome.kind, encoded, rec}
+"""
+)
+
+# KEYS: order, holds, releases. ARGV: prefix, order_id, then the order hash fields (flat).
+_RESTORE = (
+    _COMMON
+    + """
+local prefix, id = ARGV[1], ARGV[2]
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(fields))
+local amount = redis.call('HGET', KEYS[1], 'amount')
+local ids = split(redis.call('HGET', KEYS[2], amount))
+local present = false
+for _, other in ipairs(ids) do if other == id then present = true end end
+if not present then ids[#ids + 1] = id end
+redis.call('HSET', KEYS[2], amount, table.concat(ids, ' '))
+local st = redis.call('HMGET', KEYS[1], 'status', 'hold_until')
+if st[1] ~= 'waiting' then
+  local cur = redis.call('ZSCORE', KEYS[3], amount)
+  if (not cur) or tonumber(cur) < tonumber(st[2]) then
+    redis.call('ZADD', KEYS[3], st[2], amount)
+  end
+end
+return 'ok'
+"""
+)
+
+# KEYS: deadlines. ARGV: now (epoch s), lease until (epoch s), limit
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member) end
+return due
+"""
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _ms(at: datetime) -> int:
+    if at.tzinfo is None:
+        raise ValueError("naive datetime")
+    return round(at.timestamp() * 1000)
+
+
+def _dt(ms: str | int | None) -> datetime | None:
+    if ms in (None, ""):
+        return None
+    return datetime.fromtimestamp(int(float(ms)) / 1000, UTC)
+
+
+def _pairs(raw: object) -> dict[str, str]:
+    """HGETALL from a script: a flat list (RESP2) or a map (RESP3 clients)."""
+    if isinstance(raw, dict):
+        return {_s(k): _s(v) for k, v in raw.items()}
+    items = [_s(x) for x in (raw or [])]  # type: ignore[union-attr]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _record(fields: dict[str, str]) -> OrderRecord | None:
+    if not fields.get("order"):
+        return None
+    order = Order.model_validate_json(fields["order"])
+    amount = int(fields["amount"])
+    if order.amount_tiyin != amount:
+        order = order.model_copy(update={"amount_tiyin": amount})
+    return OrderRecord(
+        order=order,
+        status=fields["status"],  # type: ignore[arg-type]
+        paid_at=_dt(fields.get("paid_at")),
+        credit_id=fields.get("credit_id") or None,
+        late=fields.get("late") == "1",
+        ended_at=_dt(fields.get("ended")),
+    )
+
+
+def _minute(at: datetime) -> int:
+    ms = _ms(at)
+    return ms - ms % 60_000
+
+
+# --- the book -----------------------------------------------------------------------------
 
 
 class OrderBook:
@@ -69,22 +392,106 @@ class OrderBook:
         keys: Keys,
         quarantine_s: int = 900,
         window_lead_s: int = 60,
+        retention_s: int = DEFAULT_RETENTION_S,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.quarantine_s = quarantine_s
         self.window_lead_s = window_lead_s
+        self.retention_s = retention_s
+        """How long ended orders and decided credits are kept (check-payment, redelivery)."""
+        self._create = redis.register_script(_CREATE)
+        self._create_free_tail = redis.register_script(_CREATE_FREE_TAIL)
+        self._cancel = redis.register_script(_CANCEL)
+        self._expire = redis.register_script(_EXPIRE)
+        self._void = redis.register_script(_VOID)
+        self._match = redis.register_script(_MATCH)
+        self._restore = redis.register_script(_RESTORE)
+        self._claim_due = redis.register_script(_CLAIM_DUE)
+
+    # --- keys ---------------------------------------------------------------------------
+
+    def _card_keys(self, mailbox_id: str, card_last4: str) -> tuple[str, str, str]:
+        prefix = self.keys.card(mailbox_id, card_last4, "")
+        return (
+            prefix,
+            self.keys.card(mailbox_id, card_last4, "holds"),
+            self.keys.card(mailbox_id, card_last4, "releases"),
+        )
+
+    @staticmethod
+    def _deadline_member(mailbox_id: str, card_last4: str, order_id: str) -> str:
+        return f"{mailbox_id}:{card_last4}:{order_id}"
+
+    async def _locate(self, order_id: str) -> tuple[str, str] | None:
+        where = await self.redis.get(self.keys.order_locator(order_id))
+        if not where:
+            return None
+        mailbox_id, card_last4 = _s(where).rsplit(":", 1)
+        return mailbox_id, card_last4
+
+    async def _register(self, order: Order) -> None:
+        """Locator and deadline first: a crash before the card script leaves only pointers to
+        nothing, which `get` and the expiry scanner treat as unknown."""
+        ttl = max(1, int((order.expires_at - order.created_at).total_seconds()))
+        ttl += self.quarantine_s + self.retention_s
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(
+                self.keys.order_locator(order.order_id),
+                f"{order.mailbox_id}:{order.card_last4}",
+                ex=ttl,
+            )
+            pipe.zadd(
+                self.keys.deadlines,
+                {
+                    self._deadline_member(
+                        order.mailbox_id, order.card_last4, order.order_id
+                    ): order.expires_at.timestamp()
+                },
+            )
+            await pipe.execute()
+
+    async def _unregister(self, order: Order) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self.keys.order_locator(order.order_id))
+            pipe.zrem(
+                self.keys.deadlines,
+                self._deadline_member(order.mailbox_id, order.card_last4, order.order_id),
+            )
+            await pipe.execute()
+
+    # --- orders -------------------------------------------------------------------------
 
     async def next_order_id(self) -> str:
         """Next id of the global sequence: "10001", "10002", ..."""
-        raise NotImplementedError
+        return str(10000 + int(await self.redis.incr(self.keys.order_sequence)))
 
     async def create(self, order: Order) -> OrderRecord:
         """Reserve `order.amount_tiyin` on its card and store the order `waiting`.
 
         Raises `AmountReserved` when the amount is held on that card. Schedules its deadline.
+        Creating an order id that already exists returns the stored record (a retried call).
         """
-        raise NotImplementedError
+        prefix, holds, releases = self._card_keys(order.mailbox_id, order.card_last4)
+        await self._register(order)
+        result = await self._create(
+            keys=[
+                self.keys.order(order.mailbox_id, order.card_last4, order.order_id),
+                holds,
+                releases,
+            ],
+            args=[
+                prefix,
+                order.order_id,
+                order.amount_tiyin,
+                order.model_dump_json(),
+                _ms(order.created_at),
+                _ms(order.expires_at),
+                _ms(order.created_at),
+                self.quarantine_s * 1000,
+            ],
+        )
+        return await self._created(order, result, AmountReserved(str(order.amount_tiyin)))
 
     async def create_with_free_tail(
         self, order: Order, base_amount_tiyin: int, tails: range = range(100, 10000, 100)
@@ -92,20 +499,130 @@ class OrderBook:
         """Server-side unique amount: `order.amount_tiyin` is replaced by the first free
         `base + tail` (tails in tiyin; default 1..99 so'm), chosen atomically.
         Raises `NoFreeAmount` when none is free."""
-        raise NotImplementedError
+        prefix, holds, releases = self._card_keys(order.mailbox_id, order.card_last4)
+        await self._register(order)
+        result = await self._create_free_tail(
+            keys=[holds, releases],
+            args=[
+                prefix,
+                order.order_id,
+                order.model_dump_json(),
+                _ms(order.created_at),
+                _ms(order.expires_at),
+                _ms(order.created_at),
+                self.quarantine_s * 1000,
+                *(base_amount_tiyin + tail for tail in tails),
+            ],
+        )
+        return await self._created(order, result, NoFreeAmount(str(base_amount_tiyin)))
+
+    async def _created(self, order: Order, result: list, refusal: Exception) -> OrderRecord:
+        outcome = _s(result[0])
+        if outcome == "ok":
+            amount = int(_s(result[1]))
+            return OrderRecord(
+                order=order.model_copy(update={"amount_tiyin": amount}), status="waiting"
+            )
+        if outcome == "exists":
+            record = await self.get(order.order_id)
+            assert record is not None
+            return record
+        await self._unregister(order)
+        raise refusal
+
+    async def restore(self, record: OrderRecord, hold_until: datetime | None = None) -> None:
+        """Write a record as it was (rebuilding Redis from the streams), bypassing the
+        reservation check: history is replayed, not re-decided."""
+        order = record.order
+        prefix, holds, releases = self._card_keys(order.mailbox_id, order.card_last4)
+        if record.status == "waiting":
+            await self._register(order)
+            hold_ms = _ms(order.expires_at) + self.quarantine_s * 1000
+        else:
+            end = hold_until or (record.ended_at or order.expires_at)
+            hold_ms = _ms(end) + (0 if hold_until else self.quarantine_s * 1000)
+            await self.redis.set(
+                self.keys.order_locator(order.order_id),
+                f"{order.mailbox_id}:{order.card_last4}",
+                ex=self.retention_s,
+            )
+        fields: dict[str, object] = {
+            "order": order.model_dump_json(),
+            "status": record.status,
+            "amount": order.amount_tiyin,
+            "created": _ms(order.created_at),
+            "expires": _ms(order.expires_at),
+            "hold_until": hold_ms,
+            "late": int(record.late),
+        }
+        if record.paid_at:
+            fields["paid_at"] = _ms(record.paid_at)
+        if record.credit_id:
+            fields["credit_id"] = record.credit_id
+        if record.ended_at:
+            fields["ended"] = _ms(record.ended_at)
+        flat = [x for pair in fields.items() for x in pair]
+        await self._restore(
+            keys=[
+                self.keys.order(order.mailbox_id, order.card_last4, order.order_id),
+                holds,
+                releases,
+            ],
+            args=[prefix, order.order_id, *flat],
+        )
 
     async def get(self, order_id: str) -> OrderRecord | None:
-        raise NotImplementedError
+        where = await self._locate(order_id)
+        if where is None:
+            return None
+        return _record(_pairs(await self.redis.hgetall(self.keys.order(*where, order_id))))
+
+    async def _transition(self, script, order_id: str, at: datetime) -> tuple[str, tuple | None]:
+        where = await self._locate(order_id)
+        if where is None:
+            return "unknown", None
+        prefix, holds, releases = self._card_keys(*where)
+        result = await script(
+            keys=[self.keys.order(*where, order_id), holds, releases],
+            args=[prefix, order_id, _ms(at), self.quarantine_s * 1000, self.retention_s],
+        )
+        return _s(result[0]), where
 
     async def cancel(self, order_id: str, at: datetime) -> OrderRecord:
         """`waiting → cancelled`; idempotent on an already cancelled order.
         Raises `TransitionNotAllowed` for paid/expired orders, KeyError when unknown."""
-        raise NotImplementedError
+        outcome, where = await self._transition(self._cancel, order_id, at)
+        if outcome == "unknown":
+            raise KeyError(order_id)
+        if outcome not in ("ok", "cancelled"):
+            raise TransitionNotAllowed(outcome)  # type: ignore[arg-type]
+        if outcome == "ok" and where:
+            await self.redis.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
+        record = await self.get(order_id)
+        if record is None:
+            raise KeyError(order_id)
+        return record
 
     async def void(self, order_id: str) -> None:
         """Undo a `create` whose `order.created` event could not be published: the order and its
         reservation disappear as if never made. Only valid while still `waiting`."""
-        raise NotImplementedError
+        where = await self._locate(order_id)
+        if where is None:
+            return
+        prefix, holds, _ = self._card_keys(*where)
+        outcome = _s(
+            await self._void(
+                keys=[self.keys.order(*where, order_id), holds], args=[prefix, order_id]
+            )
+        )
+        if outcome not in ("ok", "unknown"):
+            raise TransitionNotAllowed(outcome)  # type: ignore[arg-type]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self.keys.order_locator(order_id))
+            pipe.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
+            await pipe.execute()
+
+    # --- credits ------------------------------------------------------------------------
 
     async def match_credit(self, credit: Credit, now: datetime) -> MatchOutcome:
         """Pair a credit with the one order it pays (SPEC §3 rules 1-5), atomically.
@@ -113,17 +630,82 @@ class OrderBook:
         Candidates: orders on the credit's `(mailbox_id, card_last4)` with exactly its amount,
         currency UZS, whose window `[created_at - window_lead_s, expires_at]` contains the bank
         time (minute precision: the bank minute overlaps the window), status `waiting`, or
-        `expired` with the amount still quarantined (then `late=True`).
+        `expired` with the amount still quarantined at `now` (then `late=True`).
         One candidate → `matched` (order becomes `paid`); several → `ambiguous` (nothing paid);
         none → `unmatched`; a credit id already decided → `duplicate` with the first outcome's
         record (so a redelivered credit republishes the same events)."""
-        raise NotImplementedError
+        prefix, holds, releases = self._card_keys(credit.mailbox_id, credit.card_last4)
+        result = await self._match(
+            keys=[
+                holds,
+                releases,
+                self.keys.card(credit.mailbox_id, credit.card_last4, "credits"),
+                self.keys.card(credit.mailbox_id, credit.card_last4, "credits-seen"),
+            ],
+            args=[
+                prefix,
+                credit.credit_id,
+                credit.amount_tiyin,
+                credit.currency.upper(),
+                _minute(credit.occurred_at),
+                _ms(now),
+                self.quarantine_s * 1000,
+                self.window_lead_s * 1000,
+                self.retention_s,
+                self.retention_s * 1000,
+            ],
+        )
+        kind, decided = _s(result[0]), json.loads(_s(result[1]))
+        record = _record(_pairs(result[2]))
+        first = decided["kind"]
+        candidates = decided.get("candidates") or []
+        return MatchOutcome(
+            kind=kind,  # type: ignore[arg-type]
+            record=record,
+            candidate_order_ids=tuple(candidates) if isinstance(candidates, list) else (),
+            reason=decided.get("reason"),
+            original=first if kind == "duplicate" else None,
+        )
+
+    # --- deadlines ----------------------------------------------------------------------
 
     async def due(self, now: datetime, limit: int = 500) -> list[str]:
         """Order ids whose deadline has passed and that may still be waiting."""
-        raise NotImplementedError
+        members = await self.redis.zrangebyscore(
+            self.keys.deadlines, "-inf", now.timestamp(), start=0, num=limit
+        )
+        return [_s(m).rsplit(":", 1)[1] for m in members]
+
+    async def claim_due(self, now: datetime, lease_s: float = 30.0, limit: int = 500) -> list[str]:
+        """Like `due`, but moves the claimed deadlines `lease_s` into the future, so another
+        scanner replica skips them while this one works; `clear_deadline` when done, else they
+        come back after the lease."""
+        members = await self._claim_due(
+            keys=[self.keys.deadlines],
+            args=[now.timestamp(), now.timestamp() + lease_s, limit],
+        )
+        return [_s(m).rsplit(":", 1)[1] for m in members]
+
+    async def clear_deadline(self, order_id: str) -> None:
+        where = await self._locate(order_id)
+        if where is None:
+            stale = [
+                member
+                async for member, _ in self.redis.zscan_iter(
+                    self.keys.deadlines, match=f"*:{order_id}"
+                )
+            ]
+            if stale:
+                await self.redis.zrem(self.keys.deadlines, *stale)
+            return
+        await self.redis.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
 
     async def expire(self, order_id: str, now: datetime) -> OrderRecord | None:
         """`waiting → expired` if still waiting at `now >= expires_at`; returns the record when it
-        expired now or had already expired (idempotent), None when it ended otherwise."""
-        raise NotImplementedError
+        expired now or had already expired (idempotent), None when it ended otherwise (or is not
+        due yet, or unknown)."""
+        outcome, _ = await self._transition(self._expire, order_id, now)
+        if outcome not in ("ok", "expired"):
+            return None
+        record = await self.get(order_id)
+        return record if record and record.status == "expired" else None
