@@ -1,0 +1,48 @@
+"""Which events a matching outcome or an expiry produces (pure; no I/O).
+
+Event ids derive from the credit or the order, so publishing the same outcome again (a
+redelivered credit after a crash between the Redis commit and the publish) is dropped by
+JetStream's `Nats-Msg-Id` dedup.
+"""
+
+from __future__ import annotations
+
+from autopay_contracts import (
+    CreditAmbiguous,
+    CreditMatched,
+    CreditUnmatched,
+    Event,
+    OrderExpired,
+    OrderPaid,
+)
+from autopay_contracts.events import Credit
+from autopay_store.orders import MatchOutcome, OrderRecord
+
+
+def outcome_events(credit: Credit, outcome: MatchOutcome) -> list[Event]:
+    kind = outcome.original if outcome.kind == "duplicate" else outcome.kind
+    if kind == "matched":
+        record = outcome.record
+        if record is None or record.paid_at is None or record.credit_id != credit.credit_id:
+            return []  # the order's data is gone (past retention): nothing left to repeat
+        return [
+            OrderPaid(
+                order=record.order,
+                credit_id=credit.credit_id,
+                paid_at=record.paid_at,
+                late=record.late,
+            ),
+            CreditMatched(
+                credit=credit,
+                order_id=record.order.order_id,
+                merchant_id=record.order.merchant_id,
+                late=record.late,
+            ),
+        ]
+    if kind == "ambiguous":
+        return [CreditAmbiguous(credit=credit, candidate_order_ids=outcome.candidate_order_ids)]
+    return [CreditUnmatched(credit=credit, reason=outcome.reason or "no matching order")]
+
+
+def expired_event(record: OrderRecord) -> OrderExpired:
+    return OrderExpired(order=record.order, expired_at=record.ended_at or record.order.expires_at)

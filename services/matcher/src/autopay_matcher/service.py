@@ -1,0 +1,124 @@
+"""The matcher's work: decide each credit, expire overdue orders, publish what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from faststream.nats import NatsBroker
+
+from autopay_contracts import Event, Namespace
+from autopay_contracts.events import Credit
+from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_matcher import metrics
+from autopay_matcher.outcomes import expired_event, outcome_events
+from autopay_runtime.logging import get_logger
+from autopay_store.orders import MatchOutcome, OrderBook
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class Matcher:
+    def __init__(
+        self,
+        book: OrderBook,
+        broker: NatsBroker,
+        ns: Namespace,
+        clock: Clock = system_clock,
+        publish_timeout_s: float = 5.0,
+    ) -> None:
+        self.book = book
+        self.broker = broker
+        self.ns = ns
+        self.clock = clock
+        self.publish_timeout_s = publish_timeout_s
+        self._streams = {"order": ORDERS.name(ns), "credit": CREDITS.name(ns)}
+
+    async def publish(self, event: Event) -> None:
+        await self.broker.publish(
+            event.to_bytes(),
+            event.subject(self.ns),
+            headers=event.headers(),
+            stream=self._streams[event.aggregate],
+            timeout=self.publish_timeout_s,
+        )
+
+    async def handle_credit(self, credit: Credit) -> MatchOutcome:
+        """Decide the credit in Redis, then publish its outcome; any failure raises so the
+        message is redelivered, and the redelivery republishes the stored decision."""
+        started = time.perf_counter()
+        outcome = await self.book.match_credit(credit, self.clock())
+        for event in outcome_events(credit, outcome):
+            await self.publish(event)
+        metrics.CREDITS.labels(outcome=outcome.kind).inc()
+        metrics.MATCH_SECONDS.observe(time.perf_counter() - started)
+        get_logger(credit_id=credit.credit_id, mailbox_id=credit.mailbox_id).info(
+            "credit decided",
+            outcome=outcome.kind,
+            original=outcome.original,
+            order_id=outcome.record.order.order_id if outcome.record else None,
+            late=outcome.record.late if outcome.record else None,
+            candidates=list(outcome.candidate_order_ids) or None,
+            reason=outcome.reason,
+        )
+        return outcome
+
+    async def expire_due(self, lease_s: float = 30.0, limit: int = 500) -> int:
+        """One scanner pass: claim overdue deadlines (leased, so replicas split them), expire,
+        publish `order.expired`, and only then drop the deadline. Returns how many were due."""
+        now = self.clock()
+        order_ids = await self.book.claim_due(now, lease_s=lease_s, limit=limit)
+        for order_id in order_ids:
+            record = await self.book.expire(order_id, now)
+            if record is not None:
+                await self.publish(expired_event(record))
+                metrics.ORDERS_EXPIRED.inc()
+                get_logger(order_id=order_id).info("order expired")
+            else:
+                current = await self.book.get(order_id)
+                if current is not None and current.status == "waiting":
+                    continue  # not due by its own clock yet; the lease brings it back
+            await self.book.clear_deadline(order_id)
+        return len(order_ids)
+
+
+class ExpiryScanner:
+    """Runs `Matcher.expire_due` every `interval_s` in the background of the app."""
+
+    def __init__(
+        self, matcher: Matcher, interval_s: float, lease_s: float = 30.0, batch: int = 500
+    ) -> None:
+        self.matcher = matcher
+        self.interval_s = interval_s
+        self.lease_s = lease_s
+        self.batch = batch
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="expiry-scanner")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        log = get_logger(task="expiry-scanner")
+        while True:
+            try:
+                due = await self.matcher.expire_due(self.lease_s, self.batch)
+            except Exception:
+                log.exception("expiry pass failed")
+                due = 0
+            if due < self.batch:
+                await asyncio.sleep(self.interval_s)

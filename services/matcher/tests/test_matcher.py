@@ -1,0 +1,254 @@
+"""The matcher against real NATS JetStream and Redis, run in-process."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from autopay_contracts import CreditReceived, Namespace, Order, mailbox_id_for
+from autopay_contracts.events import Credit
+from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_matcher.bootstrap import build_app
+from autopay_matcher.settings import MatcherSettings
+from autopay_store.keys import Keys
+from autopay_store.orders import OrderBook
+
+GMAIL = "karta@gmail.com"
+MBX = mailbox_id_for(GMAIL)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(nats_url, redis_url, namespace, redis_prefix) -> MatcherSettings:
+    return MatcherSettings(
+        nats_url=nats_url,
+        redis_url=redis_url,
+        namespace=namespace.root,
+        redis_prefix=redis_prefix,
+        expiry_scan_interval_seconds=0.05,
+        retry_delay_seconds=0.2,
+    )
+
+
+@pytest.fixture
+async def app(settings, clock, streams, redis_client) -> AsyncIterator:
+    app = build_app(settings, clock=clock)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
+def book(redis_client, redis_prefix) -> OrderBook:
+    return OrderBook(redis_client, Keys(redis_prefix))
+
+
+def make_order(order_id: str, at: datetime, amount: int = 5_003_700) -> Order:
+    return Order(
+        order_id=order_id,
+        merchant_id="7",
+        mailbox_id=MBX,
+        gmail=GMAIL,
+        card_last4="6412",
+        amount_tiyin=amount,
+        created_at=at,
+        expires_at=at + timedelta(minutes=5),
+    )
+
+
+def make_credit(credit_id: str, at: datetime, amount: int = 5_003_700, **kw) -> Credit:
+    return Credit(
+        credit_id=credit_id,
+        mailbox_id=MBX,
+        gmail=GMAIL,
+        card_last4="6412",
+        amount_tiyin=amount,
+        occurred_at=at.replace(second=0),
+        received_at=at,
+        format="uzcard-email",
+        **kw,
+    )
+
+
+async def send_credit(nats_client, ns: Namespace, credit: Credit, msg_id: str | None = None):
+    evt = CreditReceived(credit=credit)
+    headers = evt.headers() if msg_id is None else {"Nats-Msg-Id": msg_id}
+    await nats_client.jetstream().publish(
+        evt.subject(ns), evt.to_bytes(), headers=headers, stream=CREDITS.name(ns)
+    )
+
+
+async def stored(nats_client, stream: str, subject_suffix: str) -> list[dict]:
+    js = nats_client.jetstream()
+    info = await js.stream_info(stream)
+    found: list[dict] = []
+    if not info.state.messages:
+        return found
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(stream, seq)
+        if msg.subject.endswith(subject_suffix):
+            found.append(json.loads(msg.data))
+    return found
+
+
+async def eventually(probe, timeout: float = 10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_credit_pays_order_and_both_events_are_stored(
+    app, book, clock, nats_client, namespace
+):
+    await book.create(make_order("10001", clock.at))
+    clock.at += timedelta(minutes=1)
+    await send_credit(nats_client, namespace, make_credit("c1", clock.at))
+
+    paid = await eventually(lambda: stored(nats_client, ORDERS.name(namespace), ".paid"))
+    assert paid[0]["order"]["order_id"] == "10001"
+    assert paid[0]["credit_id"] == "c1" and paid[0]["late"] is False
+    matched = await eventually(lambda: stored(nats_client, CREDITS.name(namespace), ".matched"))
+    assert matched[0]["order_id"] == "10001" and matched[0]["credit"]["credit_id"] == "c1"
+    assert (await book.get("10001")).status == "paid"
+
+
+async def test_credit_without_order_is_unmatched(app, clock, nats_client, namespace):
+    await send_credit(nats_client, namespace, make_credit("c1", clock.at))
+    unmatched = await eventually(lambda: stored(nats_client, CREDITS.name(namespace), ".unmatched"))
+    assert unmatched[0]["credit"]["credit_id"] == "c1"
+    assert unmatched[0]["reason"] == "no order holds this amount on this card"
+
+
+async def test_foreign_currency_is_unmatched_with_reason(app, book, clock, nats_client, namespace):
+    await book.create(make_order("10001", clock.at))
+    await send_credit(nats_client, namespace, make_credit("c1", clock.at, currency="USD"))
+    unmatched = await eventually(lambda: stored(nats_client, CREDITS.name(namespace), ".unmatched"))
+    assert "USD" in unmatched[0]["reason"]
+    assert (await book.get("10001")).status == "waiting"
+
+
+async def test_expiry_scanner_publishes_order_expired(app, book, clock, nats_client, namespace):
+    await book.create(make_order("10001", clock.at))
+    await asyncio.sleep(0.2)
+    assert await stored(nats_client, ORDERS.name(namespace), ".expired") == []
+    clock.at += timedelta(minutes=5)
+    expired = await eventually(lambda: stored(nats_client, ORDERS.name(namespace), ".expired"))
+    assert expired[0]["order"]["order_id"] == "10001"
+    assert (await book.get("10001")).status == "expired"
+    assert await book.due(clock.at + timedelta(hours=1)) == []
+
+
+async def test_late_credit_after_expiry_pays_with_late_flag(
+    app, book, clock, nats_client, namespace
+):
+    created = clock.at
+    await book.create(make_order("10001", created))
+    clock.at += timedelta(minutes=5)
+    await eventually(lambda: stored(nats_client, ORDERS.name(namespace), ".expired"))
+    clock.at += timedelta(minutes=2)
+    await send_credit(nats_client, namespace, make_credit("c1", created + timedelta(minutes=4)))
+    paid = await eventually(lambda: stored(nats_client, ORDERS.name(namespace), ".paid"))
+    assert paid[0]["late"] is True
+
+
+async def test_redelivered_credit_does_not_pay_twice(app, book, clock, nats_client, namespace):
+    """The same credit published again (new message id, as after a producer crash) is decided
+    once: the republished outcome events are dropped by dedup, the stream holds one of each."""
+    await book.create(make_order("10001", clock.at))
+    credit = make_credit("c1", clock.at)
+    await send_credit(nats_client, namespace, credit)
+    await eventually(lambda: stored(nats_client, ORDERS.name(namespace), ".paid"))
+    await send_credit(nats_client, namespace, credit, msg_id="another-delivery")
+    received = CREDITS.name(namespace)
+    await eventually(lambda: _consumer_idle(nats_client, received))
+    assert len(await stored(nats_client, ORDERS.name(namespace), ".paid")) == 1
+    assert len(await stored(nats_client, received, ".matched")) == 1
+    assert len(await stored(nats_client, received, ".received")) == 2
+
+
+async def _consumer_idle(nats_client, stream: str) -> bool:
+    info = await nats_client.jetstream().consumer_info(stream, "matcher")
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def test_health_endpoints(app):
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://matcher") as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        metrics = (await client.get("/metrics")).text
+        assert "autopay_matcher_credits_total" in metrics
+        assert "autopay_matcher_match_seconds" in metrics
+
+
+async def test_crash_after_commit_before_publish_is_repaired_by_redelivery(
+    app, book, clock, nats_client, namespace
+):
+    """Redis decided the credit but the events never left (the process died): the redelivered
+    credit is a duplicate and publishes the first outcome's events, once."""
+    await book.create(make_order("10001", clock.at))
+    credit = make_credit("c1", clock.at)
+    first = await book.match_credit(credit, clock.at)
+    assert first.kind == "matched"
+    await send_credit(nats_client, namespace, credit)
+    paid = await eventually(lambda: stored(nats_client, ORDERS.name(namespace), ".paid"))
+    assert paid[0]["paid_at"] == first.record.paid_at.isoformat().replace("+00:00", "Z")
+    await eventually(lambda: _consumer_idle(nats_client, CREDITS.name(namespace)))
+    assert len(await stored(nats_client, CREDITS.name(namespace), ".matched")) == 1
+
+
+async def test_redis_outage_retries_the_credit_instead_of_losing_it(
+    settings, clock, streams, nats_client, namespace, redis_prefix, tmp_path
+):
+    import redis.asyncio as aioredis
+    from prometheus_client import REGISTRY
+
+    from autopay_testing.servers import start_redis
+
+    server = start_redis(workdir=tmp_path, persistent=True)
+    port = server.port
+    settings = settings.model_copy(update={"redis_url": server.url})
+    client = aioredis.Redis.from_url(server.url, decode_responses=True)
+    app = build_app(settings, clock=clock)
+    try:
+        await OrderBook(client, Keys(redis_prefix)).create(make_order("10001", clock.at))
+        await client.aclose()
+        await app.start()
+        server.stop()
+        retries = REGISTRY.get_sample_value("autopay_matcher_retries_total", {"cause": "redis"})
+        await send_credit(nats_client, namespace, make_credit("c1", clock.at))
+
+        async def retried() -> bool:
+            now = REGISTRY.get_sample_value("autopay_matcher_retries_total", {"cause": "redis"})
+            return (now or 0) > (retries or 0)
+
+        await eventually(retried)
+        server = start_redis(workdir=tmp_path, port=port, persistent=True)
+        paid = await eventually(lambda: stored(nats_client, ORDERS.name(namespace), ".paid"))
+        assert paid[0]["order"]["order_id"] == "10001"
+    finally:
+        await app.stop()
+        server.stop()
