@@ -14,9 +14,11 @@ NotificationKind = Literal["credit", "debit", "reversal", "ignored", "rejected",
 class Notification:
     """One message, classified.
 
-    `kind == "credit"` only for a trusted, unambiguous incoming transfer in any currency;
-    the matcher still refuses non-UZS. Money is integer tiyin. `occurred_at` is the bank's time
-    (aware, Asia/Tashkent). `reason` says why a message is not a credit.
+    `kind == "credit"` only for a trusted, unambiguous incoming UZS transfer (a credit in
+    another currency is `ignored`, with its fields kept; the matcher should still refuse
+    non-UZS). Money is integer tiyin. `occurred_at` is the bank's time (aware, Asia/Tashkent,
+    minute precision). `reason` says why (for non-credits: why not). Fields are filled whenever
+    the text could be read, also for `rejected` messages (evidence), so always check `kind`.
     """
 
     kind: NotificationKind

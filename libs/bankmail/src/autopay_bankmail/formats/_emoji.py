@@ -1,0 +1,33 @@
+"""Splitting emoji-field bot pushes (Humo bot, CardXabar) into (marker, text) fields.
+
+Works whether the fields come one per line or run together on one line.
+"""
+
+from __future__ import annotations
+
+import re
+
+CLOCKS = "".join(chr(c) for c in range(0x1F550, 0x1F568)) + "\u23f0\u231a"
+HEADERS = "\U0001f389\U0001f4b8\U0001f3e7\u2139\U0001f7e2\U0001f534"  # 🎉 💸 🏧 ℹ 🟢 🔴
+PLUS, MINUS = "\u2795", "\u2796"  # ➕ ➖
+PLACE, CARD, BALANCE, CASH = "\U0001f4cd", "\U0001f4b3", "\U0001f4b0", "\U0001f4b5"
+MARKERS = HEADERS + PLUS + MINUS + PLACE + CARD + BALANCE + CASH + CLOCKS
+_SPLIT = re.compile(f"([{re.escape(MARKERS)}])")
+
+
+def fields(text: str) -> list[tuple[str, str]]:
+    parts = _SPLIT.split(text)
+    out = []
+    for index in range(1, len(parts), 2):
+        value = re.sub(r"\s+", " ", parts[index + 1]).replace("**", "").strip()
+        out.append((parts[index], value))
+    return out
+
+
+def values(found: list[tuple[str, str]], markers: str) -> list[str]:
+    return [value for marker, value in found if marker in markers]
+
+
+def card_last4(value: str) -> str | None:
+    match = re.search(r"\*+\s*(\d{4})$", value)
+    return match[1] if match else None
