@@ -1,0 +1,97 @@
+"""Composition root: wires settings → Redis, NATS, HTTP client, store, service, consumer."""
+
+from __future__ import annotations
+
+from faststream.asgi import AsgiFastStream
+from faststream.nats import NatsBroker
+
+from autopay_notifier import handlers
+from autopay_notifier.domain import RetryPolicy
+from autopay_notifier.events import WebhookEvents
+from autopay_notifier.http import WebhookSender
+from autopay_notifier.service import Limits, Notifier
+from autopay_notifier.settings import NotifierSettings
+from autopay_notifier.ssrf import GuardPolicy
+from autopay_notifier.store import DeliveryKeys, DeliveryStore
+from autopay_runtime.connections import broker_ready, redis_client, redis_ready, streams_ready
+from autopay_runtime.health import health_routes
+from autopay_store.accounts import Accounts
+from autopay_store.keys import Keys
+from autopay_store.secrets import SecretBox
+
+
+def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Notifier:
+    guard = GuardPolicy(allow_loopback=settings.allow_http_loopback)
+    accounts = Accounts(redis, Keys(settings.redis_prefix), SecretBox(settings.secret_keys))
+    return Notifier(
+        store=DeliveryStore(
+            redis,
+            DeliveryKeys(settings.redis_prefix),
+            retention_s=settings.delivery_retention_s,
+            log_max=settings.delivery_log_max,
+        ),
+        sender=WebhookSender(
+            guard,
+            connect_timeout_s=settings.connect_timeout_s,
+            total_timeout_s=settings.total_timeout_s,
+            response_cap_bytes=settings.response_cap_bytes,
+            max_connections=settings.max_outstanding,
+        ),
+        secrets_for=accounts.webhook_secrets,
+        publisher=WebhookEvents(broker, settings.ns),
+        policy=RetryPolicy(
+            schedule=tuple(settings.retry_schedule_s),
+            jitter=settings.retry_jitter,
+            overload_floor_s=settings.overload_floor_s,
+            retry_after_cap_s=settings.retry_after_cap_s,
+        ),
+        guard=guard,
+        limits=Limits(
+            max_outstanding=settings.max_outstanding,
+            per_host_in_flight=settings.per_host_in_flight,
+            per_host_queue=settings.per_host_queue,
+            lease_s=settings.lease_s,
+            poll_interval_s=settings.poll_interval_s,
+            busy_defer_s=settings.busy_defer_s,
+        ),
+        user_agent=settings.user_agent,
+    )
+
+
+def build_app(settings: NotifierSettings) -> AsgiFastStream:
+    broker = NatsBroker(settings.nats_url, name="notifier", graceful_timeout=15.0)
+    redis = redis_client(settings.redis_url, "notifier")
+    notifier = build_notifier(settings, broker, redis)
+    handlers.register(
+        broker,
+        notifier,
+        settings.ns,
+        durable=settings.durable,
+        fetch_batch=settings.fetch_batch,
+    )
+
+    async def start_scheduler() -> None:
+        notifier.start()
+
+    async def stop_deliveries() -> None:
+        await notifier.stop(settings.shutdown_grace_s)
+
+    async def close_clients() -> None:
+        await notifier.sender.aclose()  # type: ignore[attr-defined]
+        await redis.aclose()
+
+    app = AsgiFastStream(
+        broker,
+        asgi_routes=health_routes(
+            [
+                ("nats", broker_ready(broker)),
+                ("redis", redis_ready(redis)),
+                ("streams", streams_ready(broker, settings.ns)),
+            ]
+        ),
+        after_startup=[start_scheduler],
+        on_shutdown=[stop_deliveries],
+        after_shutdown=[close_clients],
+    )
+    app.state_notifier = notifier  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,209 @@
+"""Pure webhook logic: which order events become webhooks, their payload and signature, how a
+response is classified and when the next attempt happens. No I/O here.
+
+Payload (SPEC §2, the original's webhook):
+`{"order_id","status","amount","card_last4","gmail","client_user_id","client_user_data","paid_at"}`
+with `amount` in so'm and `paid_at` as `YYYY-MM-DDTHH:MM:SS` Tashkent time (null unless paid).
+`client_user_data` is `{}` when the order has none: the original's own receiver example reads it
+with `data.get("client_user_data", {})` and then uses it as a dict, which `null` would break.
+
+Response classification (SPEC §6 and research/webhooks.md §1.2):
+- any 2xx → delivered;
+- 410 Gone → exhausted at once (the receiver says the URL is dead);
+- network error, timeout, 3xx (never followed), 429, 5xx → retry;
+- every other 4xx → retry as well, on the same schedule. Money is at stake: a 401/403 after a
+  secret rotation, a 404 during a deploy or a 400 from a receiver bug all heal once the merchant
+  fixes their side, and the Standard Webhooks spec counts "everything else" as a plain failure.
+  The schedule is finite, so a permanently broken receiver still ends in `exhausted`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+from autopay_contracts import OrderCancelled, OrderExpired, OrderPaid
+
+OrderEvent = OrderPaid | OrderExpired | OrderCancelled
+
+TASHKENT = timezone(timedelta(hours=5), "Asia/Tashkent")  # no DST since 1992
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
+
+# Standard Webhooks example schedule: delays after attempts 1..9 → 10 attempts over ~75.6 h.
+DEFAULT_SCHEDULE_S: tuple[float, ...] = (
+    5,
+    5 * 60,
+    30 * 60,
+    2 * 3600,
+    5 * 3600,
+    10 * 3600,
+    14 * 3600,
+    20 * 3600,
+    24 * 3600,
+)
+
+
+# --- which events, what payload -----------------------------------------------------------
+
+
+def wants_webhook(event: OrderEvent) -> bool:
+    """A paid order is always notified; expired/cancelled only when the order opted in."""
+    order = event.order
+    if not order.webhook_url:
+        return False
+    return event.event_name in order.notify_events
+
+
+def delivery_id_for(event: OrderEvent) -> str:
+    """The `webhook-id`: the order event's deterministic id, so retries and redeliveries of the
+    same fact carry the same id and receivers can deduplicate on it."""
+    return event.event_id
+
+
+def tashkent_iso(at: datetime) -> str:
+    return at.astimezone(TASHKENT).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def webhook_payload(event: OrderEvent) -> dict[str, Any]:
+    order = event.order
+    return {
+        "order_id": order.order_id,
+        "status": event.event_name,
+        "amount": order.amount_tiyin // 100,
+        "card_last4": order.card_last4,
+        "gmail": order.gmail,
+        "client_user_id": order.client_user_id,
+        "client_user_data": order.client_user_data if order.client_user_data is not None else {},
+        "paid_at": tashkent_iso(event.paid_at) if isinstance(event, OrderPaid) else None,
+    }
+
+
+def encode_body(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# --- signing (Standard Webhooks v1) -------------------------------------------------------
+
+
+def secret_key(secret: str) -> bytes:
+    """`whsec_<base64>` → HMAC key bytes (padding tolerated, as the reference libraries do)."""
+    raw = secret.removeprefix(SECRET_PREFIX)
+    return base64.b64decode(raw + "=" * (-len(raw) % 4))
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def webhook_headers(
+    *, msg_id: str, timestamp: int, body: bytes, secrets: list[str], user_agent: str
+) -> dict[str, str]:
+    """Headers of one attempt; every currently valid secret signs (rotation grace period)."""
+    return {
+        "content-type": "application/json",
+        "user-agent": user_agent,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(sign(s, msg_id, timestamp, body) for s in secrets),
+    }
+
+
+# --- outcome of one attempt, and what happens next ----------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one HTTP attempt produced. `status_code` is None when no response arrived."""
+
+    status_code: int | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+    retry_after_s: float | None = None
+    timed_out: bool = False
+    refused: bool = False  # the SSRF guard refused the destination: never retried
+
+
+Verdict = Literal["delivered", "retry", "exhausted"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    error: str | None = None
+    delay_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`schedule[n-1]` is the delay after the n-th failed attempt; attempts = len(schedule)+1.
+
+    Jitter is additive (`delay × U[0, jitter]`), so a retry never fires earlier than planned.
+    A timeout or a 429 waits at least `overload_floor_s`. `Retry-After` raises the delay to the
+    receiver's hint, the hint itself capped at `retry_after_cap_s`.
+    """
+
+    schedule: tuple[float, ...] = DEFAULT_SCHEDULE_S
+    jitter: float = 0.2
+    overload_floor_s: float = 60.0
+    retry_after_cap_s: float = 10 * 3600.0
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.schedule) + 1
+
+    def delay_after(self, attempt: int, result: AttemptResult, rand: float) -> float:
+        base = self.schedule[attempt - 1]
+        delay = base + base * self.jitter * rand
+        if result.timed_out or result.status_code == 429:
+            delay = max(delay, self.overload_floor_s)
+        if result.retry_after_s is not None:
+            delay = max(delay, min(result.retry_after_s, self.retry_after_cap_s))
+        return delay
+
+
+def describe_failure(result: AttemptResult) -> str:
+    if result.error:
+        return result.error
+    code = result.status_code
+    if code is not None and 300 <= code < 400:
+        return f"HTTP {code} (redirects are not followed; update the webhook URL)"
+    return f"HTTP {code}"
+
+
+def decide(policy: RetryPolicy, attempt: int, result: AttemptResult, rand: float) -> Decision:
+    """`attempt` is 1-based; `rand` in [0, 1) feeds the jitter."""
+    code = result.status_code
+    if result.refused:
+        return Decision("exhausted", result.error or "destination refused")
+    if code is not None and 200 <= code < 300:
+        return Decision("delivered")
+    error = describe_failure(result)
+    if code == 410:
+        return Decision("exhausted", f"{error}: the receiver asked to stop (410 Gone)")
+    if attempt >= policy.max_attempts:
+        return Decision("exhausted", f"{error}; gave up after {attempt} attempts")
+    return Decision("retry", error, policy.delay_after(attempt, result, rand))
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or HTTP-date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())

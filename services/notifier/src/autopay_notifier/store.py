@@ -1,0 +1,276 @@
+"""Durable delivery state in Redis: the deliveries, a ZSET of due attempts, a log per order.
+
+Keys (all under one hash tag `{wh}`, so every script touches a single Cluster slot):
+- `<p>:{wh}:delivery:<delivery_id>` hash: merchant_id, order_id, order_event, url, body (the
+  webhook payload, kept for retries and manual redelivery), state (pending | delivered |
+  exhausted), attempts, last_status, last_error, last_attempt_at, next_attempt_at, lease.
+  Finished deliveries expire after `retention_s`. No secret is ever stored here.
+- `<p>:{wh}:due` ZSET delivery_id → epoch seconds when it is next due. While an attempt runs,
+  the score is the lease expiry: a notifier that dies mid-attempt loses its lease and the
+  delivery becomes due again for any replica.
+- `<p>:{wh}:order:<order_id>` hash order_event → delivery_id (to find deliveries of an order).
+- `<p>:{wh}:log:<order_id>` list of JSON attempt records (attempt, at, status_code, error,
+  duration_ms, outcome, next_attempt_at), newest last, capped at `log_max` entries. Never a
+  response body, never a secret.
+
+Every transition checks the lease token, so an attempt whose lease was taken over cannot
+overwrite the newer owner's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'attempts', 0, unpack(ARGV, 6))
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'lease', ARGV[3]) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+return 1
+"""
+
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i, id in ipairs(ids) do
+  local key = ARGV[5] .. id
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    local token = ARGV[4] .. '-' .. i
+    redis.call('ZADD', KEYS[1], ARGV[3], id)
+    redis.call('HSET', key, 'lease', token)
+    local f = redis.call('HMGET', key, 'merchant_id', 'order_id', 'order_event', 'url', 'body',
+                         'attempts')
+    table.insert(out, {id, token, f[1], f[2], f[3], f[4], f[5], f[6]})
+  end
+end
+return out
+"""
+
+_COMPLETE = """
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], 'lease')
+if ARGV[3] == 'defer' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+  return 1
+end
+redis.call('HSET', KEYS[1], 'attempts', ARGV[5], 'last_status', ARGV[8], 'last_error', ARGV[9],
+           'last_attempt_at', ARGV[10])
+if ARGV[3] == 'retry' then
+  redis.call('HSET', KEYS[1], 'state', 'pending', 'next_attempt_at', ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'state', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'next_attempt_at')
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+end
+redis.call('RPUSH', KEYS[3], ARGV[6])
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[11]), -1)
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class DeliveryKeys:
+    prefix: str = "ap"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.prefix}:{{wh}}"
+
+    @property
+    def due(self) -> str:
+        return f"{self.tag}:due"
+
+    @property
+    def delivery_prefix(self) -> str:
+        return f"{self.tag}:delivery:"
+
+    def delivery(self, delivery_id: str) -> str:
+        return self.delivery_prefix + delivery_id
+
+    def order(self, order_id: str) -> str:
+        return f"{self.tag}:order:{order_id}"
+
+    def log(self, order_id: str) -> str:
+        return f"{self.tag}:log:{order_id}"
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    delivery_id: str
+    merchant_id: str
+    order_id: str
+    order_event: str
+    url: str
+    body: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this process holds a lease on, with what an attempt needs."""
+
+    delivery_id: str
+    token: str
+    merchant_id: str
+    order_id: str
+    order_event: str
+    url: str
+    body: str
+    attempts: int
+
+    @property
+    def attempt(self) -> int:
+        """The 1-based number of the attempt this claim is for."""
+        return self.attempts + 1
+
+
+Finish = Literal["delivered", "retry", "exhausted"]
+
+
+class DeliveryStore:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: DeliveryKeys,
+        *,
+        retention_s: int = 30 * 24 * 3600,
+        log_max: int = 100,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.retention_s = retention_s
+        self.log_max = log_max
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._claim = redis.register_script(_CLAIM)
+        self._complete = redis.register_script(_COMPLETE)
+
+    async def enqueue(self, d: NewDelivery, *, lease_until: float | None) -> Claim | None:
+        """Record a new delivery due now. Returns a claim leased to the caller when
+        `lease_until` is given (so it can attempt at once), None if the delivery already
+        existed (a redelivered order event: nothing new to do)."""
+        token = secrets.token_hex(8) if lease_until is not None else ""
+        fields: dict[str, Any] = {
+            "merchant_id": d.merchant_id,
+            "order_id": d.order_id,
+            "order_event": d.order_event,
+            "url": d.url,
+            "body": d.body,
+            "created_at": d.created_at,
+        }
+        created = await self._enqueue(
+            keys=[self.keys.delivery(d.delivery_id), self.keys.due, self.keys.order(d.order_id)],
+            args=[
+                d.delivery_id,
+                lease_until if lease_until is not None else d.created_at,
+                token,
+                d.order_event,
+                self.retention_s,
+                *(x for pair in fields.items() for x in pair),
+            ],
+        )
+        if not created:
+            return None
+        return Claim(
+            d.delivery_id, token, d.merchant_id, d.order_id, d.order_event, d.url, d.body, 0
+        )
+
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Claim]:
+        rows = await self._claim(
+            keys=[self.keys.due],
+            args=[now, limit, lease_until, secrets.token_hex(8), self.keys.delivery_prefix],
+        )
+        return [
+            Claim(
+                delivery_id=r[0],
+                token=r[1],
+                merchant_id=r[2],
+                order_id=r[3],
+                order_event=r[4],
+                url=r[5],
+                body=r[6],
+                attempts=int(r[7] or 0),
+            )
+            for r in rows
+        ]
+
+    async def defer(self, claim: Claim, until: float) -> bool:
+        """Give the lease back without counting an attempt (the endpoint's lane was full)."""
+        return bool(
+            await self._complete(
+                keys=self._finish_keys(claim),
+                args=[claim.delivery_id, claim.token, "defer", until, 0, "", 0, "", "", 0, 0],
+            )
+        )
+
+    async def finish_attempt(
+        self,
+        claim: Claim,
+        verdict: Finish,
+        *,
+        at: float,
+        next_due: float | None,
+        status_code: int | None,
+        error: str | None,
+        duration_s: float,
+    ) -> bool:
+        """Record one attempt's outcome; False if the lease was lost meanwhile."""
+        entry = {
+            "delivery_id": claim.delivery_id,
+            "event": claim.order_event,
+            "attempt": claim.attempt,
+            "at": at,
+            "status_code": status_code,
+            "error": error,
+            "duration_ms": round(duration_s * 1000, 1),
+            "outcome": verdict,
+            "next_attempt_at": next_due,
+        }
+        return bool(
+            await self._complete(
+                keys=self._finish_keys(claim),
+                args=[
+                    claim.delivery_id,
+                    claim.token,
+                    verdict,
+                    next_due if next_due is not None else 0,
+                    claim.attempt,
+                    json.dumps(entry, separators=(",", ":")),
+                    self.retention_s,
+                    "" if status_code is None else status_code,
+                    error or "",
+                    at,
+                    self.log_max,
+                ],
+            )
+        )
+
+    def _finish_keys(self, claim: Claim) -> list[str]:
+        return [
+            self.keys.delivery(claim.delivery_id),
+            self.keys.due,
+            self.keys.log(claim.order_id),
+        ]
+
+    # --- reads (webhook tools, tests) ----------------------------------------------------
+    async def delivery(self, delivery_id: str) -> dict[str, str]:
+        data = await self.redis.hgetall(self.keys.delivery(delivery_id))
+        data.pop("lease", None)
+        return data
+
+    async def log(self, order_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in await self.redis.lrange(self.keys.log(order_id), 0, -1)]
+
+    async def pending_count(self) -> int:
+        return int(await self.redis.zcard(self.keys.due))
