@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
@@ -23,7 +25,12 @@ from autopay_store.orders import OrderBook
 def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFastStream:
     ns = settings.ns
     redis = redis_client(settings.redis_url, "matcher")
-    broker = NatsBroker(settings.nats_url, name="matcher", graceful_timeout=15.0)
+    broker = NatsBroker(
+        settings.nats_url,
+        name="matcher",
+        graceful_timeout=15.0,
+        log_level=logging.DEBUG,  # per-message access lines only when debugging
+    )
     book = OrderBook(
         redis,
         Keys(settings.redis_prefix),

@@ -55,8 +55,7 @@ class Matcher:
         message is redelivered, and the redelivery republishes the stored decision."""
         started = time.perf_counter()
         outcome = await self.book.match_credit(credit, self.clock())
-        for event in outcome_events(credit, outcome):
-            await self.publish(event)
+        await asyncio.gather(*(self.publish(event) for event in outcome_events(credit, outcome)))
         metrics.CREDITS.labels(outcome=outcome.kind).inc()
         metrics.MATCH_SECONDS.observe(time.perf_counter() - started)
         get_logger(credit_id=credit.credit_id, mailbox_id=credit.mailbox_id).info(
