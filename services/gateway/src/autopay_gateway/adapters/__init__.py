@@ -1,0 +1,1 @@
+"""Adapters: Redis, NATS and IMAP behind small classes the application functions call."""

@@ -1,0 +1,87 @@
+"""`Idempotency-Key` records in Redis, per merchant.
+
+A first request claims the key (`pending`, short TTL so a crashed request frees it); its final
+answer is stored for 24 h and replayed for the same key and the same request; the same key with
+another request is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from autopay_store.keys import Keys
+
+PENDING_TTL_S = 60
+
+_CLAIM = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of claiming a key: `new`, `replay` (with the response), `mismatch`, `pending`."""
+
+    outcome: str
+    response: StoredResponse | None = None
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """Same request = same method, path and JSON body (key order and spacing ignored)."""
+    try:
+        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body else b""
+    except orjson.JSONDecodeError:
+        canonical = body
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_s = ttl_s
+        self._claim = redis.register_script(_CLAIM)
+
+    def _key(self, merchant_id: str, idempotency_key: str) -> str:
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        return self.keys.merchant(merchant_id, f"idem:{digest}")
+
+    async def claim(self, merchant_id: str, idempotency_key: str, fp: str) -> Claim:
+        pending = orjson.dumps({"fp": fp, "state": "pending"})
+        existing = await self._claim(
+            keys=[self._key(merchant_id, idempotency_key)], args=[pending, PENDING_TTL_S]
+        )
+        if not existing:
+            return Claim("new")
+        record = orjson.loads(existing)
+        if record["fp"] != fp:
+            return Claim("mismatch")
+        if record["state"] != "done":
+            return Claim("pending")
+        return Claim("replay", StoredResponse(record["status"], record["body"].encode()))
+
+    async def complete(
+        self, merchant_id: str, idempotency_key: str, fp: str, response: StoredResponse
+    ) -> None:
+        record = {"fp": fp, "state": "done", "status": response.status}
+        record["body"] = response.body.decode()
+        await self.redis.set(
+            self._key(merchant_id, idempotency_key), orjson.dumps(record), ex=self.ttl_s
+        )
+
+    async def release(self, merchant_id: str, idempotency_key: str) -> None:
+        """Forget a claim whose request did not complete (5xx, 429), so a retry runs again."""
+        await self.redis.delete(self._key(merchant_id, idempotency_key))

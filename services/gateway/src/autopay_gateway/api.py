@@ -1,0 +1,131 @@
+"""The public API routes (SPEC §2): decode, call the use case, encode. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from autopay_gateway import requests as body
+from autopay_gateway.adapters.idempotency import StoredResponse, fingerprint
+from autopay_gateway.application import Caller, Gateway
+from autopay_gateway.clock import utcnow
+from autopay_gateway.http import JSON, JsonResponse, error_body
+from autopay_gateway.messages import ApiError
+
+router = APIRouter(prefix="/api")
+
+Action = Callable[[Gateway, Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+async def _caller(request: Request) -> Caller:
+    gateway = _gateway(request)
+    caller = await gateway.authenticate(request.headers.get("x-api-key"))
+    await gateway.throttle(caller)
+    return caller
+
+
+async def _post(request: Request, action: Action) -> Response:
+    """Run a POST, honouring `Idempotency-Key` (replay the first answer, refuse a changed body)."""
+    gateway = _gateway(request)
+    caller = await _caller(request)
+    raw = await request.body()
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return JsonResponse(await action(gateway, caller, body.decode_object(raw)))
+    if not 1 <= len(key) <= 255:
+        raise ApiError(400, "invalid_idempotency_key")
+    merchant_id = caller.merchant.merchant_id
+    fp = fingerprint("POST", request.url.path, raw)
+    claim = await gateway.idempotency.claim(merchant_id, key, fp)
+    if claim.outcome == "mismatch":
+        raise ApiError(409, "idempotency_mismatch")
+    if claim.outcome == "pending":
+        raise ApiError(409, "idempotency_in_progress")
+    if claim.response is not None:
+        return Response(
+            claim.response.body,
+            claim.response.status,
+            media_type=JSON,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        stored = StoredResponse(
+            200, JsonResponse(None).render(await action(gateway, caller, body.decode_object(raw)))
+        )
+    except ApiError as err:
+        if err.status >= 500 or err.status == 429:
+            await gateway.idempotency.release(merchant_id, key)
+            raise
+        stored = StoredResponse(err.status, error_body(request, err))
+    except BaseException:
+        await gateway.idempotency.release(merchant_id, key)
+        raise
+    await gateway.idempotency.complete(merchant_id, key, fp, stored)
+    return Response(stored.body, stored.status, media_type=JSON)
+
+
+async def _create_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+    cmd = body.create_payment(
+        data,
+        max_amount=gateway.settings.max_amount,
+        allow_http_loopback=gateway.settings.allow_http_loopback_webhooks,
+    )
+    return await gateway.create_payment(caller.merchant, cmd, utcnow())
+
+
+async def _check_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+    return await gateway.check_payment(caller.merchant, body.order_id(data))
+
+
+async def _cancel_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+    return await gateway.cancel_payment(caller.merchant, body.order_id(data), utcnow())
+
+
+async def _add_card(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+    return await gateway.add_card(caller.merchant, body.add_card(data), utcnow())
+
+
+@router.post("/create-payment")
+async def create_payment(request: Request) -> Response:
+    """Create a payment: `amount` (or `amount_base`), `card_last4`, `gmail`, ..."""
+    return await _post(request, _create_payment)
+
+
+@router.post("/check-payment")
+async def check_payment(request: Request) -> Response:
+    return await _post(request, _check_payment)
+
+
+@router.post("/cancel-payment")
+async def cancel_payment(request: Request) -> Response:
+    return await _post(request, _cancel_payment)
+
+
+@router.get("/my-cards")
+async def my_cards(request: Request) -> Response:
+    caller = await _caller(request)
+    return JsonResponse(await _gateway(request).my_cards(caller.merchant))
+
+
+@router.get("/subscription")
+async def subscription(request: Request) -> Response:
+    caller = await _caller(request)
+    return JsonResponse(await _gateway(request).subscription(caller.merchant, utcnow()))
+
+
+@router.post("/cards")
+async def add_card(request: Request) -> Response:
+    return await _post(request, _add_card)
+
+
+@router.delete("/cards/{card_id}")
+async def remove_card(request: Request, card_id: int) -> Response:
+    caller = await _caller(request)
+    return JsonResponse(await _gateway(request).remove_card(caller.merchant, card_id, utcnow()))

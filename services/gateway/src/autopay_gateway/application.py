@@ -1,0 +1,361 @@
+"""What the API does, one function per use case; adapters are passed in, the clock too.
+
+Each function takes the authenticated merchant and a validated command and returns the response
+payload, or raises `ApiError` with the status and message code of the original service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from autopay_contracts import (
+    MailboxRegistered,
+    MailboxRemoved,
+    Order,
+    OrderCancelled,
+    OrderCreated,
+)
+from autopay_gateway.adapters.cache import MISSING, TtlCache
+from autopay_gateway.adapters.events import EventPublisher, PublishFailed
+from autopay_gateway.adapters.idempotency import IdempotencyStore
+from autopay_gateway.adapters.imap_login import ImapLoginChecker
+from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
+from autopay_gateway.adapters.ratelimit import RateLimiter
+from autopay_gateway.clock import tashkent
+from autopay_gateway.messages import ApiError
+from autopay_gateway.requests import AddCard, CreatePayment
+from autopay_gateway.settings import GatewaySettings
+from autopay_store.accounts import (
+    Accounts,
+    Card,
+    CardTaken,
+    Merchant,
+    SubscriptionExhausted,
+    hash_api_key,
+)
+from autopay_store.orders import (
+    AmountReserved,
+    NoFreeAmount,
+    OrderBook,
+    OrderRecord,
+    TransitionNotAllowed,
+)
+from autopay_store.secrets import SecretBox
+
+log = structlog.get_logger("autopay_gateway")
+
+TIYIN_PER_SOM = 100
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request: the merchant and which of its keys (for the rate limit)."""
+
+    merchant: Merchant
+    key_id: str
+
+
+# --- pure views ---------------------------------------------------------------------------
+
+
+def order_view(record: OrderRecord) -> dict[str, Any]:
+    order = record.order
+    return {
+        "order_id": order.order_id,
+        "status": record.status,
+        "amount": order.amount_tiyin // TIYIN_PER_SOM,
+        "card_last4": order.card_last4,
+        "gmail": order.gmail,
+        "client_user_id": order.client_user_id,
+        "client_user_data": order.client_user_data,
+        "paid_at": tashkent(record.paid_at) if record.status == "paid" else None,
+    }
+
+
+def subscription_view(merchant: Merchant, now: datetime) -> dict[str, Any]:
+    return {
+        "active": merchant.active(now),
+        "tariff_name": merchant.tariff_name,
+        "expires_at": tashkent(merchant.expires_at),
+        "payments_used": merchant.payments_used,
+        "max_payments": merchant.max_payments,
+    }
+
+
+def new_order(
+    order_id: str,
+    merchant: Merchant,
+    card: Card,
+    cmd: CreatePayment,
+    now: datetime,
+    ttl_s: int,
+) -> Order:
+    amount = cmd.amount if cmd.amount is not None else cmd.amount_base
+    assert amount is not None
+    return Order(
+        order_id=order_id,
+        merchant_id=merchant.merchant_id,
+        mailbox_id=card.mailbox_id,
+        gmail=card.gmail,
+        card_last4=card.card_last4,
+        amount_tiyin=amount * TIYIN_PER_SOM,
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl_s),
+        client_user_id=cmd.client_user_id,
+        client_user_data=cmd.client_user_data,
+        webhook_url=cmd.webhook_url,
+        test_mode=merchant.test_mode,
+    )
+
+
+def revision_of(now: datetime) -> int:
+    return int(now.timestamp() * 1000)
+
+
+# --- use cases ----------------------------------------------------------------------------
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        accounts: Accounts,
+        orders: OrderBook,
+        publisher: EventPublisher,
+        idempotency: IdempotencyStore,
+        limiter: RateLimiter,
+        health: MailboxHealthReader,
+        imap: ImapLoginChecker,
+        secrets: SecretBox,
+    ) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.orders = orders
+        self.publisher = publisher
+        self.idempotency = idempotency
+        self.limiter = limiter
+        self.health = health
+        self.imap = imap
+        self.secrets = secrets
+        self._merchants: TtlCache[str, Merchant | None] = TtlCache(settings.auth_cache_seconds)
+        self._cards: TtlCache[tuple[str, str, str], Card] = TtlCache(settings.auth_cache_seconds)
+        self._tails = range(TIYIN_PER_SOM, (settings.free_tail_max + 1) * TIYIN_PER_SOM, 100)
+
+    # --- access ---------------------------------------------------------------------------
+    async def authenticate(self, api_key: str | None) -> Caller:
+        if not api_key:
+            raise ApiError(401, "unauthorized")
+        key_hash = hash_api_key(api_key)
+        merchant = self._merchants.get(key_hash)
+        if merchant is MISSING:
+            merchant = await self.accounts.authenticate(api_key)
+            self._merchants.put(key_hash, merchant)
+        if merchant is None:
+            raise ApiError(401, "unauthorized")
+        assert isinstance(merchant, Merchant)
+        return Caller(merchant, key_hash[:32])
+
+    async def throttle(self, caller: Caller) -> None:
+        merchant = caller.merchant
+        wait = await self.limiter.take(
+            caller.key_id, merchant.rate_per_s, merchant.rate_burst, time.time()
+        )
+        if wait > 0:
+            retry_after = str(max(1, int(wait + 0.999)))
+            raise ApiError(429, "rate_limited", headers={"Retry-After": retry_after})
+
+    async def _find_card(self, merchant_id: str, card_last4: str, gmail: str) -> Card | None:
+        key = (merchant_id, card_last4, gmail)
+        card = self._cards.get(key)
+        if card is MISSING:
+            card = await self.accounts.find_card(merchant_id, card_last4, gmail)
+            if card is not None:
+                self._cards.put(key, card)
+        return card  # type: ignore[return-value]
+
+    # --- payments -------------------------------------------------------------------------
+    async def create_payment(
+        self, merchant: Merchant, cmd: CreatePayment, now: datetime
+    ) -> dict[str, Any]:
+        mid = merchant.merchant_id
+        card = await self._find_card(mid, cmd.card_last4, cmd.gmail)
+        if card is None:
+            raise ApiError(400, "card_not_connected")
+        try:
+            await self.accounts.use_payment(mid, now)
+        except SubscriptionExhausted as exc:
+            code = "no_subscription" if exc.reason == "inactive" else "limit_reached"
+            raise ApiError(403, code) from None
+        try:
+            order_id = await self.orders.next_order_id()
+            order = new_order(order_id, merchant, card, cmd, now, self.settings.payment_ttl_seconds)
+            if cmd.amount_base is None:
+                record = await self.orders.create(order)
+            else:
+                record = await self.orders.create_with_free_tail(
+                    order, cmd.amount_base * TIYIN_PER_SOM, self._tails
+                )
+        except AmountReserved:
+            await self._release(mid)
+            raise ApiError(409, "amount_reserved") from None
+        except NoFreeAmount:
+            await self._release(mid)
+            raise ApiError(409, "no_free_amount") from None
+        except BaseException:
+            await self._release(mid)
+            raise
+        order = record.order
+        with structlog.contextvars.bound_contextvars(order_id=order.order_id, merchant_id=mid):
+            try:
+                await self.publisher.publish(OrderCreated(order=order))
+            except PublishFailed as exc:
+                log.error("order.created not acknowledged; order voided", error=str(exc))
+                with contextlib.suppress(Exception):
+                    await self.orders.void(order.order_id)
+                await self._release(mid)
+                raise ApiError(503, "unavailable") from None
+            log.info("payment created", amount_tiyin=order.amount_tiyin, test_mode=order.test_mode)
+        result: dict[str, Any] = {"success": True, "order_id": order.order_id}
+        if cmd.amount_base is not None:
+            result["amount"] = order.amount_tiyin // TIYIN_PER_SOM
+        return result
+
+    async def _release(self, merchant_id: str) -> None:
+        try:
+            await self.accounts.release_payment(merchant_id)
+        except Exception:
+            log.exception("could not release a payment slot", merchant_id=merchant_id)
+
+    async def _own_order(self, merchant: Merchant, order_id: str) -> OrderRecord:
+        record = await self.orders.get(order_id)
+        if record is None or record.order.merchant_id != merchant.merchant_id:
+            raise ApiError(404, "order_not_found")
+        return record
+
+    async def check_payment(self, merchant: Merchant, order_id: str) -> dict[str, Any]:
+        return order_view(await self._own_order(merchant, order_id))
+
+    async def cancel_payment(
+        self, merchant: Merchant, order_id: str, now: datetime
+    ) -> dict[str, Any]:
+        await self._own_order(merchant, order_id)
+        try:
+            record = await self.orders.cancel(order_id, now)
+        except TransitionNotAllowed as exc:
+            raise ApiError(409, "cannot_cancel", status=exc.status) from None
+        except KeyError:
+            raise ApiError(404, "order_not_found") from None
+        with structlog.contextvars.bound_contextvars(order_id=order_id):
+            event = OrderCancelled(order=record.order, cancelled_at=record.ended_at or now)
+            try:
+                await self.publisher.publish(event)
+            except PublishFailed as exc:
+                # The order is cancelled in the book; a retry of this call republishes.
+                log.error("order.cancelled not acknowledged", error=str(exc))
+                raise ApiError(503, "unavailable") from None
+            log.info("payment cancelled")
+        return {"success": True, "order_id": order_id, "status": "cancelled"}
+
+    # --- account --------------------------------------------------------------------------
+    async def subscription(self, merchant: Merchant, now: datetime) -> dict[str, Any]:
+        fresh = await self.accounts.get_merchant(merchant.merchant_id) or merchant
+        return subscription_view(fresh, now)
+
+    async def my_cards(self, merchant: Merchant) -> dict[str, Any]:
+        cards = await self.accounts.list_cards(merchant.merchant_id)
+        health = await self.health.read([card.mailbox_id for card in cards])
+        result = []
+        for card in cards:
+            item: dict[str, Any] = {
+                "id": card.card_id,
+                "card_last4": card.card_last4,
+                "gmail": card.gmail,
+            }
+            known = health.get(card.mailbox_id)
+            if known is not None and known.status:
+                item["status"] = known.status
+            if known is not None and known.last_mail_at:
+                item["last_mail_at"] = tashkent(known.last_mail_at)
+            result.append(item)
+        return {"cards": result}
+
+    async def add_card(self, merchant: Merchant, cmd: AddCard, now: datetime) -> dict[str, Any]:
+        mid = merchant.merchant_id
+        if not merchant.test_mode:
+            verdict = await self.imap.check(cmd.gmail, cmd.app_password)
+            if verdict != "ok":
+                log.info("card rejected: mailbox login failed", verdict=verdict, merchant_id=mid)
+                code = "imap_auth_failed" if verdict == "auth_failed" else "imap_unreachable"
+                raise ApiError(400, code)
+        try:
+            card = await self.accounts.add_card(mid, cmd.card_last4, cmd.gmail, cmd.app_password)
+        except CardTaken:
+            raise ApiError(409, "card_taken") from None
+        event = MailboxRegistered(
+            mailbox_id=card.mailbox_id,
+            gmail=card.gmail,
+            revision=revision_of(now),
+            imap_host=self.settings.imap_host,
+            imap_port=self.settings.imap_port,
+            imap_tls=self.settings.imap_tls,
+            username=card.gmail,
+            password_encrypted=self.secrets.encrypt(cmd.app_password),
+            test_mode=merchant.test_mode,
+        )
+        with structlog.contextvars.bound_contextvars(mailbox_id=card.mailbox_id):
+            try:
+                await self.publisher.publish(event)
+            except PublishFailed as exc:
+                # The card is stored; repeating the call is idempotent and republishes.
+                log.error("mailbox registration not acknowledged", error=str(exc))
+                raise ApiError(503, "unavailable") from None
+            log.info("card connected", merchant_id=mid, card_id=card.card_id)
+        return {
+            "success": True,
+            "id": card.card_id,
+            "card_last4": card.card_last4,
+            "gmail": card.gmail,
+        }
+
+    async def remove_card(self, merchant: Merchant, card_id: int, now: datetime) -> dict[str, Any]:
+        mid = merchant.merchant_id
+        card = next((c for c in await self.accounts.list_cards(mid) if c.card_id == card_id), None)
+        if card is None:
+            raise ApiError(404, "card_not_found")
+        with structlog.contextvars.bound_contextvars(mailbox_id=card.mailbox_id):
+            # Published before the card goes, so a failed publish leaves everything retryable.
+            if not await self._mailbox_in_use(card.mailbox_id, other_than=card.card_last4):
+                event = MailboxRemoved(
+                    mailbox_id=card.mailbox_id, gmail=card.gmail, revision=revision_of(now)
+                )
+                try:
+                    await self.publisher.publish(event)
+                except PublishFailed as exc:
+                    log.error("mailbox removal not acknowledged", error=str(exc))
+                    raise ApiError(503, "unavailable") from None
+            await self.accounts.remove_card(mid, card_id)
+            self._cards.discard((mid, card.card_last4, card.gmail))
+            log.info("card removed", merchant_id=mid, card_id=card_id)
+        return {"success": True, "id": card_id}
+
+    async def _mailbox_in_use(self, mailbox_id: str, other_than: str) -> bool:
+        """Whether any merchant has another card on this mailbox.
+
+        Scans the card-owner keys of `Accounts` (`<prefix>:card-owner:<mailbox>:<last4>`):
+        removing a card is rare, and there is no per-mailbox index yet.
+        """
+        pattern = self.accounts.keys.global_key("card-owner", _glob_escape(mailbox_id), "*")
+        async for key in self.accounts.redis.scan_iter(match=pattern, count=1000):
+            if key.rsplit(":", 1)[-1] != other_than:
+                return True
+        return False
+
+
+def _glob_escape(value: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in value)

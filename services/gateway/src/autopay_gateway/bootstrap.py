@@ -1,0 +1,105 @@
+"""Composition root: `build_app(settings)` wires adapters, use cases and routes. Nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from faststream.nats import NatsBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from autopay_gateway.adapters.events import EventPublisher
+from autopay_gateway.adapters.idempotency import IdempotencyStore
+from autopay_gateway.adapters.imap_login import ImapLoginChecker
+from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
+from autopay_gateway.adapters.ratelimit import RateLimiter
+from autopay_gateway.api import router
+from autopay_gateway.application import Gateway
+from autopay_gateway.http import JsonResponse, MetricsMiddleware, install_error_handlers
+from autopay_gateway.settings import GatewaySettings
+from autopay_runtime.connections import broker_ready, redis_client, redis_ready, streams_ready
+from autopay_store.accounts import Accounts
+from autopay_store.keys import Keys
+from autopay_store.orders import OrderBook
+from autopay_store.secrets import SecretBox
+
+
+def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -> FastAPI:
+    """The gateway as an ASGI app; connections open in its lifespan."""
+    secrets = SecretBox(settings.secret_keys)
+    imap = imap or ImapLoginChecker(
+        settings.imap_host, settings.imap_port, settings.imap_tls, settings.imap_timeout_seconds
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = redis_client(settings.redis_url, "gateway")
+        broker = NatsBroker(settings.nats_url, name="gateway")
+        await broker.connect()
+        keys = Keys(settings.redis_prefix)
+        app.state.gateway = Gateway(
+            settings=settings,
+            accounts=Accounts(redis, keys, secrets),
+            orders=OrderBook(
+                redis,
+                keys,
+                quarantine_s=settings.quarantine_seconds,
+                window_lead_s=settings.window_lead_seconds,
+            ),
+            publisher=EventPublisher(broker, settings.ns, settings.publish_timeout_seconds),
+            idempotency=IdempotencyStore(redis, keys, settings.idempotency_ttl_seconds),
+            limiter=RateLimiter(redis, keys),
+            health=MailboxHealthReader(redis, keys),
+            imap=imap,
+            secrets=secrets,
+        )
+        app.state.readiness = [
+            ("redis", redis_ready(redis)),
+            ("nats", broker_ready(broker)),
+            ("streams", streams_ready(broker, settings.ns)),
+        ]
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="AutoPay API",
+        description="AutoPayCard-compatible payment confirmation API.",
+        version="1.0.0",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(MetricsMiddleware)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return JsonResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        checks = app.state.readiness
+        results = await asyncio.gather(*(_passes(check) for _, check in checks))
+        failing = [name for (name, _), ok in zip(checks, results, strict=True) if not ok]
+        if failing:
+            return JsonResponse({"status": "not ready", "failing": failing}, 503)
+        return JsonResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _passes(check) -> bool:
+    try:
+        return bool(await asyncio.wait_for(check(), timeout=2.0))
+    except Exception:
+        return False

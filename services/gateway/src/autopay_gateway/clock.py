@@ -1,0 +1,18 @@
+"""Time as the API shows it: Tashkent wall-clock time (UTC+5, no DST since 1992)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+TASHKENT = timezone(timedelta(hours=5), "Asia/Tashkent")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def tashkent(at: datetime | None) -> str | None:
+    """`"YYYY-MM-DD HH:MM:SS"` in Tashkent time, or None."""
+    if at is None:
+        return None
+    return at.astimezone(TASHKENT).strftime("%Y-%m-%d %H:%M:%S")

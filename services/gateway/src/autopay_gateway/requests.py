@@ -1,0 +1,169 @@
+"""Request bodies: decode and validate into commands (pure; every failure is a 400 ApiError).
+
+Hand-written rather than FastAPI body models so that every mistake gets the original service's
+kind of answer (400 with a plain message naming the parameter) instead of a 422 error list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from autopay_contracts.ids import normalize_gmail
+from autopay_gateway.messages import ApiError
+
+MAX_CLIENT_USER_ID = 128
+MAX_CLIENT_USER_DATA_BYTES = 4096
+MAX_URL_LENGTH = 2048
+MAX_ORDER_ID = 32
+
+_CARD_LAST4 = re.compile(r"^\d{4}$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$")
+_LOOPBACK_HOSTS = {"localhost"}
+
+
+@dataclass(frozen=True)
+class CreatePayment:
+    card_last4: str
+    gmail: str
+    amount: int | None = None
+    amount_base: int | None = None
+    client_user_id: str | None = None
+    client_user_data: dict[str, Any] | None = None
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class AddCard:
+    card_last4: str
+    gmail: str
+    app_password: str
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json")
+    return body
+
+
+def _amount(body: dict[str, Any], field: str, max_amount: int) -> int:
+    value = body[field]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= max_amount:
+        raise ApiError(400, "invalid_amount", field=field, max=max_amount)
+    return value
+
+
+def card_last4(body: dict[str, Any]) -> str:
+    if "card_last4" not in body or body["card_last4"] is None:
+        raise ApiError(400, "missing", field="card_last4")
+    value = body["card_last4"]
+    if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 9999:
+        value = str(value)
+    if not isinstance(value, str) or not _CARD_LAST4.match(value):
+        raise ApiError(400, "invalid_card_last4")
+    return value
+
+
+def gmail(body: dict[str, Any]) -> str:
+    if "gmail" not in body or body["gmail"] is None:
+        raise ApiError(400, "missing", field="gmail")
+    value = body["gmail"]
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value.strip()):
+        raise ApiError(400, "invalid_gmail")
+    return normalize_gmail(value)
+
+
+def webhook_url(value: Any, allow_http_loopback: bool) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
+        raise ApiError(400, "invalid_webhook_url")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ApiError(400, "invalid_webhook_url") from None
+    if not host or any(c.isspace() for c in value):
+        raise ApiError(400, "invalid_webhook_url")
+    if parts.scheme == "https":
+        return value
+    if parts.scheme == "http" and allow_http_loopback and _is_loopback(host):
+        return value
+    raise ApiError(400, "invalid_webhook_url")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_payment(
+    body: dict[str, Any], *, max_amount: int, allow_http_loopback: bool
+) -> CreatePayment:
+    has_amount = body.get("amount") is not None
+    has_base = body.get("amount_base") is not None
+    if has_amount and has_base:
+        raise ApiError(400, "amount_conflict")
+    if not has_amount and not has_base:
+        raise ApiError(400, "missing", field="amount")
+    amount = _amount(body, "amount", max_amount) if has_amount else None
+    amount_base = _amount(body, "amount_base", max_amount) if has_base else None
+
+    user_id = body.get("client_user_id")
+    if user_id is not None:
+        if isinstance(user_id, int) and not isinstance(user_id, bool):
+            user_id = str(user_id)
+        if not isinstance(user_id, str) or len(user_id) > MAX_CLIENT_USER_ID:
+            raise ApiError(400, "invalid_client_user_id", max=MAX_CLIENT_USER_ID)
+
+    user_data = body.get("client_user_data")
+    if user_data is not None and (
+        not isinstance(user_data, dict) or len(orjson.dumps(user_data)) > MAX_CLIENT_USER_DATA_BYTES
+    ):
+        raise ApiError(400, "invalid_client_user_data", max=MAX_CLIENT_USER_DATA_BYTES)
+
+    return CreatePayment(
+        card_last4=card_last4(body),
+        gmail=gmail(body),
+        amount=amount,
+        amount_base=amount_base,
+        client_user_id=user_id,
+        client_user_data=user_data,
+        webhook_url=webhook_url(body.get("webhook_url"), allow_http_loopback),
+    )
+
+
+def order_id(body: dict[str, Any]) -> str:
+    if body.get("order_id") is None:
+        raise ApiError(400, "missing", field="order_id")
+    value = body["order_id"]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > MAX_ORDER_ID:
+        raise ApiError(400, "invalid_order_id")
+    return value.strip()
+
+
+def add_card(body: dict[str, Any]) -> AddCard:
+    password = body.get("app_password")
+    if password is None:
+        raise ApiError(400, "missing", field="app_password")
+    if not isinstance(password, str) or not 1 <= len(password.strip()) <= 128:
+        raise ApiError(400, "invalid_app_password")
+    return AddCard(card_last4=card_last4(body), gmail=gmail(body), app_password=password.strip())

@@ -1,0 +1,25 @@
+"""Gateway settings, read from `AUTOPAY_*` environment variables."""
+
+from pydantic import Field
+
+from autopay_runtime.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    payment_ttl_seconds: int = Field(300, ge=30, description="An order waits this long")
+    quarantine_seconds: int = Field(900, ge=0, description="Amount stays held after an order ends")
+    window_lead_seconds: int = 60
+    free_tail_max: int = Field(99, ge=1, le=999, description="`amount_base` tails are 1..this")
+    max_amount: int = Field(1_000_000_000, description="Largest accepted amount, so'm")
+
+    allow_http_loopback_webhooks: bool = False
+    secret_keys: str = Field("", description="Fernet keys (comma-separated; first encrypts)")
+
+    imap_host: str = "imap.gmail.com"
+    imap_port: int = 993
+    imap_tls: bool = True
+    imap_timeout_seconds: float = 10.0
+
+    publish_timeout_seconds: float = 2.0
+    auth_cache_seconds: float = Field(1.0, ge=0, description="How long a merchant is cached")
+    idempotency_ttl_seconds: int = 24 * 3600

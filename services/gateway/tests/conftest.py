@@ -1,0 +1,116 @@
+"""The gateway app built by `build_app`, its lifespan driven, against this test's NATS/Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from autopay_contracts import Namespace
+from autopay_gateway.bootstrap import build_app
+from autopay_gateway.settings import GatewaySettings
+from autopay_store.accounts import Accounts, NewMerchant
+from autopay_store.keys import Keys
+from autopay_store.orders import OrderBook
+from autopay_store.secrets import SecretBox
+
+CARD = {"card_last4": "6412", "gmail": "karta@gmail.com"}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Gateway:
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: GatewaySettings
+    accounts: Accounts
+    orders: OrderBook
+    secrets: SecretBox
+    ns: Namespace
+
+    async def merchant(self, name: str = "Shop", card: bool = True, **kw) -> NewMerchant:
+        new = await self.accounts.create_merchant(name, now=datetime.now(UTC), **kw)
+        if card:
+            await self.accounts.add_card(new.merchant.merchant_id, **CARD)
+        return new
+
+    async def post(self, path: str, key: str | None, json=None, **headers) -> httpx.Response:
+        if key is not None:
+            headers["x-api-key"] = key
+        return await self.client.post(path, json=json, headers=headers)
+
+    async def get(self, path: str, key: str, **headers) -> httpx.Response:
+        return await self.client.get(path, headers={"x-api-key": key, **headers})
+
+
+@pytest.fixture
+def secret_key() -> str:
+    return SecretBox.generate_key()
+
+
+@pytest.fixture
+def settings(nats_url, redis_url, redis_prefix, namespace, secret_key) -> GatewaySettings:
+    return GatewaySettings(
+        nats_url=nats_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        namespace=namespace.root,
+        secret_keys=secret_key,
+        allow_http_loopback_webhooks=True,
+        imap_host="127.0.0.1",
+        imap_port=closed_port(),
+        imap_tls=False,
+        imap_timeout_seconds=3,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(settings: GatewaySettings, redis_client, **build) -> AsyncIterator[Gateway]:
+    """The app with its lifespan running, and an HTTP client speaking to it in-process."""
+    app = build_app(settings, **build)
+    keys = Keys(settings.redis_prefix)
+    secrets = SecretBox(settings.secret_keys)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield Gateway(
+                app=app,
+                client=client,
+                settings=settings,
+                accounts=Accounts(redis_client, keys, secrets),
+                orders=OrderBook(redis_client, keys),
+                secrets=secrets,
+                ns=settings.ns,
+            )
+
+
+@pytest.fixture
+async def gw(settings, streams, redis_client) -> AsyncIterator[Gateway]:
+    async with running(settings, redis_client) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def start_gateway(redis_client):
+    """Start another app (e.g. with other settings) inside a test: `async with start(s) as gw`."""
+
+    def start(settings: GatewaySettings, **build):
+        return running(settings, redis_client, **build)
+
+    return start
+
+
+@pytest.fixture
+def card() -> dict[str, str]:
+    return dict(CARD)
