@@ -5,6 +5,7 @@ Services import from here and nowhere else for anything that crosses a process b
 
 from autopay_contracts.events import (
     EVENT_TYPES,
+    Credit,
     CreditAmbiguous,
     CreditMatched,
     CreditReceived,
@@ -34,6 +35,7 @@ from autopay_contracts.streams import STREAMS, StreamSpec, provision_streams
 __all__ = [
     "EVENT_TYPES",
     "STREAMS",
+    "Credit",
     "CreditAmbiguous",
     "CreditMatched",
     "CreditReceived",
