@@ -30,7 +30,7 @@ from autopay_contracts.events import (
 )
 from autopay_contracts.ids import event_id, mailbox_id_for
 from autopay_contracts.namespace import Namespace
-from autopay_contracts.streams import STREAMS, StreamSpec, provision_streams
+from autopay_contracts.streams import STREAMS, StreamSpec, provision_streams, stream_for
 
 __all__ = [
     "EVENT_TYPES",
@@ -62,4 +62,5 @@ __all__ = [
     "mailbox_id_for",
     "parse_event",
     "provision_streams",
+    "stream_for",
 ]

@@ -60,6 +60,11 @@ class Event(_Model):
     def subject(self, ns: Namespace) -> str:
         return ns.subject(self.aggregate, self.owner_id(), self.event_name)
 
+    @classmethod
+    def subject_pattern(cls, ns: Namespace) -> str:
+        """The subject of every event of this type, the owner token a wildcard."""
+        return ns.subject(cls.aggregate, "*", cls.event_type.split(".", 1)[1])
+
     def headers(self) -> dict[str, str]:
         return {"Nats-Msg-Id": self.event_id, "autopay-event-type": self.event_type}
 
@@ -286,6 +291,10 @@ class _MailboxConfigEvent(Event):
 
     def subject(self, ns: Namespace) -> str:
         return ns.mailbox_config(self.mailbox_id)
+
+    @classmethod
+    def subject_pattern(cls, ns: Namespace) -> str:
+        return ns.mailbox_config("*")
 
 
 class MailboxRegistered(_MailboxConfigEvent):

@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from autopay_contracts.events import Event
 from autopay_contracts.namespace import Namespace
 
 DAY = 24 * 3600
@@ -65,6 +66,12 @@ MAILBOX_CONFIG = StreamSpec(
 )
 
 STREAMS: tuple[StreamSpec, ...] = (ORDERS, CREDITS, WEBHOOKS, MAILBOXES, MAILBOX_CONFIG)
+_BY_AGGREGATE = {spec.aggregate: spec for spec in STREAMS}
+
+
+def stream_for(event: Event | type[Event]) -> StreamSpec:
+    """The stream that stores events of this type."""
+    return _BY_AGGREGATE[event.aggregate]
 
 
 async def provision_streams(js: JetStreamContext, ns: Namespace, replicas: int = 1) -> list[str]:
