@@ -10,7 +10,15 @@ from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, Pu
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from autopay_contracts import CreditReceived, parse_event
+from autopay_contracts import (
+    CreditAmbiguous,
+    CreditMatched,
+    CreditReceived,
+    CreditUnmatched,
+    OrderExpired,
+    OrderPaid,
+    parse_event,
+)
 from autopay_contracts.streams import CREDITS
 from autopay_matcher import metrics
 from autopay_matcher.service import Clock, ExpiryScanner, Matcher, system_clock
@@ -18,8 +26,11 @@ from autopay_matcher.settings import MatcherSettings
 from autopay_runtime.connections import broker_ready, redis_client, redis_ready, streams_ready
 from autopay_runtime.health import health_routes
 from autopay_runtime.logging import get_logger
+from autopay_runtime.publishing import EventPublisher
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
+
+PUBLISHED_EVENTS = (OrderPaid, OrderExpired, CreditMatched, CreditUnmatched, CreditAmbiguous)
 
 
 def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFastStream:
@@ -38,7 +49,10 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
         window_lead_s=settings.window_lead_seconds,
         retention_s=settings.order_retention_seconds,
     )
-    matcher = Matcher(book, broker, ns, clock, settings.publish_timeout_seconds)
+    publisher = EventPublisher(
+        broker, ns, PUBLISHED_EVENTS, timeout_s=settings.publish_timeout_seconds
+    )
+    matcher = Matcher(book, publisher, clock)
     scanner = ExpiryScanner(
         matcher,
         settings.expiry_scan_interval_seconds,

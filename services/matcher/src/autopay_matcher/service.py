@@ -8,14 +8,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from faststream.nats import NatsBroker
-
-from autopay_contracts import Event, Namespace
-from autopay_contracts.events import Credit
-from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_contracts import Credit
 from autopay_matcher import metrics
 from autopay_matcher.outcomes import expired_event, outcome_events
 from autopay_runtime.logging import get_logger
+from autopay_runtime.publishing import EventPublisher
 from autopay_store.orders import MatchOutcome, OrderBook
 
 Clock = Callable[[], datetime]
@@ -27,35 +24,20 @@ def system_clock() -> datetime:
 
 class Matcher:
     def __init__(
-        self,
-        book: OrderBook,
-        broker: NatsBroker,
-        ns: Namespace,
-        clock: Clock = system_clock,
-        publish_timeout_s: float = 5.0,
+        self, book: OrderBook, publisher: EventPublisher, clock: Clock = system_clock
     ) -> None:
         self.book = book
-        self.broker = broker
-        self.ns = ns
+        self.publisher = publisher
         self.clock = clock
-        self.publish_timeout_s = publish_timeout_s
-        self._streams = {"order": ORDERS.name(ns), "credit": CREDITS.name(ns)}
-
-    async def publish(self, event: Event) -> None:
-        await self.broker.publish(
-            event.to_bytes(),
-            event.subject(self.ns),
-            headers=event.headers(),
-            stream=self._streams[event.aggregate],
-            timeout=self.publish_timeout_s,
-        )
 
     async def handle_credit(self, credit: Credit) -> MatchOutcome:
         """Decide the credit in Redis, then publish its outcome; any failure raises so the
         message is redelivered, and the redelivery republishes the stored decision."""
         started = time.perf_counter()
         outcome = await self.book.match_credit(credit, self.clock())
-        await asyncio.gather(*(self.publish(event) for event in outcome_events(credit, outcome)))
+        await asyncio.gather(
+            *(self.publisher.publish(event) for event in outcome_events(credit, outcome))
+        )
         metrics.CREDITS.labels(outcome=outcome.kind).inc()
         metrics.MATCH_SECONDS.observe(time.perf_counter() - started)
         get_logger(credit_id=credit.credit_id, mailbox_id=credit.mailbox_id).info(
@@ -77,7 +59,7 @@ class Matcher:
         for order_id in order_ids:
             record = await self.book.expire(order_id, now)
             if record is not None:
-                await self.publish(expired_event(record))
+                await self.publisher.publish(expired_event(record))
                 metrics.ORDERS_EXPIRED.inc()
                 get_logger(order_id=order_id).info("order expired")
             else:
