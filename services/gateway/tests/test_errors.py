@@ -1,0 +1,170 @@
+"""Every error is `{"detail": ...}`: 400 (not 422), 401, 429, 500, 503; Uzbek, English, Russian."""
+
+from __future__ import annotations
+
+import pytest
+
+from autopay_gateway.messages import CATALOGUE, negotiate
+
+GOOD = {"amount": 50037, "card_last4": "6412", "gmail": "karta@gmail.com"}
+
+
+@pytest.mark.parametrize(
+    ("body", "uzbek", "english"),
+    [
+        (
+            {"card_last4": "6412", "gmail": "karta@gmail.com"},
+            "Majburiy parametr yo'q: amount.",
+            "Missing required parameter: amount.",
+        ),
+        ({**GOOD, "amount": "50037"}, "amount noto'g'ri", "Invalid amount"),
+        ({**GOOD, "amount": -5}, "amount noto'g'ri", "Invalid amount"),
+        ({**GOOD, "amount": True}, "amount noto'g'ri", "Invalid amount"),
+        ({**GOOD, "amount": 500.5}, "amount noto'g'ri", "Invalid amount"),
+        ({**GOOD, "amount_base": 50000}, "faqat bittasini", "either amount or amount_base"),
+        ({**GOOD, "card_last4": "64a2"}, "card_last4 noto'g'ri", "Invalid card_last4"),
+        ({**GOOD, "card_last4": "64123"}, "card_last4 noto'g'ri", "Invalid card_last4"),
+        (
+            {"amount": 1, "gmail": "karta@gmail.com"},
+            "Majburiy parametr yo'q: card_last4.",
+            "Missing required parameter: card_last4.",
+        ),
+        ({**GOOD, "gmail": "not-an-address"}, "gmail noto'g'ri", "Invalid gmail"),
+        ({**GOOD, "client_user_id": ["x"]}, "client_user_id noto'g'ri", "Invalid client_user_id"),
+        (
+            {**GOOD, "client_user_data": [1, 2]},
+            "client_user_data noto'g'ri",
+            "Invalid client_user_data",
+        ),
+        (
+            {**GOOD, "webhook_url": "http://botingiz.uz/webhook"},
+            "webhook_url noto'g'ri",
+            "Invalid webhook_url",
+        ),
+        ({**GOOD, "webhook_url": "ftp://x"}, "webhook_url noto'g'ri", "Invalid webhook_url"),
+        ([GOOD], "JSON obyekt kutilgan", "a JSON object is expected"),
+    ],
+)
+async def test_bad_parameters_are_400_with_a_clear_message(gw, body, uzbek, english):
+    shop = await gw.merchant()
+    response = await gw.post("/api/create-payment", shop.api_key, body)
+    assert response.status_code == 400
+    assert set(response.json()) == {"detail"}
+    assert uzbek in response.json()["detail"]
+    en = await gw.post("/api/create-payment", shop.api_key, body, **{"accept-language": "en-US"})
+    assert en.status_code == 400 and english in en.json()["detail"]
+    assert (await gw.accounts.get_merchant(shop.merchant.merchant_id)).payments_used == 0
+
+
+async def test_malformed_json_is_400_not_422(gw):
+    shop = await gw.merchant()
+    response = await gw.client.post(
+        "/api/create-payment",
+        content=b'{"amount": 50037, "card_last4": ',
+        headers={"x-api-key": shop.api_key, "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "So'rov tanasi noto'g'ri: JSON obyekt kutilgan."}
+    missing = await gw.post("/api/check-payment", shop.api_key, {})
+    assert missing.json() == {"detail": "Majburiy parametr yo'q: order_id."}
+    path = await gw.client.delete("/api/cards/abc", headers={"x-api-key": shop.api_key})
+    assert path.status_code == 400 and path.json() == {"detail": "Parametr noto'g'ri: card_id."}
+
+
+async def test_http_loopback_webhook_only_when_allowed(gw):
+    shop = await gw.merchant()
+    body = {**GOOD, "webhook_url": "http://127.0.0.1:9999/hook"}
+    assert (await gw.post("/api/create-payment", shop.api_key, body)).status_code == 200
+    body = {**GOOD, "amount": 50038, "webhook_url": "http://10.0.0.1/hook"}
+    assert (await gw.post("/api/create-payment", shop.api_key, body)).status_code == 400
+
+
+async def test_card_not_connected_is_400(gw):
+    shop = await gw.merchant(card=False)
+    response = await gw.post("/api/create-payment", shop.api_key, GOOD)
+    assert response.status_code == 400
+    assert "Karta ulanmagan" in response.json()["detail"]
+    ru = await gw.post("/api/create-payment", shop.api_key, GOOD, **{"accept-language": "ru"})
+    assert ru.json()["detail"].startswith("Карта не подключена")
+
+
+async def test_missing_or_wrong_key_is_401(gw):
+    missing = await gw.post("/api/create-payment", None, GOOD)
+    assert missing.status_code == 401
+    assert missing.json() == {
+        "detail": "API kalit noto'g'ri yoki yo'q. x-api-key headerni tekshiring."
+    }
+    wrong = await gw.post("/api/check-payment", "ap_live_nope", {"order_id": "1"})
+    assert wrong.status_code == 401
+    en = await gw.get("/api/my-cards", "ap_live_nope", **{"accept-language": "en"})
+    assert en.json() == {"detail": "API key is missing or invalid. Check the x-api-key header."}
+
+
+async def test_rate_limit_per_key_is_429_with_retry_after(gw, redis_client):
+    shop = await gw.merchant()
+    merchant_key = f"{gw.settings.redis_prefix}:merchant:{shop.merchant.merchant_id}"
+    await redis_client.hset(merchant_key, mapping={"rate_per_s": 0.5, "rate_burst": 3})
+    other = await gw.merchant("Other", card=False)
+
+    statuses = [(await gw.get("/api/subscription", shop.api_key)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = await gw.get("/api/subscription", shop.api_key)
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.json() == {"detail": "Juda ko'p so'rov. Biroz kuting va qayta urinib ko'ring."}
+    assert (await gw.get("/api/subscription", other.api_key)).status_code == 200
+
+
+async def test_internal_error_is_500_without_a_trace(gw, monkeypatch):
+    shop = await gw.merchant()
+
+    async def boom(order_id):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(gw.app.state.gateway.orders, "get", boom)
+    response = await gw.post("/api/check-payment", shop.api_key, {"order_id": "10001"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Server xatosi. @Autopaycardbot ga xabar bering."}
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+
+
+async def test_unknown_route_and_method_are_json(gw):
+    assert (await gw.client.get("/api/nope")).json() == {"detail": "Topilmadi."}
+    wrong = await gw.client.get("/api/create-payment")
+    assert wrong.status_code == 405 and wrong.json() == {"detail": "Bu metod ruxsat etilmagan."}
+
+
+async def test_order_not_published_is_503_and_leaves_nothing_behind(
+    settings, start_gateway, nats_client
+):
+    """Streams missing (NATS cannot acknowledge): the order is voided and the slot returned."""
+    async with start_gateway(settings) as gw:
+        shop = await gw.merchant()
+        response = await gw.post("/api/create-payment", shop.api_key, GOOD)
+        assert response.status_code == 503
+        assert response.json()["detail"].startswith("Xizmat vaqtincha ishlamayapti")
+        assert await gw.orders.get("10001") is None
+        assert (await gw.accounts.get_merchant(shop.merchant.merchant_id)).payments_used == 0
+        ready = await gw.client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["failing"] == ["streams"]
+
+
+def test_every_message_has_three_languages():
+    for code, texts in CATALOGUE.items():
+        assert set(texts) == {"uz", "en", "ru"}, code
+
+
+@pytest.mark.parametrize(
+    ("header", "language"),
+    [
+        (None, "uz"),
+        ("en", "en"),
+        ("ru-RU,ru;q=0.9,en;q=0.8", "ru"),
+        ("de-DE, en;q=0.5", "en"),
+        ("fr", "uz"),
+        ("uz, en;q=0.9", "uz"),
+        ("en;q=0.2, ru;q=0.7", "ru"),
+    ],
+)
+def test_language_negotiation(header, language):
+    assert negotiate(header) == language

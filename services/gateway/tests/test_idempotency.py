@@ -1,0 +1,66 @@
+"""`Idempotency-Key` on POST: the first answer is replayed; another body with the key is 409."""
+
+from __future__ import annotations
+
+BODY = {"amount": 50037, "card_last4": "6412", "gmail": "karta@gmail.com"}
+
+
+async def test_same_key_same_body_replays_the_first_response(gw):
+    shop = await gw.merchant()
+    first = await gw.post("/api/create-payment", shop.api_key, BODY, **{"idempotency-key": "k1"})
+    assert first.json() == {"success": True, "order_id": "10001"}
+
+    reordered = dict(reversed(list(BODY.items())))
+    again = await gw.post(
+        "/api/create-payment", shop.api_key, reordered, **{"idempotency-key": "k1"}
+    )
+    assert again.status_code == 200
+    assert again.json() == {"success": True, "order_id": "10001"}
+    assert again.headers["idempotent-replayed"] == "true"
+    assert (await gw.accounts.get_merchant(shop.merchant.merchant_id)).payments_used == 1
+
+    fresh = await gw.post("/api/create-payment", shop.api_key, {**BODY, "amount": 50038})
+    assert fresh.json()["order_id"] == "10002"
+
+
+async def test_same_key_other_body_is_409(gw):
+    shop = await gw.merchant()
+    await gw.post("/api/create-payment", shop.api_key, BODY, **{"idempotency-key": "k2"})
+    other = {**BODY, "amount": 50038}
+    conflict = await gw.post(
+        "/api/create-payment", shop.api_key, other, **{"idempotency-key": "k2"}
+    )
+    assert conflict.status_code == 409
+    assert conflict.json() == {"detail": "Bu Idempotency-Key boshqa so'rov bilan ishlatilgan."}
+    elsewhere = await gw.post(
+        "/api/cancel-payment", shop.api_key, {"order_id": "10001"}, **{"idempotency-key": "k2"}
+    )
+    assert elsewhere.status_code == 409
+    assert (await gw.orders.get("10001")).status == "waiting"
+
+
+async def test_keys_are_per_merchant_and_errors_replay_too(gw):
+    a = await gw.merchant("A")
+    b = await gw.merchant("B", card=False)
+    first = await gw.post("/api/create-payment", a.api_key, BODY, **{"idempotency-key": "same"})
+    assert first.status_code == 200
+    not_connected = await gw.post(
+        "/api/create-payment", b.api_key, BODY, **{"idempotency-key": "same"}
+    )
+    assert not_connected.status_code == 400
+    await gw.accounts.add_card(b.merchant.merchant_id, "1111", "b@gmail.com")
+    replayed = await gw.post("/api/create-payment", b.api_key, BODY, **{"idempotency-key": "same"})
+    assert replayed.status_code == 400
+    assert replayed.json() == not_connected.json()
+
+
+async def test_server_errors_are_not_remembered(settings, start_gateway):
+    """A 503 (the event was not acknowledged) frees the key, so the retry runs again."""
+    async with start_gateway(settings) as gw:
+        shop = await gw.merchant()
+        failed = await gw.post(
+            "/api/create-payment", shop.api_key, BODY, **{"idempotency-key": "r"}
+        )
+        assert failed.status_code == 503
+        claims = [k async for k in gw.accounts.redis.scan_iter(f"{settings.redis_prefix}*idem*")]
+        assert claims == []
