@@ -1,0 +1,332 @@
+"""The notifier in-process against real NATS JetStream, Redis and local HTTP receivers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks import Webhook
+
+from autopay_contracts import Order, OrderCancelled, OrderExpired, OrderPaid, parse_event
+from autopay_notifier.bootstrap import build_app
+from autopay_notifier.settings import NotifierSettings
+from autopay_notifier.store import DeliveryKeys, DeliveryStore
+from autopay_store.accounts import Accounts
+from autopay_store.keys import Keys
+from autopay_store.secrets import SecretBox
+
+from .receiver import BlackHole, Receiver, eventually
+
+SECRET_KEY = SecretBox.generate_key()
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def settings(nats_url, redis_url, namespace, redis_prefix) -> NotifierSettings:
+    return NotifierSettings(
+        nats_url=nats_url,
+        redis_url=redis_url,
+        namespace=namespace.root,
+        redis_prefix=redis_prefix,
+        secret_keys=SECRET_KEY,
+        allow_http_loopback=True,
+        retry_schedule_s=[0.2, 0.2, 0.2],
+        retry_jitter=0.0,
+        overload_floor_s=0.0,
+        poll_interval_s=0.05,
+        total_timeout_s=3.0,
+        shutdown_grace_s=0.5,
+    )
+
+
+@pytest.fixture
+def accounts(redis_client, redis_prefix) -> Accounts:
+    return Accounts(redis_client, Keys(redis_prefix), SecretBox(SECRET_KEY))
+
+
+@pytest.fixture
+def store(redis_client, redis_prefix) -> DeliveryStore:
+    return DeliveryStore(redis_client, DeliveryKeys(redis_prefix))
+
+
+@asynccontextmanager
+async def running(settings: NotifierSettings) -> AsyncIterator:
+    app = build_app(settings)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
+async def notifier(settings, streams, redis_client) -> AsyncIterator:
+    async with running(settings) as app:
+        yield app
+
+
+def make_order(merchant_id: str, order_id: str, url: str | None, **kw) -> Order:
+    return Order(
+        order_id=order_id,
+        merchant_id=merchant_id,
+        mailbox_id="mbx1",
+        gmail="karta@gmail.com",
+        card_last4="6412",
+        amount_tiyin=5_003_700,
+        created_at=NOW - timedelta(minutes=1),
+        expires_at=NOW + timedelta(minutes=4),
+        client_user_id="123456789",
+        client_user_data={"plan": "premium"},
+        webhook_url=url,
+        **kw,
+    )
+
+
+def paid(order: Order) -> OrderPaid:
+    return OrderPaid(order=order, credit_id="c-" + order.order_id, paid_at=NOW)
+
+
+async def publish(nats_client, namespace, event, msg_id: str | None = None) -> None:
+    headers = event.headers()
+    if msg_id is not None:
+        headers["Nats-Msg-Id"] = msg_id
+    await nats_client.jetstream().publish(
+        event.subject(namespace), event.to_bytes(), headers=headers
+    )
+
+
+def webhook_events(nats_client, namespace) -> Callable:
+    """An async function returning every event in this test's WEBHOOKS stream, in order."""
+    js = nats_client.jetstream()
+    stream = namespace.stream_name("WEBHOOKS")
+
+    async def read() -> list:
+        info = await js.stream_info(stream)
+        return [
+            parse_event((await js.get_msg(stream, seq)).data)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)
+            if info.state.messages
+        ]
+
+    return read
+
+
+async def consumed(nats_client, namespace, count: int) -> None:
+    """Wait until the notifier's durable consumer has acked `count` order messages."""
+    js = nats_client.jetstream()
+
+    async def done() -> bool:
+        info = await js.consumer_info(namespace.stream_name("ORDERS"), "notifier")
+        return info.ack_floor.stream_seq >= count and info.num_ack_pending == 0
+
+    await eventually(done)
+
+
+async def test_paid_order_sends_the_seed_payload_signed_with_every_valid_secret(
+    notifier, nats_client, namespace, accounts, store
+):
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    mid = merchant.merchant.merchant_id
+    new_secret = await accounts.rotate_webhook_secret(mid, datetime.now(UTC))
+    events = webhook_events(nats_client, namespace)
+    async with Receiver() as receiver:
+        event = paid(make_order(mid, "10001", receiver.url()))
+        await publish(nats_client, namespace, event)
+        await eventually(lambda: receiver.requests)
+        delivered = await eventually(events)
+
+    request = receiver.requests[0]
+    assert json.loads(request.body) == {
+        "order_id": "10001",
+        "status": "paid",
+        "amount": 50037,
+        "card_last4": "6412",
+        "gmail": "karta@gmail.com",
+        "client_user_id": "123456789",
+        "client_user_data": {"plan": "premium"},
+        "paid_at": NOW.astimezone(timedelta_tz(5)).strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["user-agent"].startswith("AutoPay-Webhooks")
+    assert request.headers["webhook-id"] == event.event_id
+    for secret in (merchant.webhook_secret, new_secret):  # previous one valid for 24 h
+        assert Webhook(secret).verify(request.body, request.headers)["order_id"] == "10001"
+
+    assert [type(e).__name__ for e in delivered] == ["WebhookDelivered"]
+    assert delivered[0].delivery_id == event.event_id and delivered[0].status_code == 200
+    log = await store.log("10001")
+    assert [(e["attempt"], e["outcome"], e["status_code"]) for e in log] == [(1, "delivered", 200)]
+    assert "secret" not in json.dumps(log)
+    assert (await store.delivery(event.event_id))["state"] == "delivered"
+
+
+def timedelta_tz(hours: int):
+    from datetime import timezone
+
+    return timezone(timedelta(hours=hours))
+
+
+async def test_500_then_200_retries_with_the_same_webhook_id(
+    notifier, nats_client, namespace, accounts, store
+):
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    events = webhook_events(nats_client, namespace)
+    async with Receiver(statuses=[500, 200]) as receiver:
+        event = paid(make_order(merchant.merchant.merchant_id, "10002", receiver.url()))
+        await publish(nats_client, namespace, event)
+        seen = await eventually(
+            lambda: _done(events, "WebhookDelivered"),
+        )
+
+    assert [(type(e).__name__, e.attempt, e.status_code) for e in seen] == [
+        ("WebhookFailed", 1, 500),
+        ("WebhookDelivered", 2, 200),
+    ]
+    assert seen[0].next_attempt_at is not None and "HTTP 500" in seen[0].error
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    assert ids == {event.event_id} and len(receiver.requests) == 2
+    for r in receiver.requests:
+        assert Webhook(merchant.webhook_secret).verify(r.body, r.headers)
+    log = await store.log("10002")
+    assert [e["outcome"] for e in log] == ["retry", "delivered"]
+
+
+async def _done(events, last_type: str) -> list | None:
+    seen = await events()
+    return seen if seen and type(seen[-1]).__name__ == last_type else None
+
+
+async def test_410_stops_delivery(notifier, nats_client, namespace, accounts, store, redis_client):
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    events = webhook_events(nats_client, namespace)
+    async with Receiver(statuses=[410, 200]) as receiver:
+        event = paid(make_order(merchant.merchant.merchant_id, "10003", receiver.url()))
+        await publish(nats_client, namespace, event)
+        seen = await eventually(lambda: _done(events, "WebhookExhausted"))
+        assert len(receiver.requests) == 1
+    assert [(type(e).__name__, e.status_code) for e in seen] == [("WebhookExhausted", 410)]
+    assert "410" in seen[0].error
+    assert (await store.delivery(event.event_id))["state"] == "exhausted"
+    assert await store.pending_count() == 0  # nothing left scheduled: no further retries
+
+
+async def test_refused_destination_is_exhausted_without_any_attempt(
+    notifier, nats_client, namespace, accounts, store
+):
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    events = webhook_events(nats_client, namespace)
+    event = paid(make_order(merchant.merchant.merchant_id, "10004", "https://10.0.0.8/hook"))
+    await publish(nats_client, namespace, event)
+    seen = await eventually(lambda: _done(events, "WebhookExhausted"))
+    assert len(seen) == 1 and seen[0].status_code is None
+    assert "non-public" in seen[0].error
+    assert await store.pending_count() == 0
+
+
+async def test_black_holed_endpoint_does_not_delay_another_merchant(
+    settings, streams, redis_client, nats_client, namespace, accounts
+):
+    # Room for only three claims in the whole process: the black-holed endpoint may take two
+    # (one attempt, one queued), its third is handed back to the schedule, one slot is left.
+    settings = settings.model_copy(
+        update={"max_outstanding": 3, "per_host_in_flight": 1, "per_host_queue": 1}
+    )
+    slow = await accounts.create_merchant("slow", now=NOW)
+    fast = await accounts.create_merchant("fast", now=NOW)
+    events = webhook_events(nats_client, namespace)
+    async with BlackHole() as hole, Receiver() as receiver, running(settings):
+        for n in range(3):
+            order = make_order(slow.merchant.merchant_id, f"2000{n}", hole.url())
+            await publish(nats_client, namespace, paid(order))
+        await eventually(lambda: hole.connections)
+        await publish(
+            nats_client,
+            namespace,
+            paid(make_order(fast.merchant.merchant_id, "30000", receiver.url())),
+        )
+        seen = await eventually(lambda: _first_for(events, fast.merchant.merchant_id), timeout=10)
+        # The fast merchant's webhook is delivered while every black-holed attempt is still
+        # hanging: nothing about the slow merchant has been decided yet.
+        assert [(type(e).__name__, e.merchant_id) for e in seen] == [
+            ("WebhookDelivered", fast.merchant.merchant_id)
+        ]
+        assert len(receiver.requests) == 1
+
+
+async def _first_for(events, merchant_id: str) -> list | None:
+    seen = await events()
+    return seen if any(e.merchant_id == merchant_id for e in seen) else None
+
+
+async def test_redelivered_order_event_sends_no_second_webhook(
+    notifier, nats_client, namespace, accounts, store
+):
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    events = webhook_events(nats_client, namespace)
+    async with Receiver() as receiver:
+        event = paid(make_order(merchant.merchant.merchant_id, "10005", receiver.url()))
+        await publish(nats_client, namespace, event)
+        await eventually(lambda: _done(events, "WebhookDelivered"))
+        # The same fact arrives again (as after a producer retry past the dedup window).
+        await publish(nats_client, namespace, event, msg_id="replayed-copy")
+        await consumed(nats_client, namespace, 2)
+        assert len(receiver.requests) == 1
+    assert [type(e).__name__ for e in await events()] == ["WebhookDelivered"]
+    assert len(await store.log("10005")) == 1
+
+
+async def test_only_opted_in_events_and_orders_with_a_url_are_sent(
+    notifier, nats_client, namespace, accounts
+):
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    mid = merchant.merchant.merchant_id
+    async with Receiver() as receiver:
+        url = receiver.url()
+        opted = ("paid", "cancelled")
+        await publish(
+            nats_client, namespace, OrderExpired(order=make_order(mid, "1", url), expired_at=NOW)
+        )
+        await publish(nats_client, namespace, paid(make_order(mid, "2", None)))
+        await publish(
+            nats_client,
+            namespace,
+            OrderCancelled(order=make_order(mid, "3", url, notify_events=opted), cancelled_at=NOW),
+        )
+        await publish(
+            nats_client,
+            namespace,
+            OrderExpired(
+                order=make_order(mid, "4", url, notify_events=("paid", "expired")), expired_at=NOW
+            ),
+        )
+        await consumed(nats_client, namespace, 4)
+        await eventually(lambda: len(receiver.requests) >= 2)
+    bodies = sorted((json.loads(r.body) for r in receiver.requests), key=lambda b: b["order_id"])
+    assert [(b["order_id"], b["status"], b["paid_at"]) for b in bodies] == [
+        ("3", "cancelled", None),
+        ("4", "expired", None),
+    ]
+
+
+async def test_a_scheduled_retry_survives_a_notifier_restart(
+    settings, streams, redis_client, nats_client, namespace, accounts
+):
+    settings = settings.model_copy(update={"retry_schedule_s": [0.5, 0.5]})
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    events = webhook_events(nats_client, namespace)
+    async with Receiver(statuses=[503, 200]) as receiver:
+        event = paid(make_order(merchant.merchant.merchant_id, "10006", receiver.url()))
+        async with running(settings):
+            await publish(nats_client, namespace, event)
+            await eventually(lambda: _done(events, "WebhookFailed"))
+        assert len(receiver.requests) == 1  # stopped before the retry was due
+        async with running(settings):
+            seen = await eventually(lambda: _done(events, "WebhookDelivered"))
+    assert [(type(e).__name__, e.attempt) for e in seen] == [
+        ("WebhookFailed", 1),
+        ("WebhookDelivered", 2),
+    ]
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [event.event_id] * 2
