@@ -13,13 +13,14 @@ PLUS, MINUS = "\u2795", "\u2796"  # ➕ ➖
 PLACE, CARD, BALANCE, CASH = "\U0001f4cd", "\U0001f4b3", "\U0001f4b0", "\U0001f4b5"
 MARKERS = HEADERS + PLUS + MINUS + PLACE + CARD + BALANCE + CASH + CLOCKS
 _SPLIT = re.compile(f"([{re.escape(MARKERS)}])")
+_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")  # Telegram Markdown, as Telethon renders it
 
 
 def fields(text: str) -> list[tuple[str, str]]:
     parts = _SPLIT.split(text)
     out = []
     for index in range(1, len(parts), 2):
-        value = re.sub(r"\s+", " ", parts[index + 1]).replace("**", "").strip()
+        value = _BOLD.sub(r"\1", re.sub(r"\s+", " ", parts[index + 1])).strip()
         out.append((parts[index], value))
     return out
 
