@@ -1,0 +1,12 @@
+"""Prometheus metrics of mail-ingest (process-wide; no per-mailbox labels)."""
+
+from prometheus_client import Counter, Gauge
+
+MAILS_FETCHED = Counter("autopay_ingest_mails_fetched_total", "Mails fetched over IMAP")
+CREDITS = Counter("autopay_ingest_credits_total", "credit.received events published")
+REJECTED = Counter("autopay_ingest_rejected_total", "credit.rejected events published")
+DUPLICATES = Counter("autopay_ingest_duplicates_total", "Mails dropped as already ingested")
+RECONNECTS = Counter("autopay_ingest_reconnects_total", "IMAP sessions lost and retried")
+AUTH_FAILURES = Counter("autopay_ingest_auth_failures_total", "IMAP logins refused")
+IDLE_MAILBOXES = Gauge("autopay_ingest_idle_mailboxes", "Mailboxes currently in IDLE")
+WATCHED_MAILBOXES = Gauge("autopay_ingest_watched_mailboxes", "Mailboxes with a watcher")

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from autopay_runtime.settings import ServiceSettings
+
+
+class IngestSettings(ServiceSettings):
+    """mail-ingest configuration (`AUTOPAY_*` environment variables)."""
+
+    http_port: int = 8082
+    secret_keys: str = ""
+
+    imap_connect_timeout_s: float = 15.0
+    imap_command_timeout_s: float = 30.0
+    reidle_interval_s: float = 540.0
+    """DONE + fetch + IDLE at least this often (Gmail drops IDLE near 30 min; NATs sooner)."""
+    connect_concurrency: int = 50
+    """At most this many mailboxes connect / log in at the same time (connect storms)."""
+
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    auth_retry_s: float = 600.0
+    """After AUTHENTICATIONFAILED, retry this rarely (the password must be re-entered)."""
+    throttled_retry_s: float = 300.0
+
+    initial_lookback_s: float = 3600.0
+    """A mailbox without a cursor (or with a new UIDVALIDITY) is read back this far."""
+    fetch_chunk: int = 25
+    evidence_retention_days: int = 30
+    dedup_ttl_days: int = 30
+    trusted_receiver: str = "mx.google.com"
+    client_name: str = "autopay-mail-ingest"
+
+    @property
+    def evidence_ttl_s(self) -> int:
+        return self.evidence_retention_days * 86400
+
+    @property
+    def dedup_ttl_s(self) -> int:
+        return self.dedup_ttl_days * 86400

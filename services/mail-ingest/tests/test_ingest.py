@@ -1,0 +1,288 @@
+"""mail-ingest against real NATS (JetStream), Redis and a real IMAP server with IDLE."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from autopay_contracts import (
+    CreditReceived,
+    CreditRejected,
+    Event,
+    MailboxRegistered,
+    MailboxRemoved,
+    Namespace,
+    mailbox_id_for,
+    parse_event,
+)
+from autopay_mail_ingest.bootstrap import build_app
+from autopay_mail_ingest.settings import IngestSettings
+from autopay_store.secrets import SecretBox
+from autopay_testing.imap import ImapServer
+
+CORPUS = Path("/work/shared/corpus")
+GMAIL = "shop.kassa@gmail.com"
+APP_PASSWORD = "abcd efgh ijkl mnop"
+MAILBOX_ID = mailbox_id_for(GMAIL)
+KEY = SecretBox.generate_key()
+
+
+def mail(name: str) -> bytes:
+    return (CORPUS / name).read_bytes()
+
+
+CREDIT_A = "001-uzcard-email-credit.eml"
+CREDIT_B = "003-uzcard-email-credit.eml"
+CREDIT_C = "005-uzcard-email-credit.eml"
+DEBIT = "013-uzcard-email-not-credit.eml"
+
+
+def resent(raw: bytes, message_id: str) -> bytes:
+    """The same notification mailed again under another Message-ID."""
+    head, sep, body = raw.partition(b"\n\n")
+    lines = [
+        f"Message-ID: <{message_id}>".encode() if line.lower().startswith(b"message-id:") else line
+        for line in head.split(b"\n")
+    ]
+    return b"\n".join(lines) + sep + body
+
+
+@pytest.fixture
+def settings(nats_url, redis_url, namespace, redis_prefix) -> IngestSettings:
+    return IngestSettings(
+        nats_url=nats_url,
+        redis_url=redis_url,
+        namespace=namespace.root,
+        redis_prefix=redis_prefix,
+        secret_keys=KEY,
+        imap_connect_timeout_s=5,
+        imap_command_timeout_s=5,
+        reidle_interval_s=30,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.3,
+        auth_retry_s=60,
+    )
+
+
+@pytest.fixture
+async def imap() -> AsyncIterator[ImapServer]:
+    async with ImapServer({GMAIL: APP_PASSWORD}) as server:
+        yield server
+
+
+async def register(nats_client, ns: Namespace, server: ImapServer, password=APP_PASSWORD, rev=1):
+    event = MailboxRegistered(
+        mailbox_id=MAILBOX_ID,
+        gmail=GMAIL,
+        revision=rev,
+        imap_host=server.host,
+        imap_port=server.port,
+        imap_tls=False,
+        username=GMAIL,
+        password_encrypted=SecretBox(KEY).encrypt(password),
+    )
+    await nats_client.jetstream().publish(
+        event.subject(ns), event.to_bytes(), headers=event.headers()
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(settings: IngestSettings) -> AsyncIterator[None]:
+    app = build_app(settings)
+    await app.start()
+    try:
+        yield
+    finally:
+        await app.stop()
+
+
+async def events(nats_client, ns: Namespace, base: str) -> list[Event]:
+    js = nats_client.jetstream()
+    info = await js.stream_info(ns.stream_name(base))
+    found = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        if info.state.messages == 0:
+            break
+        msg = await js.get_msg(ns.stream_name(base), seq)
+        found.append(parse_event(msg.data))
+    return found
+
+
+async def wait_for(
+    nats_client, ns, base: str, ok: Callable[[list[Event]], bool], timeout: float = 10.0
+) -> list[Event]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await events(nats_client, ns, base)
+        if ok(found):
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; {base} holds {[e.type for e in found]}")
+        await asyncio.sleep(0.05)
+
+
+def credits(found: list[Event]) -> list[CreditReceived]:
+    return [e for e in found if isinstance(e, CreditReceived)]
+
+
+async def wait_idle(redis_client, redis_prefix, timeout=10.0) -> None:
+    key = f"{redis_prefix}:mailbox:{MAILBOX_ID}:health"
+    deadline = time.monotonic() + timeout
+    while await redis_client.hget(key, "status") != "connected":
+        assert time.monotonic() < deadline, "mailbox never connected"
+        await asyncio.sleep(0.02)
+
+
+async def test_mail_appended_while_idling_becomes_a_credit(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    await register(nats_client, namespace, imap)
+    async with running(settings):
+        await wait_idle(redis_client, redis_prefix)
+        found = await wait_for(
+            nats_client,
+            namespace,
+            "MAILBOXES",
+            lambda f: any(e.type == "mailbox.connected" for e in f),
+        )
+        await imap.append(GMAIL, mail(CREDIT_A))
+        found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
+
+    credit = credits(found)[0].credit
+    assert (credit.mailbox_id, credit.gmail) == (MAILBOX_ID, GMAIL)
+    assert (credit.amount_tiyin, credit.card_last4, credit.currency) == (1250003400, "0604", "UZS")
+    assert credit.evidence_ref and credit.evidence_ref.startswith(f"{redis_prefix}:mailbox:")
+    stored = await redis_client.get(credit.evidence_ref)
+    assert stored is not None and "UZCARD INFO" in stored
+    assert await redis_client.ttl(credit.evidence_ref) > 29 * 86400
+    cursor = await redis_client.hgetall(f"{redis_prefix}:mailbox:{MAILBOX_ID}:cursor")
+    assert int(cursor["last_uid"]) >= 1
+    health = await redis_client.hgetall(f"{redis_prefix}:mailbox:{MAILBOX_ID}:health")
+    assert health["credits"] == "1" and health["last_mail_at"]
+
+
+async def test_mail_arriving_while_stopped_is_caught_up_exactly_once(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    await register(nats_client, namespace, imap)
+    async with running(settings):
+        await wait_idle(redis_client, redis_prefix)
+        await imap.append(GMAIL, mail(CREDIT_A))
+        await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
+
+    await imap.append(GMAIL, mail(CREDIT_B))
+    await imap.append(GMAIL, mail(CREDIT_C))
+    async with running(settings):
+        found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) >= 3)
+        await asyncio.sleep(0.3)  # a restart must not republish anything on top
+        found = await events(nats_client, namespace, "CREDITS")
+    amounts = sorted(c.credit.amount_tiyin for c in credits(found))
+    assert amounts == sorted([1250003400, 1005800, 150001400])
+
+
+async def test_same_notification_twice_gives_one_credit(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    await register(nats_client, namespace, imap)
+    raw = mail(CREDIT_A)
+    async with running(settings):
+        await wait_idle(redis_client, redis_prefix)
+        await imap.append(GMAIL, raw)
+        await imap.append(GMAIL, raw)
+        await imap.append(GMAIL, resent(raw, "another-id@info.uzcard.uz"))
+        last_uid = await imap.append(GMAIL, mail(CREDIT_B))
+        found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) >= 2)
+        cursor_key = f"{redis_prefix}:mailbox:{MAILBOX_ID}:cursor"
+        deadline = time.monotonic() + 5
+        while int((await redis_client.hgetall(cursor_key)).get("last_uid", 0)) < last_uid:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        found = await events(nats_client, namespace, "CREDITS")
+    assert sorted(c.credit.amount_tiyin for c in credits(found)) == [1005800, 1250003400]
+
+
+async def test_non_credit_mail_becomes_credit_rejected(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    await register(nats_client, namespace, imap)
+    async with running(settings):
+        await wait_idle(redis_client, redis_prefix)
+        await imap.append(GMAIL, mail(DEBIT))
+        await imap.append(GMAIL, b"Subject: hello\r\nFrom: friend@example.com\r\n\r\nhi\r\n")
+        found = await wait_for(
+            nats_client,
+            namespace,
+            "CREDITS",
+            lambda f: len([e for e in f if isinstance(e, CreditRejected)]) == 2,
+        )
+    rejected = [e for e in found if isinstance(e, CreditRejected)]
+    assert credits(found) == []
+    assert all(e.mailbox_id == MAILBOX_ID and e.evidence_ref for e in rejected)
+    assert rejected[0].kind != "credit" and rejected[0].reason
+    assert rejected[0].record_id != rejected[1].record_id
+
+
+async def test_wrong_password_emits_auth_failed_without_retry_loop(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    await register(nats_client, namespace, imap, password="wrong")
+    async with running(settings):
+        await wait_for(
+            nats_client,
+            namespace,
+            "MAILBOXES",
+            lambda f: any(e.type == "mailbox.auth_failed" for e in f),
+        )
+        await asyncio.sleep(1.0)
+        found = await events(nats_client, namespace, "MAILBOXES")
+        health = await redis_client.hgetall(f"{redis_prefix}:mailbox:{MAILBOX_ID}:health")
+    assert [e.type for e in found] == ["mailbox.auth_failed"]
+    assert health["status"] == "auth_failed"
+    assert "AUTHENTICATIONFAILED" in health["detail"]
+
+
+async def test_dropped_connections_reconnect_and_catch_up(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    await register(nats_client, namespace, imap)
+    async with running(settings):
+        await wait_idle(redis_client, redis_prefix)
+        await imap.append(GMAIL, mail(CREDIT_A))
+        await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
+        assert await imap.disconnect_all() >= 1
+        await imap.append(GMAIL, mail(CREDIT_B))  # lands while the watcher is reconnecting
+        found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 2)
+        mailbox_events = await wait_for(
+            nats_client,
+            namespace,
+            "MAILBOXES",
+            lambda f: [e.type for e in f][-2:] == ["mailbox.down", "mailbox.up"],
+        )
+        await imap.append(GMAIL, mail(CREDIT_C))  # and IDLE works again after the reconnect
+        found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 3)
+    assert mailbox_events[0].type == "mailbox.connected"
+    assert sorted(c.credit.amount_tiyin for c in credits(found)) == [1005800, 150001400, 1250003400]
+
+
+async def test_removed_mailbox_is_no_longer_watched(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    await register(nats_client, namespace, imap)
+    async with running(settings):
+        await wait_idle(redis_client, redis_prefix)
+        removed = MailboxRemoved(mailbox_id=MAILBOX_ID, gmail=GMAIL, revision=2)
+        await nats_client.jetstream().publish(
+            removed.subject(namespace), removed.to_bytes(), headers=removed.headers()
+        )
+        deadline = time.monotonic() + 5
+        while imap.connection_count:
+            assert time.monotonic() < deadline, "watcher kept its IMAP connection"
+            await asyncio.sleep(0.02)
+        await imap.append(GMAIL, mail(CREDIT_A))
+        await asyncio.sleep(0.3)
+        assert credits(await events(nats_client, namespace, "CREDITS")) == []
