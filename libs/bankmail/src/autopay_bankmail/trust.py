@@ -84,10 +84,30 @@ def _strip_comments(value: str) -> str:
     return "".join(out)
 
 
+def _split_statements(value: str) -> list[str]:
+    """Split on `;` outside quoted strings."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
 def parse_authentication_results(value: str) -> AuthenticationResults | None:
     """RFC 8601 header value → authserv-id and its method results; None if malformed."""
-    clean = _strip_comments(value)
-    parts = [p.strip() for p in clean.split(";")]
+    parts = [p.strip() for p in _split_statements(_strip_comments(value))]
     head = parts[0].split()
     if not head:
         return None
