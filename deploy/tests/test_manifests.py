@@ -1,0 +1,725 @@
+"""Policy checks on the deployment files: Kubernetes manifests, kustomizations, compose, images.
+
+Every manifest is read from disk with PyYAML. The overlays are also rendered with
+`kubectl kustomize` (or `kustomize build`) when one is on PATH, and the same policies are checked
+on the result; without one those tests skip and the raw files are still checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import ipaddress
+import re
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+DEPLOY = Path(__file__).resolve().parents[1]
+REPO = DEPLOY.parent
+K8S = DEPLOY / "kubernetes"
+BASE = K8S / "base"
+COMPONENTS = K8S / "components"
+OVERLAYS = K8S / "overlays"
+COMPOSE = DEPLOY / "docker-compose.yml"
+
+SERVICES = {  # Deployment name -> (source folder, Python module)
+    "gateway": ("services/gateway", "autopay_gateway"),
+    "mail-ingest": ("services/mail-ingest", "autopay_mail_ingest"),
+    "matcher": ("services/matcher", "autopay_matcher"),
+    "notifier": ("services/notifier", "autopay_notifier"),
+}
+APP_NAMESPACE = "autopay"
+NOT_IN_ANY_KUSTOMIZATION = {BASE / "secret.example.yaml"}
+EXTRA_CONFIG_KEYS = {"AUTOPAY_STREAM_REPLICAS", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+PRIVATE_ADDRESSES = [
+    "10.1.2.3",
+    "172.16.0.1",
+    "172.31.255.1",
+    "192.168.1.1",
+    "100.64.0.1",
+    "169.254.169.254",
+    "127.0.0.1",
+]
+PUBLIC_ADDRESS = "142.250.150.108"
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def load_docs(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def yaml_files() -> list[Path]:
+    return sorted(p for ext in ("*.yaml", "*.yml") for p in DEPLOY.rglob(ext))
+
+
+@cache
+def kustomization(folder: Path) -> dict:
+    return load_docs(folder / "kustomization.yaml")[0]
+
+
+def kustomization_folders() -> list[Path]:
+    return sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+
+
+def collect(folder: Path) -> list[dict]:
+    """The objects a kustomization's resources and components declare, before any patch."""
+    k = kustomization(folder)
+    objects: list[dict] = []
+    for entry in [*k.get("resources", []), *k.get("components", [])]:
+        target = (folder / entry).resolve()
+        if target.is_dir():
+            objects += collect(target)
+        else:
+            objects += load_docs(target)
+    return objects
+
+
+def of_kind(objects: list[dict], kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def renderer() -> list[str] | None:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    return None
+
+
+@cache
+def rendered(overlay: str) -> list[dict]:
+    command = renderer()
+    if command is None:
+        pytest.skip("neither kubectl nor kustomize is installed; raw manifests checked only")
+    out = subprocess.run(
+        [*command, str(OVERLAYS / overlay)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc is not None]
+
+
+def base_objects() -> list[dict]:
+    return collect(BASE)
+
+
+def pod_spec(workload: dict) -> dict:
+    return workload["spec"]["template"]["spec"]
+
+
+def pod_labels(workload: dict) -> dict:
+    return workload["spec"]["template"]["metadata"]["labels"]
+
+
+def workloads(objects: list[dict]) -> Iterator[dict]:
+    return (o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job"))
+
+
+# --- what the applications themselves say --------------------------------------------------------
+
+
+def settings_fields(module: str) -> set[str]:
+    from autopay_runtime.settings import ServiceSettings
+
+    mod = importlib.import_module(f"{module}.settings")
+    classes = [
+        c
+        for c in vars(mod).values()
+        if isinstance(c, type) and issubclass(c, ServiceSettings) and c is not ServiceSettings
+    ]
+    assert len(classes) == 1, f"{module}.settings should define one settings class"
+    return {f"AUTOPAY_{name.upper()}" for name in classes[0].model_fields}
+
+
+def seconds_in(path: Path, pattern: str) -> list[float]:
+    if not path.exists():
+        return []
+    return [float(x) for x in re.findall(pattern, path.read_text())]
+
+
+def app_shutdown_seconds(service: str) -> float:
+    """Worst case between SIGTERM and exit: HTTP server drain plus broker/handler drain."""
+    folder, module = SERVICES[service]
+    src = REPO / folder / "src" / module
+    http = seconds_in(
+        REPO / "libs/runtime/src/autopay_runtime/health.py", r"timeout_graceful_shutdown=([\d.]+)"
+    )
+    assert http, "autopay_runtime.health.serve no longer states its graceful timeout"
+    drains = [
+        *seconds_in(src / "bootstrap.py", r"graceful_timeout=([\d.]+)"),
+        *seconds_in(src / "settings.py", r"\w*grace\w*\s*:\s*\w+\s*=\s*([\d.]+)"),
+    ]
+    return max(http) + max(drains, default=0.0)
+
+
+# --- checks shared by raw and rendered manifests -------------------------------------------------
+
+
+def containers(workload: dict) -> list[dict]:
+    spec = pod_spec(workload)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def assert_hardened(workload: dict) -> None:
+    name = workload["metadata"]["name"]
+    spec = pod_spec(workload)
+    pod_sc = spec.get("securityContext", {})
+    assert spec.get("automountServiceAccountToken") is False, name
+    assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+    for c in containers(workload):
+        sc = c.get("securityContext", {})
+        where = f"{name}/{c['name']}"
+        assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, where
+        assert sc.get("runAsUser", pod_sc.get("runAsUser", 0)) != 0, where
+        assert sc.get("readOnlyRootFilesystem") is True, where
+        assert sc.get("allowPrivilegeEscalation") is False, where
+        assert sc.get("privileged", False) is False, where
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+        assert not sc.get("capabilities", {}).get("add"), where
+        resources = c.get("resources", {})
+        for bound in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources.get(bound, {})), f"{where} {bound}"
+
+
+def assert_service_deployment(deployment: dict, objects: list[dict]) -> None:
+    name = deployment["metadata"]["name"]
+    spec = pod_spec(deployment)
+    [app] = spec["containers"]
+    http_ports = {p["name"]: p["containerPort"] for p in app["ports"]}
+    assert http_ports.get("http") == 8080, name
+
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = app[probe]["httpGet"]
+        assert get["path"] == path, f"{name} {probe}"
+        assert get["port"] in ("http", 8080), f"{name} {probe}"
+
+    account = spec.get("serviceAccountName")
+    assert account not in (None, "default"), name
+    assert account in of_kind(objects, "ServiceAccount"), f"{name}: no ServiceAccount {account}"
+    users = [
+        w["metadata"]["name"]
+        for w in workloads(objects)
+        if pod_spec(w).get("serviceAccountName") == account
+    ]
+    assert users == [name], f"ServiceAccount {account} shared by {users}"
+
+    pre_stop = app.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    pre_stop_s = float(pre_stop[1]) if pre_stop[:1] == ["sleep"] else 0.0
+    budget = spec.get("terminationGracePeriodSeconds", 30)
+    needed = pre_stop_s + app_shutdown_seconds(name)
+    assert budget > needed, f"{name}: terminationGracePeriodSeconds {budget} <= {needed}"
+
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    assert annotations.get("prometheus.io/scrape") == "true", name
+    assert annotations.get("prometheus.io/port") == "8080", name
+    assert annotations.get("prometheus.io/path") == "/metrics", name
+
+    folder, module = SERVICES[name]
+    assert app["command"] == ["python", "-m", module], name
+    assert (REPO / folder / "src" / module).is_dir(), f"{module} not found in {folder}"
+    assert app["image"].split("/")[-1].split(":")[0] == name, name
+
+
+def assert_disruption_budgets(objects: list[dict]) -> None:
+    budgets = of_kind(objects, "PodDisruptionBudget").values()
+    for w in workloads(objects):
+        if w["kind"] == "Job":
+            continue
+        labels = pod_labels(w)
+        matching = [
+            b
+            for b in budgets
+            if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+            and ("maxUnavailable" in b["spec"] or "minAvailable" in b["spec"])
+        ]
+        assert len(matching) == 1, f"{w['kind']} {w['metadata']['name']}: {len(matching)} PDBs"
+        # A budget that forbids every eviction blocks node drains forever.
+        spec = matching[0]["spec"]
+        if "minAvailable" in spec:
+            assert spec["minAvailable"] < w["spec"].get("replicas", 1), w["metadata"]["name"]
+        else:
+            assert spec["maxUnavailable"] not in (0, "0%"), w["metadata"]["name"]
+
+
+def assert_all_policies(objects: list[dict]) -> None:
+    deployments = of_kind(objects, "Deployment")
+    assert set(deployments) == set(SERVICES)
+    for w in workloads(objects):
+        assert_hardened(w)
+    for d in deployments.values():
+        assert_service_deployment(d, objects)
+    assert_disruption_budgets(objects)
+
+
+# --- files and kustomizations --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_yaml_parses_and_objects_are_named(path: Path) -> None:
+    docs = load_docs(path)
+    assert docs, f"{path} is empty"
+    for doc in docs:
+        if isinstance(doc, list):  # a JSON 6902 patch
+            assert all({"op", "path"} <= set(op) for op in doc)
+            continue
+        assert {"apiVersion", "kind"} <= set(doc) or path == COMPOSE, path
+        if path != COMPOSE and doc["kind"] not in ("Kustomization", "Component"):
+            assert doc["metadata"]["name"], path
+
+
+@pytest.mark.parametrize("folder", kustomization_folders(), ids=lambda p: str(p.relative_to(K8S)))
+def test_kustomization_lists_only_existing_files(folder: Path) -> None:
+    k = kustomization(folder)
+    for entry in [*k.get("resources", []), *k.get("components", [])]:
+        target = folder / entry
+        assert target.is_file() or (target / "kustomization.yaml").is_file(), f"{entry} missing"
+    for patch in k.get("patches", []):
+        if "path" in patch:
+            assert (folder / patch["path"]).is_file(), f"patch {patch['path']} missing"
+    for patch in k.get("patchesStrategicMerge", []):
+        assert (folder / patch).is_file(), f"patch {patch} missing"
+    for generator in [*k.get("configMapGenerator", []), *k.get("secretGenerator", [])]:
+        for f in [*generator.get("files", []), *generator.get("envs", [])]:
+            assert (folder / f.split("=")[-1]).is_file(), f"generator file {f} missing"
+
+
+def test_every_manifest_is_used_by_a_kustomization() -> None:
+    used = set()
+    for folder in kustomization_folders():
+        k = kustomization(folder)
+        entries = [*k.get("resources", []), *k.get("patchesStrategicMerge", [])]
+        entries += [p["path"] for p in k.get("patches", []) if "path" in p]
+        used |= {(folder / e).resolve() for e in entries}
+    manifests = {p.resolve() for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml"} - {
+        p.resolve() for p in NOT_IN_ANY_KUSTOMIZATION
+    }
+    assert manifests - used == set()
+
+
+def test_overlays_use_the_components() -> None:
+    components = {Path(c).name for c in kustomization(OVERLAYS / "production")["components"]}
+    assert components == {"nats-cluster", "redis", "network-policies", "high-availability"}
+    dev = {Path(c).name for c in kustomization(OVERLAYS / "dev")["components"]}
+    assert {"nats-cluster", "redis"} <= dev
+    for overlay in ("dev", "production"):
+        assert kustomization(OVERLAYS / overlay)["resources"] == ["../../base"]
+    for folder in COMPONENTS.iterdir():
+        assert kustomization(folder)["kind"] == "Component", folder.name
+
+
+# --- base workloads ------------------------------------------------------------------------------
+
+
+def test_base_deployments_follow_the_policies() -> None:
+    assert_all_policies(base_objects())
+
+
+def test_base_namespace_enforces_restricted_pod_security() -> None:
+    namespace = of_kind(base_objects(), "Namespace")[APP_NAMESPACE]
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert kustomization(BASE)["namespace"] == APP_NAMESPACE
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_environment_names_are_settings_the_service_reads(service: str) -> None:
+    objects = base_objects()
+    fields = settings_fields(SERVICES[service][1])
+    [app] = pod_spec(of_kind(objects, "Deployment")[service])["containers"]
+    unknown = {e["name"] for e in app.get("env", [])} - fields
+    assert not unknown, f"{service} does not read {sorted(unknown)}"
+
+    sources = {next(iter(s)): next(iter(s.values()))["name"] for s in app.get("envFrom", [])}
+    assert sources.get("configMapRef") == "autopay-config"
+    wants_secret = "AUTOPAY_SECRET_KEYS" in fields
+    assert (sources.get("secretRef") == "autopay-secrets") is wants_secret, (
+        "the Secret goes to exactly the services that read AUTOPAY_SECRET_KEYS"
+    )
+
+
+def test_shared_config_keys_are_read_by_someone() -> None:
+    config = of_kind(base_objects(), "ConfigMap")["autopay-config"]["data"]
+    known = set().union(*(settings_fields(module) for _, module in SERVICES.values()))
+    unknown = set(config) - known - EXTRA_CONFIG_KEYS
+    assert not unknown, f"no service reads {sorted(unknown)}"
+    assert config["AUTOPAY_HTTP_HOST"] == "0.0.0.0"
+    assert config["AUTOPAY_HTTP_PORT"] == "8080"
+    assert not any("SECRET" in key or "PASSWORD" in key for key in config)
+
+
+def test_secret_example_holds_placeholders_only() -> None:
+    [secret] = load_docs(BASE / "secret.example.yaml")
+    assert secret["kind"] == "Secret"
+    assert secret["metadata"]["name"] == "autopay-secrets"
+    for key, value in secret["stringData"].items():
+        assert re.fullmatch(r"<[^<>]+>", value), f"{key} must be a <placeholder>"
+    assert "autopay-secrets" not in of_kind(base_objects(), "Secret")
+
+
+def test_provisioning_job_declares_streams_with_configured_replicas() -> None:
+    objects = base_objects()
+    job = of_kind(objects, "Job")["autopay-provision-streams"]
+    [c] = pod_spec(job)["containers"]
+    assert c["command"] == ["autopay"]
+    args = c["args"]
+    assert args[:2] == ["nats", "provision"]
+    options = dict(zip(args[2::2], args[3::2], strict=True))
+    assert options == {
+        "--nats-url": "$(AUTOPAY_NATS_URL)",
+        "--namespace": "$(AUTOPAY_NAMESPACE)",
+        "--replicas": "$(AUTOPAY_STREAM_REPLICAS)",
+    }
+    config = of_kind(objects, "ConfigMap")["autopay-config"]["data"]
+    assert {"AUTOPAY_NATS_URL", "AUTOPAY_NAMESPACE", "AUTOPAY_STREAM_REPLICAS"} <= set(config)
+    assert c["envFrom"] == [{"configMapRef": {"name": "autopay-config"}}]
+    assert pod_spec(job)["restartPolicy"] in ("OnFailure", "Never")
+    assert pod_spec(job)["serviceAccountName"] in of_kind(objects, "ServiceAccount")
+
+
+# --- components ----------------------------------------------------------------------------------
+
+
+def test_nats_cluster_is_three_jetstream_nodes_with_routes() -> None:
+    objects = collect(COMPONENTS / "nats-cluster")
+    nats = of_kind(objects, "StatefulSet")["nats"]
+    assert nats["spec"]["replicas"] == 3
+    headless = of_kind(objects, "Service")[nats["spec"]["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert {p["port"] for p in headless["spec"]["ports"]} >= {4222, 6222}
+    conf = of_kind(objects, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+    assert re.search(r"jetstream\s*\{[^}]*store_dir:\s*/data", conf)
+    routes = re.findall(r"nats://(nats-\d)\.([\w-]+):6222", conf)
+    assert routes == [(f"nats-{i}", nats["spec"]["serviceName"]) for i in range(3)]
+    [claim] = nats["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in pod_spec(nats)["containers"][0]["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == "/data"
+    patch = load_docs(COMPONENTS / "nats-cluster" / "stream-replicas.yaml")[0]
+    assert patch["data"]["AUTOPAY_STREAM_REPLICAS"] == "3"
+    assert_hardened(nats)
+    assert_disruption_budgets(objects)
+
+
+def test_redis_persists_with_aof_on_a_volume() -> None:
+    objects = collect(COMPONENTS / "redis")
+    redis = of_kind(objects, "StatefulSet")["redis"]
+    conf = of_kind(objects, "ConfigMap")["redis-config"]["data"]["redis.conf"]
+    settings = dict(
+        line.split(None, 1) for line in conf.splitlines() if line and not line.startswith("#")
+    )
+    assert settings["appendonly"] == "yes"
+    assert settings["appendfsync"] == "everysec"
+    assert settings["maxmemory-policy"] == "noeviction"
+    [claim] = redis["spec"]["volumeClaimTemplates"]
+    [c] = pod_spec(redis)["containers"]
+    assert c["command"] == ["redis-server", "/etc/redis/redis.conf"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == settings["dir"]
+    assert "redis" in of_kind(objects, "Service")
+    assert_hardened(redis)
+    assert_disruption_budgets(objects)
+
+
+def test_high_availability_scales_and_spreads_every_service() -> None:
+    folder = COMPONENTS / "high-availability"
+    patches = of_kind(load_docs(folder / "replicas-and-spread.yaml"), "Deployment")
+    assert set(patches) == set(SERVICES)
+    for name, patch in patches.items():
+        assert 2 <= patch["spec"]["replicas"] <= 3, name
+        keys = {c["topologyKey"] for c in pod_spec(patch)["topologySpreadConstraints"]}
+        assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}, name
+    hpas = of_kind(collect(folder), "HorizontalPodAutoscaler")
+    assert set(hpas) == {"gateway", "matcher", "notifier"}
+    for name, hpa in hpas.items():
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
+        assert hpa["spec"]["minReplicas"] == patches[name]["spec"]["replicas"]
+        assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+
+
+# --- network policies ----------------------------------------------------------------------------
+
+
+def matches(selector: dict, labels: dict) -> bool:
+    assert "matchExpressions" not in selector, "this evaluator knows matchLabels only"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def peer_matches(peer: dict, target: dict) -> bool:
+    """`target` is {"ip": "..."} or {"labels": {...}, "namespace": {...}} (a pod)."""
+    if "ipBlock" in peer:
+        if "ip" not in target:
+            return False
+        ip = ipaddress.ip_address(target["ip"])
+        block = peer["ipBlock"]
+        return ip in ipaddress.ip_network(block["cidr"]) and not any(
+            ip in ipaddress.ip_network(e) for e in block.get("except", [])
+        )
+    if "labels" not in target:
+        return False
+    ns_ok = (
+        matches(peer["namespaceSelector"], target["namespace"])
+        if "namespaceSelector" in peer
+        else target["namespace"].get("kubernetes.io/metadata.name") == APP_NAMESPACE
+    )
+    pod_ok = matches(peer["podSelector"], target["labels"]) if "podSelector" in peer else True
+    return ns_ok and pod_ok
+
+
+def allowed(policies: list[dict], pod: dict, direction: str, peer: dict, port: int) -> bool:
+    """Would traffic from/to `pod` (its labels) be allowed, by NetworkPolicy semantics?"""
+    kind, field, peers_key = {
+        "egress": ("Egress", "egress", "to"),
+        "ingress": ("Ingress", "ingress", "from"),
+    }[direction]
+    selecting = [
+        p
+        for p in policies
+        if kind in p["spec"]["policyTypes"] and matches(p["spec"]["podSelector"], pod)
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get(field) or []:
+            peers = rule.get(peers_key)
+            ports = rule.get("ports")
+            peer_ok = not peers or any(peer_matches(p, peer) for p in peers)
+            port_ok = not ports or any(
+                p.get("protocol", "TCP") == "TCP" and p.get("port") in (None, port) for p in ports
+            )
+            if peer_ok and port_ok:
+                return True
+    return False
+
+
+def app_namespace_pod(labels: dict) -> dict:
+    return {"labels": labels, "namespace": {"kubernetes.io/metadata.name": APP_NAMESPACE}}
+
+
+@pytest.fixture(scope="module")
+def policies() -> list[dict]:
+    return list(of_kind(collect(COMPONENTS / "network-policies"), "NetworkPolicy").values())
+
+
+@pytest.fixture(scope="module")
+def pods() -> dict[str, dict]:
+    objects = base_objects() + collect(COMPONENTS / "nats-cluster") + collect(COMPONENTS / "redis")
+    return {w["metadata"]["name"]: pod_labels(w) for w in workloads(objects)}
+
+
+def test_default_deny_covers_every_pod(policies: list[dict]) -> None:
+    deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    assert deny, "no default-deny policy"
+
+
+def test_every_pod_resolves_names(policies: list[dict], pods: dict[str, dict]) -> None:
+    dns = {
+        "labels": {"k8s-app": "kube-dns"},
+        "namespace": {"kubernetes.io/metadata.name": "kube-system"},
+    }
+    for name, labels in pods.items():
+        assert allowed(policies, labels, "egress", dns, 53), name
+
+
+def test_workers_reach_nats_and_redis_and_they_accept_them(
+    policies: list[dict], pods: dict[str, dict]
+) -> None:
+    nats, redis = pods["nats"], pods["redis"]
+    for name in [*SERVICES, "autopay-provision-streams"]:
+        me = pods[name]
+        assert allowed(policies, me, "egress", app_namespace_pod(nats), 4222), name
+        assert allowed(policies, me, "egress", app_namespace_pod(redis), 6379), name
+        assert allowed(policies, nats, "ingress", app_namespace_pod(me), 4222), name
+        assert allowed(policies, redis, "ingress", app_namespace_pod(me), 6379), name
+    stranger = app_namespace_pod({"app.kubernetes.io/name": "debug-shell"})
+    assert not allowed(policies, nats, "ingress", stranger, 4222)
+    assert not allowed(policies, redis, "ingress", stranger, 6379)
+    assert allowed(policies, nats, "egress", app_namespace_pod(nats), 6222)
+    assert allowed(policies, nats, "ingress", app_namespace_pod(nats), 6222)
+    assert not allowed(policies, redis, "egress", {"ip": PUBLIC_ADDRESS}, 443)
+
+
+def test_notifier_egress_is_public_https_only(policies: list[dict], pods: dict[str, dict]) -> None:
+    notifier = pods["notifier"]
+    assert allowed(policies, notifier, "egress", {"ip": PUBLIC_ADDRESS}, 443)
+    assert not allowed(policies, notifier, "egress", {"ip": PUBLIC_ADDRESS}, 80)
+    for address in PRIVATE_ADDRESSES:
+        assert not allowed(policies, notifier, "egress", {"ip": address}, 443), address
+    other_pod = app_namespace_pod(pods["gateway"])
+    assert not allowed(policies, notifier, "egress", other_pod, 8080)
+
+
+def test_mail_ingest_egress_is_imaps(policies: list[dict], pods: dict[str, dict]) -> None:
+    ingest = pods["mail-ingest"]
+    assert allowed(policies, ingest, "egress", {"ip": PUBLIC_ADDRESS}, 993)
+    assert not allowed(policies, ingest, "egress", {"ip": PUBLIC_ADDRESS}, 443)
+    assert not allowed(policies, ingest, "egress", {"ip": "169.254.169.254"}, 993)
+
+
+def test_matcher_has_no_external_egress(policies: list[dict], pods: dict[str, dict]) -> None:
+    for port in (80, 443, 993):
+        assert not allowed(policies, pods["matcher"], "egress", {"ip": PUBLIC_ADDRESS}, port)
+
+
+def test_only_the_gateway_accepts_traffic(policies: list[dict], pods: dict[str, dict]) -> None:
+    outside = {"labels": {"app": "ingress-nginx"}, "namespace": {"name": "ingress-nginx"}}
+    assert allowed(policies, pods["gateway"], "ingress", outside, 8080)
+    assert allowed(policies, pods["gateway"], "ingress", {"ip": PUBLIC_ADDRESS}, 8080)
+    for name in ("mail-ingest", "matcher", "notifier"):
+        assert not allowed(policies, pods[name], "ingress", outside, 8080), name
+    prometheus = {
+        "labels": {"app": "prometheus"},
+        "namespace": {"kubernetes.io/metadata.name": "monitoring"},
+    }
+    for name in SERVICES:
+        assert allowed(policies, pods[name], "ingress", prometheus, 8080), name
+
+
+# --- rendered overlays ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_rendered_overlay_follows_the_policies(overlay: str) -> None:
+    objects = rendered(overlay)
+    assert_all_policies(objects)
+    for o in objects:
+        if o["kind"] != "Namespace":
+            assert o["metadata"].get("namespace") == APP_NAMESPACE, o["metadata"]["name"]
+    for w in workloads(objects):
+        for c in containers(w):
+            assert ":" in c["image"].rsplit("/", 1)[-1], f"untagged image {c['image']}"
+    policies = of_kind(objects, "NetworkPolicy")
+    assert "default-deny-all" in policies
+
+
+def test_rendered_production_is_replicated() -> None:
+    objects = rendered("production")
+    config = of_kind(objects, "ConfigMap")["autopay-config"]["data"]
+    assert config["AUTOPAY_STREAM_REPLICAS"] == "3"
+    assert of_kind(objects, "StatefulSet")["nats"]["spec"]["replicas"] == 3
+    for name, d in of_kind(objects, "Deployment").items():
+        assert d["spec"]["replicas"] >= 2, name
+        assert pod_spec(d).get("topologySpreadConstraints"), name
+    nats_spread = pod_spec(of_kind(objects, "StatefulSet")["nats"])["topologySpreadConstraints"]
+    by_key = {c["topologyKey"]: c["whenUnsatisfiable"] for c in nats_spread}
+    assert by_key["kubernetes.io/hostname"] == "DoNotSchedule"
+    assert set(of_kind(objects, "HorizontalPodAutoscaler")) == {"gateway", "matcher", "notifier"}
+    assert "autopay-secrets" not in of_kind(objects, "Secret"), "production Secret is out of band"
+
+
+def test_rendered_dev_has_a_valid_throwaway_key() -> None:
+    from cryptography.fernet import Fernet
+
+    secret = of_kind(rendered("dev"), "Secret")["autopay-secrets"]
+    keys = base64.b64decode(secret["data"]["AUTOPAY_SECRET_KEYS"]).decode()
+    for key in keys.split(","):
+        Fernet(key)
+
+
+# --- docker compose and images -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_docs(COMPOSE)[0]
+
+
+def test_compose_runs_nats_jetstream_and_redis_aof_on_volumes(compose: dict) -> None:
+    services, volumes = compose["services"], compose["volumes"]
+    nats = services["nats"]
+    assert {"-js", "--jetstream"} & set(nats["command"])
+    assert nats["command"][nats["command"].index("--store_dir") + 1] == "/data"
+    assert any(v.split(":")[0] in volumes and v.endswith(":/data") for v in nats["volumes"])
+    redis = services["redis"]
+    flags = dict(zip(redis["command"][1::2], redis["command"][2::2], strict=True))
+    assert flags["--appendonly"] == "yes"
+    assert flags["--appendfsync"] == "everysec"
+    assert flags["--maxmemory-policy"] == "noeviction"
+    assert any(
+        v.split(":")[0] in volumes and v.endswith(f":{flags['--dir']}") for v in redis["volumes"]
+    )
+
+
+def test_compose_provisions_streams_once_before_the_services(compose: dict) -> None:
+    services = compose["services"]
+    provision = services["provision"]
+    assert provision["restart"] == "no"
+    assert provision["command"][:2] == ["nats", "provision"]
+    assert provision["depends_on"]["nats"]["condition"] == "service_healthy"
+    assert provision["build"]["dockerfile"] == "deploy/docker/cli.Dockerfile"
+    for name in SERVICES:
+        depends = services[name]["depends_on"]
+        assert depends["provision"]["condition"] == "service_completed_successfully", name
+
+
+def test_compose_builds_each_service_from_its_dockerfile(compose: dict) -> None:
+    services = compose["services"]
+    for name, (folder, module) in SERVICES.items():
+        service = services[name]
+        context = (DEPLOY / service["build"]["context"]).resolve()
+        assert context == REPO, name
+        assert service["build"]["dockerfile"] == f"{folder}/Dockerfile", name
+        assert (REPO / folder).is_dir(), name
+        assert service["command"] == ["python", "-m", module], name
+        env = service["environment"]
+        assert env["AUTOPAY_HTTP_PORT"] == "8080"
+        assert env["AUTOPAY_HTTP_HOST"] == "0.0.0.0"
+        assert env["AUTOPAY_SECRET_KEYS"].startswith("${AUTOPAY_SECRET_KEYS:?"), "no default key"
+        assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
+    assert services["gateway"]["ports"] == ["8080:8080"]
+    assert services["notifier"]["environment"]["AUTOPAY_ALLOW_HTTP_LOOPBACK"] == "false"
+    published = [n for n, s in services.items() if s.get("ports")]
+    assert published == ["gateway"]
+
+
+def test_compose_hardens_every_container(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        assert service.get("read_only") is True, name
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+
+
+def dockerfiles() -> list[Path]:
+    return [DEPLOY / "docker" / "cli.Dockerfile"] + [
+        REPO / folder / "Dockerfile"
+        for folder, _ in SERVICES.values()
+        if (REPO / folder / "Dockerfile").exists()
+    ]
+
+
+@pytest.mark.parametrize("path", dockerfiles(), ids=lambda p: str(p.relative_to(REPO)))
+def test_images_run_as_a_non_root_user(path: Path) -> None:
+    users = re.findall(r"^USER\s+(\S+)", path.read_text(), flags=re.MULTILINE)
+    assert users, f"{path} has no USER"
+    assert users[-1].split(":")[0] not in ("root", "0"), path
+
+
+def test_cli_image_installs_the_cli_and_its_libraries() -> None:
+    text = (DEPLOY / "docker" / "cli.Dockerfile").read_text()
+    project = tomllib.loads((REPO / "tools/cli/pyproject.toml").read_text())["project"]
+    deps = [d for d in project["dependencies"] if d.startswith("autopay-")]
+    folders = {f"libs/{d.removeprefix('autopay-')}" for d in deps}
+    for folder in [*sorted(folders), "tools/cli"]:
+        assert (REPO / folder).is_dir(), folder
+        assert f"COPY {folder} {folder}" in text, folder
+        assert f"./{folder}" in text, folder
+    assert re.search(r'^ENTRYPOINT \["autopay"\]', text, flags=re.MULTILINE)
