@@ -41,10 +41,14 @@ def build_mail(
     charset: str = "utf-8",
     cte: str = "base64",
     extra: list[str] | None = None,
+    encoded: bool = False,
 ) -> bytes:
-    """Raw RFC 822 bytes; `auth` is the Authentication-Results values, topmost first."""
+    """Raw RFC 822 bytes; `auth` is the Authentication-Results values, topmost first.
+    `encoded`: `body` is already in the transfer encoding `cte`."""
     data = body if isinstance(body, bytes) else body.encode(charset)
-    if cte == "base64":
+    if encoded:
+        payload = data
+    elif cte == "base64":
         payload = base64.encodebytes(data)
     elif cte == "quoted-printable":
         payload = quopri.encodestring(data)
