@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
 
-from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
-from faststream.nats import DeliverPolicy, JStream, NatsBroker
+from faststream.nats import NatsBroker
 
 from autopay_bankmail import parse_notification
-from autopay_contracts import parse_event
-from autopay_contracts.streams import MAILBOX_CONFIG
+from autopay_mail_ingest.config_feed import ConfigFeed
 from autopay_mail_ingest.domain import WatchedMailbox
 from autopay_mail_ingest.publisher import EventPublisher
 from autopay_mail_ingest.settings import IngestSettings
@@ -21,7 +18,6 @@ from autopay_mail_ingest.supervisor import Supervisor
 from autopay_mail_ingest.watcher import MailboxWatcher, ParseFn
 from autopay_runtime.connections import broker_ready, redis_client, redis_ready, streams_ready
 from autopay_runtime.health import health_routes
-from autopay_runtime.logging import get_logger
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
 
@@ -33,7 +29,6 @@ def build_app(
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsgiFastStream:
     ns = settings.ns
-    log = get_logger()
     broker = NatsBroker(settings.nats_url, name=settings.client_name, graceful_timeout=10.0)
     redis = redis_client(settings.redis_url, settings.client_name)
     store = IngestStore(
@@ -61,22 +56,7 @@ def build_app(
     secrets = SecretBox(settings.secret_keys) if settings.secret_keys.strip() else None
     supervisor = Supervisor(watcher_for, secrets, store)
 
-    @broker.subscriber(
-        ns.mailbox_config(),
-        stream=JStream(MAILBOX_CONFIG.name(ns), declare=False),
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.MANUAL,
-        title="mail-ingest/mailbox-config",
-    )
-    async def on_mailbox_config(body: dict[str, Any]) -> None:
-        """Every replica reads the whole latest-per-mailbox config and keeps following it."""
-        try:
-            event = parse_event(body)
-        except ValueError as exc:
-            log.error("mailbox.config_unreadable", error=str(exc)[:200])
-            return
-        await supervisor.apply(event)
+    feed = ConfigFeed(lambda: broker.config.connection_state.stream, ns, supervisor.apply)
 
     async def close_redis() -> None:
         await redis.aclose()
@@ -88,10 +68,11 @@ def build_app(
                 ("broker", broker_ready(broker)),
                 ("redis", redis_ready(redis)),
                 ("streams", streams_ready(broker, ns)),
+                ("mailbox-config", feed.ready),
             ]
         ),
-        on_shutdown=[supervisor.stop_all],
+        after_startup=[feed.start],
+        on_shutdown=[feed.stop, supervisor.stop_all],
         after_shutdown=[close_redis],
     )
-    app.state = {"supervisor": supervisor, "store": store}  # type: ignore[attr-defined]
     return app
