@@ -59,7 +59,7 @@ def load_docs(path: Path) -> list[Any]:
 
 
 def yaml_files() -> list[Path]:
-    return sorted(p for ext in ("*.yaml", "*.yml") for p in DEPLOY.rglob(ext))
+    return [*sorted(p for ext in ("*.yaml", "*.yml") for p in K8S.rglob(ext)), COMPOSE]
 
 
 @cache
