@@ -6,10 +6,12 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autopay_bankmail import parse_notification
+from autopay_bankmail.trust import parse_authentication_results
 
 CORPUS = Path(__file__).parent / "corpus"
 EXPECTED: dict[str, dict] = json.loads((CORPUS / "expected.json").read_text())
@@ -100,3 +102,31 @@ def test_pathological_inputs():
     check(("\U0001f4b3" * 20000 + "\u2795" * 20000).encode())
     note = parse_notification("not bytes")  # type: ignore[arg-type]
     assert note.kind == "unparsed"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("SMS from x" + " " * 200_000 + "y", "hi"),
+        ("SMS from UZCARD", "From: a" + " " * 200_000 + "b\nMessage: x"),
+        ("SMS from UZCARD", "Perevod na kartu: summa:" + "1 " * 200_000 + "x"),
+        ("SMS from HUMO", "HUMOCARD *1234: popolnenie " + "1 " * 200_000 + "x;"),
+        ("SMS from HUMOcardbot", "💳 HUMOCARD *1234 ➕ " + "1 " * 200_000 + "x"),
+        ("SMS from HUMOcardbot", "💳 HUMOCARD *1234 ➕ " + "**a" * 200_000),
+        ("SMS from UZCARD", "karta " + "*" * 200_000 + " karta" * 1000),
+        ("UZCARD INFO", "12.12.12" + " " * 200_000 + "x\n" * 100),
+    ],
+)
+def test_long_adversarial_inputs_stay_linear(subject, body):
+    raw = (
+        f"From: a@gmail.com\nTo: a@gmail.com\nSubject: {subject}\n"
+        f"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{body}"
+    ).encode()
+    check(raw, allow_forwarded=True)
+
+
+@pytest.mark.timeout(30)
+def test_long_authentication_results_header():
+    assert parse_authentication_results("mx.google.com; " + "a" * 500_000) is not None
+    assert parse_authentication_results("x; " + "a=" * 200_000 + "(" * 100_000) is not None

@@ -22,8 +22,8 @@ from autopay_bankmail.text import html_to_text, normalize
 MAX_PART_CHARS = 200_000
 MAX_PARTS = 50
 
-_SMS_SUBJECT = re.compile(r"^(?:(?:fwd?|fw)\s*:\s*)*sms\s+from\s*:?\s*(?P<sender>.+?)\s*$", re.I)
-_WRAPPER_FROM = re.compile(r"^from:\s*(?P<sender>.+?)\s*$", re.I)
+_SMS_SUBJECT = re.compile(r"^(?:(?:fwd?|fw)\s*+:\s*+)*+sms\s++from\s*+:?\s*+(?P<sender>.+)", re.I)
+_WRAPPER_FROM = re.compile(r"^from:\s*+(?P<sender>.+)", re.I)
 _WRAPPER_MESSAGE = re.compile(r"^message:\s?(?P<first>.*)$", re.I)
 
 
@@ -69,7 +69,7 @@ def read_envelope(raw: bytes) -> Envelope:
     sms_text, wrapper_sender = _unwrap(text)
     senders: list[str] = []
     if match := _SMS_SUBJECT.match(subject):
-        senders.append(match["sender"])
+        senders.append(match["sender"].strip())
     if wrapper_sender:
         senders.append(wrapper_sender)
     message_ids = values("message-id")
@@ -163,7 +163,7 @@ def _unwrap(text: str) -> tuple[str | None, str | None]:
     sender = None
     for index, line in enumerate(lines):
         if sender is None and (match := _WRAPPER_FROM.match(line)):
-            sender = match["sender"]
+            sender = match["sender"].strip()
             continue
         if match := _WRAPPER_MESSAGE.match(line):
             rest = [match["first"], *lines[index + 1 :]]

@@ -48,7 +48,9 @@ class AuthenticationResults:
     results: tuple[AuthResult, ...]
 
 
-_PAIR = re.compile(r"([A-Za-z0-9_.\-/]+)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s;\"]+)")
+_PAIR = re.compile(
+    r"(?<![A-Za-z0-9_.\-/])([A-Za-z0-9_.\-/]++)\s*+=\s*+(\"(?:[^\"\\]|\\.)*+\"|[^\s;\"]++)"
+)
 
 
 def _strip_comments(value: str) -> str:

@@ -23,6 +23,9 @@ _CURRENCIES = {
     "СЎМ": "UZS",
 }
 
+NUMBER = r"\d[\d.,]*+(?: \d[\d.,]*+)*+"
+"""Digits with `.`/`,` marks and single-space groups (possessive: no backtracking)."""
+
 CURRENCY_MARK = r"(?:[A-Za-z]{3}|[Ss][Oo]'[Mm]|[Сс][УуЎў][Мм])"
 
 

@@ -13,7 +13,9 @@ PLUS, MINUS = "\u2795", "\u2796"  # ➕ ➖
 PLACE, CARD, BALANCE, CASH = "\U0001f4cd", "\U0001f4b3", "\U0001f4b0", "\U0001f4b5"
 MARKERS = HEADERS + PLUS + MINUS + PLACE + CARD + BALANCE + CASH + CLOCKS
 _SPLIT = re.compile(f"([{re.escape(MARKERS)}])")
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")  # Telegram Markdown, as Telethon renders it
+_BOLD = re.compile(
+    r"\*\*(?=\S)([^*\n]{1,80}?)(?<=\S)\*\*"
+)  # Telegram Markdown, as Telethon renders it
 
 
 def fields(text: str) -> list[tuple[str, str]]:

@@ -21,10 +21,10 @@ from autopay_bankmail.envelope import Envelope
 from autopay_bankmail.formats import _emoji
 from autopay_bankmail.formats.base import Classification, Format, unparsed
 from autopay_bankmail.formats.humo_bot import when
-from autopay_bankmail.values import CURRENCY_MARK, currency_code, tiyin
+from autopay_bankmail.values import CURRENCY_MARK, NUMBER, currency_code, tiyin
 
 GREEN, RED = "\U0001f7e2", "\U0001f534"
-_MONEY = re.compile(rf"^(?P<num>\d[\d., ]*?)\s*(?P<cur>{CURRENCY_MARK})$")
+_MONEY = re.compile(rf"^(?P<num>{NUMBER})\s*(?P<cur>{CURRENCY_MARK})$")
 _CREDIT_LABELS = re.compile(
     r"^(?:kartaga o'tkazma|popolnenie scheta|popolnenie|perevod na kartu|to'ldirish)$", re.I
 )

@@ -21,9 +21,9 @@ from datetime import datetime
 from autopay_bankmail.envelope import Envelope
 from autopay_bankmail.formats import _emoji
 from autopay_bankmail.formats.base import Classification, Format, unparsed
-from autopay_bankmail.values import CURRENCY_MARK, bank_time, currency_code, tiyin
+from autopay_bankmail.values import CURRENCY_MARK, NUMBER, bank_time, currency_code, tiyin
 
-_MONEY = re.compile(rf"^(?P<num>\d[\d., ]*?)\s*(?P<cur>{CURRENCY_MARK})$")
+_MONEY = re.compile(rf"^(?P<num>{NUMBER})\s*(?P<cur>{CURRENCY_MARK})$")
 _TIME_FIRST = re.compile(
     r"^(?P<H>\d{1,2}):(?P<M>\d{2})\s+(?P<d>\d{2})\.(?P<m>\d{2})\.(?P<y>\d{4}|\d{2})$"
 )

@@ -11,12 +11,12 @@ import re
 
 from autopay_bankmail.envelope import Envelope
 from autopay_bankmail.formats.base import Classification, Format, unparsed
-from autopay_bankmail.values import CURRENCY_MARK, bank_time, currency_code, tiyin
+from autopay_bankmail.values import CURRENCY_MARK, NUMBER, bank_time, currency_code, tiyin
 
 _HEAD = re.compile(
     r"(?P<brand>HUMO\s*-?\s*CARD|VISA|MASTERCARD)\s*\*+\s*(?P<card>\d{4})\s*:\s*"
     r"(?P<op>[A-Za-z][A-Za-z' ]{0,40}?)\s+"
-    rf"(?P<num>\d[\d .,]*?)\s*(?P<cur>{CURRENCY_MARK})\s*;",
+    rf"(?P<num>{NUMBER})\s*(?P<cur>{CURRENCY_MARK})\s*;",
     re.I,
 )
 _DETECT = re.compile(r"(?:HUMO\s*-?\s*CARD|VISA|MASTERCARD)\s*\*+\s*\d{4}\s*:", re.I)
@@ -24,7 +24,7 @@ _DATETIME = re.compile(
     r"(?<![\d\-])(?P<y>\d{4}|\d{2})-(?P<m>\d{2})-(?P<d>\d{2})\s+(?P<H>\d{1,2}):(?P<M>\d{2})(?![\d:])"
 )
 _AVAILABLE = re.compile(
-    rf"Dostupno\s*:\s*(?P<num>-?\d[\d .,]*?)\s*(?P<cur>{CURRENCY_MARK})(?![A-Za-z])", re.I
+    rf"Dostupno\s*:\s*(?P<num>-?{NUMBER})\s*(?P<cur>{CURRENCY_MARK})(?![A-Za-z])", re.I
 )
 CREDIT_OPS = frozenset({"popolnenie"})
 DEBIT_OPS = frozenset({"oplata", "operacija", "operatsiya", "snyatie", "spisanie"})

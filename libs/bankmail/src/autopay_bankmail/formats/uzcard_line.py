@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from autopay_bankmail.formats.base import Classification, unparsed
-from autopay_bankmail.values import CURRENCY_MARK, bank_time, currency_code, tiyin
+from autopay_bankmail.values import CURRENCY_MARK, NUMBER, bank_time, currency_code, tiyin
 
 _LABEL = re.compile(r"^(?:(?:fwd?|fw)\s*:\s*)?(?P<label>[A-Za-z][A-Za-z' .\-]{0,59}?)\s*:", re.I)
 _DATETIME = re.compile(
@@ -21,11 +21,9 @@ _DATETIME = re.compile(
     r"(?P<H>\d{1,2}):(?P<M>\d{2})(?::\d{2})?(?![\d:])"
 )
 _CARD = re.compile(r"karta\s*\*+\s*(?P<card>\d{4})(?!\d)", re.I)
-_AMOUNT = re.compile(
-    rf"summa\s*:\s*(?P<num>\d[\d .,]*?)\s*(?P<cur>{CURRENCY_MARK})(?![A-Za-z])", re.I
-)
+_AMOUNT = re.compile(rf"summa\s*:\s*(?P<num>{NUMBER})\s*(?P<cur>{CURRENCY_MARK})(?![A-Za-z])", re.I)
 _BALANCE = re.compile(
-    rf"balans\s*:\s*(?P<num>-?\s*\d[\d .,]*?)\s*(?P<cur>{CURRENCY_MARK})(?![A-Za-z])", re.I
+    rf"balans\s*:\s*(?P<num>-?\s*{NUMBER})\s*(?P<cur>{CURRENCY_MARK})(?![A-Za-z])", re.I
 )
 _MARKER = re.compile(r"summa\s*:|karta\s*\*", re.I)
 
