@@ -36,7 +36,7 @@ class ConfigFeed:
         self.log = get_logger()
         self._task: asyncio.Task | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mailbox-config-feed")
 
     async def stop(self) -> None:
