@@ -23,7 +23,7 @@ from autopay_contracts import (
 from autopay_mail_ingest.bootstrap import build_app
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_store.secrets import SecretBox
-from autopay_testing.imap import ImapServer
+from autopay_testing.imap import ImapServer, make_self_signed_cert
 
 CORPUS = Path("/work/shared/corpus")
 GMAIL = "shop.kassa@gmail.com"
@@ -286,3 +286,34 @@ async def test_removed_mailbox_is_no_longer_watched(
         await imap.append(GMAIL, mail(CREDIT_A))
         await asyncio.sleep(0.3)
         assert credits(await events(nats_client, namespace, "CREDITS")) == []
+
+
+async def test_implicit_tls_mailbox(
+    settings, nats_client, namespace, streams, redis_client, redis_prefix, tmp_path
+):
+    cert = make_self_signed_cert(tmp_path)
+    async with ImapServer({GMAIL: APP_PASSWORD}, tls_cert=cert) as server:
+        event = MailboxRegistered(
+            mailbox_id=MAILBOX_ID,
+            gmail=GMAIL,
+            revision=1,
+            imap_host="localhost",
+            imap_port=server.port,
+            imap_tls=True,
+            username=GMAIL,
+            password_encrypted=SecretBox(KEY).encrypt(APP_PASSWORD),
+        )
+        await nats_client.jetstream().publish(
+            event.subject(namespace), event.to_bytes(), headers=event.headers()
+        )
+        app = build_app(settings, ssl_context=cert.client_context())
+        await app.start()
+        try:
+            await wait_idle(redis_client, redis_prefix)
+            await server.append(GMAIL, mail(CREDIT_A))
+            found = await wait_for(
+                nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1
+            )
+        finally:
+            await app.stop()
+    assert credits(found)[0].credit.amount_tiyin == 1250003400
