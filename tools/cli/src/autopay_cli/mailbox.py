@@ -7,18 +7,16 @@ from zoneinfo import ZoneInfo
 
 import aioimaplib
 
-from autopay_bankmail.synth import uzcard_credit_email
+from autopay_bankmail.synth import credit_notification
 
 TASHKENT = ZoneInfo("Asia/Tashkent")
-FORMATS = {"uzcard-email": uzcard_credit_email}
 
 
 async def append_credit(
     imap: dict, *, amount_som: int, card_last4: str, to: str, fmt: str = "uzcard-email"
 ) -> bytes:
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    raw = FORMATS[fmt](
+    raw = credit_notification(
+        fmt,
         to=to,
         amount_tiyin=amount_som * 100,
         card_last4=card_last4,
