@@ -166,6 +166,19 @@ async def test_mail_appended_while_idling_becomes_a_credit(
     assert health["credits"] == "1" and health["last_mail_at"]
 
 
+async def test_reidle_timer_keeps_the_mailbox_live(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    settings = settings.model_copy(update={"reidle_interval_s": 0.2})
+    await register(nats_client, namespace, imap)
+    async with running(settings):
+        await wait_idle(redis_client, redis_prefix)
+        await asyncio.sleep(0.7)  # several DONE / IDLE cycles on the same connection
+        await imap.append(GMAIL, mail(CREDIT_A))
+        await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
+    assert imap.connections_accepted == 2  # the watcher's one connection, plus the APPEND
+
+
 async def test_mail_arriving_while_stopped_is_caught_up_exactly_once(
     settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
 ):
@@ -241,6 +254,7 @@ async def test_wrong_password_emits_auth_failed_without_retry_loop(
         await asyncio.sleep(1.0)
         found = await events(nats_client, namespace, "MAILBOXES")
         health = await redis_client.hgetall(f"{redis_prefix}:mailbox:{MAILBOX_ID}:health")
+    assert imap.connections_accepted == 1
     assert [e.type for e in found] == ["mailbox.auth_failed"]
     assert health["status"] == "auth_failed"
     assert "AUTHENTICATIONFAILED" in health["detail"]

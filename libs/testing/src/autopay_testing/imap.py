@@ -164,6 +164,8 @@ class ImapServer:
         self._tasks: set[asyncio.Task] = set()
         self.port = 0
         self.plain_port = 0
+        self.connections_accepted = 0
+        """Plaintext connections accepted so far (TLS clients count once, via the front)."""
 
     @property
     def tls(self) -> bool:
@@ -186,6 +188,7 @@ class ImapServer:
         imap = IMAPServer(login, config)
 
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections_accepted += 1
             self._connections.add(writer)
             try:
                 await imap(reader, writer, SocketInfoLocal(writer, unique_id=uuid.uuid4().bytes))
