@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from autopay_contracts import (
     CreditReceived,
@@ -126,6 +127,10 @@ async def wait_for(
         await asyncio.sleep(0.05)
 
 
+def duplicates() -> float:
+    return REGISTRY.get_sample_value("autopay_ingest_duplicates_total") or 0.0
+
+
 def credits(found: list[Event]) -> list[CreditReceived]:
     return [e for e in found if isinstance(e, CreditReceived)]
 
@@ -203,6 +208,7 @@ async def test_same_notification_twice_gives_one_credit(
 ):
     await register(nats_client, namespace, imap)
     raw = mail(CREDIT_A)
+    duplicates_before = duplicates()
     async with running(settings):
         await wait_idle(redis_client, redis_prefix)
         await imap.append(GMAIL, raw)
@@ -217,6 +223,7 @@ async def test_same_notification_twice_gives_one_credit(
             await asyncio.sleep(0.02)
         found = await events(nats_client, namespace, "CREDITS")
     assert sorted(c.credit.amount_tiyin for c in credits(found)) == [1005800, 1250003400]
+    assert duplicates() - duplicates_before == 2  # dropped by the dedup markers, not only NATS
 
 
 async def test_non_credit_mail_becomes_credit_rejected(
@@ -331,3 +338,29 @@ async def test_implicit_tls_mailbox(
         finally:
             await app.stop()
     assert credits(found)[0].credit.amount_tiyin == 1250003400
+
+
+async def test_new_uidvalidity_resyncs_without_duplicates(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    await register(nats_client, namespace, imap)
+    async with running(settings):
+        await wait_idle(redis_client, redis_prefix)
+        await imap.append(GMAIL, mail(CREDIT_A))
+        await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
+
+    async with ImapServer({GMAIL: APP_PASSWORD}) as renumbered:  # a new UIDVALIDITY
+        await renumbered.append(GMAIL, mail(CREDIT_A))
+        last_uid = await renumbered.append(GMAIL, mail(CREDIT_B))
+        await register(nats_client, namespace, renumbered, rev=2)
+        async with running(settings):
+            found = await wait_for(
+                nats_client, namespace, "CREDITS", lambda f: len(credits(f)) >= 2
+            )
+            cursor_key = f"{redis_prefix}:mailbox:{MAILBOX_ID}:cursor"
+            deadline = time.monotonic() + 5
+            while int((await redis_client.hgetall(cursor_key))["last_uid"]) < last_uid:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            found = await events(nats_client, namespace, "CREDITS")
+    assert sorted(c.credit.amount_tiyin for c in credits(found)) == [1005800, 1250003400]
