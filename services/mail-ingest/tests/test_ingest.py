@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import REGISTRY
 
+from autopay_bankmail.synth import uzcard_credit_email
 from autopay_contracts import (
     CreditReceived,
     CreditRejected,
@@ -26,31 +28,58 @@ from autopay_mail_ingest.settings import IngestSettings
 from autopay_store.secrets import SecretBox
 from autopay_testing.imap import ImapServer, make_self_signed_cert
 
-CORPUS = Path("/work/shared/corpus")
 GMAIL = "shop.kassa@gmail.com"
 APP_PASSWORD = "abcd efgh ijkl mnop"
 MAILBOX_ID = mailbox_id_for(GMAIL)
 KEY = SecretBox.generate_key()
+TASHKENT = ZoneInfo("Asia/Tashkent")
+
+# Three distinct bank notifications (amount in tiyin) and two mails that are not credits.
+AMOUNT_A, AMOUNT_B, AMOUNT_C = 5_003_700, 1_005_800, 150_001_400
 
 
-def mail(name: str) -> bytes:
-    return (CORPUS / name).read_bytes()
+def credit_mail(amount_tiyin: int, minute: int) -> bytes:
+    return uzcard_credit_email(
+        to=GMAIL,
+        amount_tiyin=amount_tiyin,
+        card_last4="6412",
+        occurred_at=datetime(2026, 5, 16, 9, minute, tzinfo=TASHKENT),
+        balance_tiyin=10_000_000 + amount_tiyin,
+        message_id=f"<{amount_tiyin}.{minute}@info.uzcard.uz>",
+    )
 
 
-CREDIT_A = "001-uzcard-email-credit.eml"
-CREDIT_B = "003-uzcard-email-credit.eml"
-CREDIT_C = "005-uzcard-email-credit.eml"
-DEBIT = "013-uzcard-email-not-credit.eml"
+CREDIT_A = credit_mail(AMOUNT_A, 1)
+CREDIT_B = credit_mail(AMOUNT_B, 2)
+CREDIT_C = credit_mail(AMOUNT_C, 3)
+
+
+def unauthenticated(raw: bytes) -> bytes:
+    """The same bank text without the receiver's Authentication-Results: never a credit."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    kept, skipping = [], False
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"authentication-results:"):
+            skipping = True
+            continue
+        if skipping and line[:1] in (b" ", b"\t"):
+            continue
+        skipping = False
+        kept.append(line)
+    return b"\r\n".join(kept) + sep + body
+
+
+NOT_CREDIT = unauthenticated(credit_mail(7_007_700, 4))
 
 
 def resent(raw: bytes, message_id: str) -> bytes:
     """The same notification mailed again under another Message-ID."""
-    head, sep, body = raw.partition(b"\n\n")
+    head, sep, body = raw.partition(b"\r\n\r\n")
     lines = [
         f"Message-ID: <{message_id}>".encode() if line.lower().startswith(b"message-id:") else line
-        for line in head.split(b"\n")
+        for line in head.split(b"\r\n")
     ]
-    return b"\n".join(lines) + sep + body
+    return b"\r\n".join(lines) + sep + body
 
 
 @pytest.fixture
@@ -155,12 +184,12 @@ async def test_mail_appended_while_idling_becomes_a_credit(
             "MAILBOXES",
             lambda f: any(e.type == "mailbox.connected" for e in f),
         )
-        await imap.append(GMAIL, mail(CREDIT_A))
+        await imap.append(GMAIL, CREDIT_A)
         found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
 
     credit = credits(found)[0].credit
     assert (credit.mailbox_id, credit.gmail) == (MAILBOX_ID, GMAIL)
-    assert (credit.amount_tiyin, credit.card_last4, credit.currency) == (1250003400, "0604", "UZS")
+    assert (credit.amount_tiyin, credit.card_last4, credit.currency) == (AMOUNT_A, "6412", "UZS")
     assert credit.evidence_ref and credit.evidence_ref.startswith(f"{redis_prefix}:mailbox:")
     stored = await redis_client.get(credit.evidence_ref)
     assert stored is not None and "UZCARD INFO" in stored
@@ -179,7 +208,7 @@ async def test_reidle_timer_keeps_the_mailbox_live(
     async with running(settings):
         await wait_idle(redis_client, redis_prefix)
         await asyncio.sleep(0.7)  # several DONE / IDLE cycles on the same connection
-        await imap.append(GMAIL, mail(CREDIT_A))
+        await imap.append(GMAIL, CREDIT_A)
         await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
     assert imap.connections_accepted == 2  # the watcher's one connection, plus the APPEND
 
@@ -190,31 +219,31 @@ async def test_mail_arriving_while_stopped_is_caught_up_exactly_once(
     await register(nats_client, namespace, imap)
     async with running(settings):
         await wait_idle(redis_client, redis_prefix)
-        await imap.append(GMAIL, mail(CREDIT_A))
+        await imap.append(GMAIL, CREDIT_A)
         await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
 
-    await imap.append(GMAIL, mail(CREDIT_B))
-    await imap.append(GMAIL, mail(CREDIT_C))
+    await imap.append(GMAIL, CREDIT_B)
+    await imap.append(GMAIL, CREDIT_C)
     async with running(settings):
         found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) >= 3)
         await asyncio.sleep(0.3)  # a restart must not republish anything on top
         found = await events(nats_client, namespace, "CREDITS")
     amounts = sorted(c.credit.amount_tiyin for c in credits(found))
-    assert amounts == sorted([1250003400, 1005800, 150001400])
+    assert amounts == sorted([AMOUNT_A, AMOUNT_B, AMOUNT_C])
 
 
 async def test_same_notification_twice_gives_one_credit(
     settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
 ):
     await register(nats_client, namespace, imap)
-    raw = mail(CREDIT_A)
+    raw = CREDIT_A
     duplicates_before = duplicates()
     async with running(settings):
         await wait_idle(redis_client, redis_prefix)
         await imap.append(GMAIL, raw)
         await imap.append(GMAIL, raw)
         await imap.append(GMAIL, resent(raw, "another-id@info.uzcard.uz"))
-        last_uid = await imap.append(GMAIL, mail(CREDIT_B))
+        last_uid = await imap.append(GMAIL, CREDIT_B)
         found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) >= 2)
         cursor_key = f"{redis_prefix}:mailbox:{MAILBOX_ID}:cursor"
         deadline = time.monotonic() + 5
@@ -222,7 +251,7 @@ async def test_same_notification_twice_gives_one_credit(
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
         found = await events(nats_client, namespace, "CREDITS")
-    assert sorted(c.credit.amount_tiyin for c in credits(found)) == [1005800, 1250003400]
+    assert sorted(c.credit.amount_tiyin for c in credits(found)) == sorted([AMOUNT_A, AMOUNT_B])
     assert duplicates() - duplicates_before == 2  # dropped by the dedup markers, not only NATS
 
 
@@ -232,7 +261,7 @@ async def test_non_credit_mail_becomes_credit_rejected(
     await register(nats_client, namespace, imap)
     async with running(settings):
         await wait_idle(redis_client, redis_prefix)
-        await imap.append(GMAIL, mail(DEBIT))
+        await imap.append(GMAIL, NOT_CREDIT)
         await imap.append(GMAIL, b"Subject: hello\r\nFrom: friend@example.com\r\n\r\nhi\r\n")
         found = await wait_for(
             nats_client,
@@ -273,10 +302,10 @@ async def test_dropped_connections_reconnect_and_catch_up(
     await register(nats_client, namespace, imap)
     async with running(settings):
         await wait_idle(redis_client, redis_prefix)
-        await imap.append(GMAIL, mail(CREDIT_A))
+        await imap.append(GMAIL, CREDIT_A)
         await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
         assert await imap.disconnect_all() >= 1
-        await imap.append(GMAIL, mail(CREDIT_B))  # lands while the watcher is reconnecting
+        await imap.append(GMAIL, CREDIT_B)  # lands while the watcher is reconnecting
         found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 2)
         mailbox_events = await wait_for(
             nats_client,
@@ -284,10 +313,12 @@ async def test_dropped_connections_reconnect_and_catch_up(
             "MAILBOXES",
             lambda f: [e.type for e in f][-2:] == ["mailbox.down", "mailbox.up"],
         )
-        await imap.append(GMAIL, mail(CREDIT_C))  # and IDLE works again after the reconnect
+        await imap.append(GMAIL, CREDIT_C)  # and IDLE works again after the reconnect
         found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 3)
     assert mailbox_events[0].type == "mailbox.connected"
-    assert sorted(c.credit.amount_tiyin for c in credits(found)) == [1005800, 150001400, 1250003400]
+    assert sorted(c.credit.amount_tiyin for c in credits(found)) == sorted(
+        [AMOUNT_A, AMOUNT_B, AMOUNT_C]
+    )
 
 
 async def test_removed_mailbox_is_no_longer_watched(
@@ -304,7 +335,7 @@ async def test_removed_mailbox_is_no_longer_watched(
         while imap.connection_count:
             assert time.monotonic() < deadline, "watcher kept its IMAP connection"
             await asyncio.sleep(0.02)
-        await imap.append(GMAIL, mail(CREDIT_A))
+        await imap.append(GMAIL, CREDIT_A)
         await asyncio.sleep(0.3)
         assert credits(await events(nats_client, namespace, "CREDITS")) == []
 
@@ -331,13 +362,13 @@ async def test_implicit_tls_mailbox(
         await app.start()
         try:
             await wait_idle(redis_client, redis_prefix)
-            await server.append(GMAIL, mail(CREDIT_A))
+            await server.append(GMAIL, CREDIT_A)
             found = await wait_for(
                 nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1
             )
         finally:
             await app.stop()
-    assert credits(found)[0].credit.amount_tiyin == 1250003400
+    assert credits(found)[0].credit.amount_tiyin == AMOUNT_A
 
 
 async def test_new_uidvalidity_resyncs_without_duplicates(
@@ -346,12 +377,12 @@ async def test_new_uidvalidity_resyncs_without_duplicates(
     await register(nats_client, namespace, imap)
     async with running(settings):
         await wait_idle(redis_client, redis_prefix)
-        await imap.append(GMAIL, mail(CREDIT_A))
+        await imap.append(GMAIL, CREDIT_A)
         await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
 
     async with ImapServer({GMAIL: APP_PASSWORD}) as renumbered:  # a new UIDVALIDITY
-        await renumbered.append(GMAIL, mail(CREDIT_A))
-        last_uid = await renumbered.append(GMAIL, mail(CREDIT_B))
+        await renumbered.append(GMAIL, CREDIT_A)
+        last_uid = await renumbered.append(GMAIL, CREDIT_B)
         await register(nats_client, namespace, renumbered, rev=2)
         async with running(settings):
             found = await wait_for(
@@ -363,4 +394,4 @@ async def test_new_uidvalidity_resyncs_without_duplicates(
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.02)
             found = await events(nats_client, namespace, "CREDITS")
-    assert sorted(c.credit.amount_tiyin for c in credits(found)) == [1005800, 1250003400]
+    assert sorted(c.credit.amount_tiyin for c in credits(found)) == sorted([AMOUNT_A, AMOUNT_B])
