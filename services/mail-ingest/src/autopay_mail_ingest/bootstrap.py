@@ -9,17 +9,34 @@ from faststream.asgi import AsgiFastStream
 from faststream.nats import NatsBroker
 
 from autopay_bankmail import parse_notification
+from autopay_contracts import (
+    CreditReceived,
+    CreditRejected,
+    MailboxAuthFailed,
+    MailboxConnected,
+    MailboxDown,
+    MailboxUp,
+)
 from autopay_mail_ingest.config_feed import ConfigFeed
 from autopay_mail_ingest.domain import WatchedMailbox
-from autopay_mail_ingest.publisher import EventPublisher
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_mail_ingest.store import IngestStore
 from autopay_mail_ingest.supervisor import Supervisor
 from autopay_mail_ingest.watcher import MailboxWatcher, ParseFn
 from autopay_runtime.connections import broker_ready, redis_client, redis_ready, streams_ready
 from autopay_runtime.health import health_routes
+from autopay_runtime.publishing import EventPublisher
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
+
+PUBLISHED_EVENTS = (
+    CreditReceived,
+    CreditRejected,
+    MailboxConnected,
+    MailboxAuthFailed,
+    MailboxDown,
+    MailboxUp,
+)
 
 
 def build_app(
@@ -37,7 +54,7 @@ def build_app(
         evidence_ttl_s=settings.evidence_ttl_s,
         dedup_ttl_s=settings.dedup_ttl_s,
     )
-    publisher = EventPublisher(broker, ns)
+    publisher = EventPublisher(broker, ns, PUBLISHED_EVENTS)
     gate = asyncio.Semaphore(max(1, settings.connect_concurrency))
     shared_ssl = ssl_context or ssl.create_default_context()
     parse_mail = parse or parse_notification
