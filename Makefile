@@ -36,7 +36,7 @@ asyncapi: install
 	$(BIN)/autopay asyncapi --out docs/asyncapi
 
 bench: install
-	$(BIN)/python -m autopay_cli.bench
+	$(BIN)/python -m autopay_cli.bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .autopay
