@@ -19,6 +19,7 @@ from autopay_contracts import (
 )
 from autopay_mail_ingest.config_feed import ConfigFeed
 from autopay_mail_ingest.domain import WatchedMailbox
+from autopay_mail_ingest.leases import Lease, LeaseStore
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_mail_ingest.store import IngestStore
 from autopay_mail_ingest.supervisor import Supervisor
@@ -46,11 +47,17 @@ def build_app(
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsgiFastStream:
     ns = settings.ns
-    broker = NatsBroker(settings.nats_url, name=settings.client_name, graceful_timeout=10.0)
+    broker = NatsBroker(
+        settings.nats_url,
+        name=settings.client_name,
+        graceful_timeout=10.0,
+        max_reconnect_attempts=-1,  # an outage of any length must not end the process' NATS
+    )
     redis = redis_client(settings.redis_url, settings.client_name)
+    keys = Keys(settings.redis_prefix)
     store = IngestStore(
         redis,
-        Keys(settings.redis_prefix),
+        keys,
         evidence_ttl_s=settings.evidence_ttl_s,
         dedup_ttl_s=settings.dedup_ttl_s,
     )
@@ -59,7 +66,7 @@ def build_app(
     shared_ssl = ssl_context or ssl.create_default_context()
     parse_mail = parse or parse_notification
 
-    def watcher_for(mailbox: WatchedMailbox) -> MailboxWatcher:
+    def watcher_for(mailbox: WatchedMailbox, lease: Lease) -> MailboxWatcher:
         return MailboxWatcher(
             mailbox,
             settings=settings,
@@ -68,10 +75,19 @@ def build_app(
             connect_gate=gate,
             ssl_context=shared_ssl,
             parse=parse_mail,
+            lease=lease,
         )
 
     secrets = SecretBox(settings.secret_keys) if settings.secret_keys.strip() else None
-    supervisor = Supervisor(watcher_for, secrets, store)
+    leases = LeaseStore(redis, keys, settings.replica_id, settings.lease_seconds)
+    supervisor = Supervisor(
+        watcher_for,
+        secrets,
+        store,
+        leases,
+        lease_s=settings.lease_seconds,
+        slack=settings.lease_slack,
+    )
 
     feed = ConfigFeed(lambda: broker.config.connection_state.stream, ns, supervisor.apply)
 
@@ -88,8 +104,8 @@ def build_app(
                 ("mailbox-config", feed.ready),
             ]
         ),
-        after_startup=[feed.start],
-        on_shutdown=[feed.stop, supervisor.stop_all],
+        after_startup=[feed.start, supervisor.start],
+        on_shutdown=[feed.stop, supervisor.stop],
         after_shutdown=[close_redis],
     )
     return app

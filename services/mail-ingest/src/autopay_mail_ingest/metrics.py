@@ -10,3 +10,10 @@ RECONNECTS = Counter("autopay_ingest_reconnects_total", "IMAP sessions lost and 
 AUTH_FAILURES = Counter("autopay_ingest_auth_failures_total", "IMAP logins refused")
 IDLE_MAILBOXES = Gauge("autopay_ingest_idle_mailboxes", "Mailboxes currently in IDLE")
 WATCHED_MAILBOXES = Gauge("autopay_ingest_watched_mailboxes", "Mailboxes with a watcher")
+PUBLISH_RETRIES = Counter(
+    "autopay_ingest_publish_retries_total", "Event publishes JetStream did not acknowledge, retried"
+)
+LEASES_HELD = Gauge("autopay_ingest_leases_held", "Mailbox leases this replica holds")
+LEASES_LOST = Counter(
+    "autopay_ingest_leases_lost_total", "Mailbox leases lost (not renewed in time) by this replica"
+)

@@ -1,6 +1,16 @@
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+
+from pydantic import Field
+
 from autopay_runtime.settings import ServiceSettings
+
+
+def default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class IngestSettings(ServiceSettings):
@@ -16,11 +26,20 @@ class IngestSettings(ServiceSettings):
     connect_concurrency: int = 50
     """At most this many mailboxes connect / log in at the same time (connect storms)."""
 
+    lease_seconds: float = 15.0
+    """A replica that stops renewing loses its mailboxes after this long (renewed every third)."""
+    lease_slack: int = 1
+    """A replica holds at most ceil(mailboxes / live replicas) + this many leases."""
+    replica_id: str = Field(default_factory=default_replica_id)
+    """Names this process in the lease keys; unique per process (hostname-pid-random)."""
+
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     auth_retry_s: float = 600.0
     """After AUTHENTICATIONFAILED, retry this rarely (the password must be re-entered)."""
     throttled_retry_s: float = 300.0
+    publish_backoff_max_s: float = 5.0
+    """Retry an unacknowledged event publish (NATS down) at least this often."""
 
     initial_lookback_s: float = 3600.0
     """A mailbox without a cursor (or with a new UIDVALIDITY) is read back this far."""

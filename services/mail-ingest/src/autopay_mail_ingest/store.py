@@ -3,7 +3,10 @@
 Keys (prefix = `AUTOPAY_REDIS_PREFIX`, `<m>` = mailbox id):
 
 - `<prefix>:mailbox:<m>:cursor` — hash `uidvalidity`, `last_uid`: the highest UID whose event
-  JetStream acknowledged.
+  JetStream acknowledged. Written only by the mailbox's lease holder (see `leases.py`) and
+  never moved backwards within one UIDVALIDITY.
+- `<prefix>:mailbox:<m>:lease` — the replica id watching the mailbox (see `leases.py`);
+  `<prefix>:ingest:replicas` — ZSET of live replicas.
 - `<prefix>:mailbox:<m>:seen:<key>` — dedup marker (TTL `dedup_ttl_days`) per Message-ID
   (`mid:…`), raw-bytes digest (`raw:…`) or credit fingerprint (`fp:…`).
 - `<prefix>:mailbox:<m>:evidence:<sha256>` — the RFC 822 bytes (TTL `evidence_retention_days`);
@@ -23,6 +26,18 @@ import redis.asyncio as aioredis
 
 from autopay_store.keys import Keys
 
+_SAVE_CURSOR = """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return 0
+end
+local current = redis.call('HMGET', KEYS[1], 'uidvalidity', 'last_uid')
+if current[1] == ARGV[1] and tonumber(current[2] or '0') >= tonumber(ARGV[2]) then
+  return 1
+end
+redis.call('HSET', KEYS[1], 'uidvalidity', ARGV[1], 'last_uid', ARGV[2])
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Cursor:
@@ -38,6 +53,7 @@ class IngestStore:
         self.keys = keys
         self.evidence_ttl_s = evidence_ttl_s
         self.dedup_ttl_s = dedup_ttl_s
+        self._save_cursor = redis.register_script(_SAVE_CURSOR)
 
     def _key(self, mailbox_id: str, *parts: str) -> str:
         return self.keys.global_key("mailbox", mailbox_id, *parts)
@@ -56,11 +72,17 @@ class IngestStore:
             return None
         return Cursor(int(data["uidvalidity"]), int(data.get("last_uid", 0)))
 
-    async def save_cursor(self, mailbox_id: str, cursor: Cursor) -> None:
-        await self.redis.hset(
-            self._key(mailbox_id, "cursor"),
-            mapping={"uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid},
+    async def save_cursor(
+        self, mailbox_id: str, cursor: Cursor, lease: tuple[str, str] | None = None
+    ) -> bool:
+        """Advance the cursor; with `lease` = (lease key, owner), only while the lease key still
+        names that owner (fencing). Returns False when the lease is gone."""
+        key, owner = lease if lease is not None else ("", "")
+        saved = await self._save_cursor(
+            keys=[self._key(mailbox_id, "cursor"), key or self._key(mailbox_id, "lease")],
+            args=[cursor.uidvalidity, cursor.last_uid, owner],
         )
+        return bool(saved)
 
     # --- dedup --------------------------------------------------------------------------------
 

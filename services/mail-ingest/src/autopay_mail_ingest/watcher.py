@@ -3,7 +3,10 @@
 Every fetched mail becomes exactly one event (credit.received or credit.rejected) published to
 JetStream; the mailbox cursor advances only after JetStream acknowledged it. Any sign of a dead
 connection (BYE, connection lost, a command timing out) throws the client away and reconnects
-with capped, jittered backoff; a refused login slows down to minutes.
+with capped, jittered backoff; a refused login slows down to minutes. A publish that JetStream
+does not acknowledge (NATS down) is retried with backoff on the same session, the cursor
+waiting for it. With a `Lease`, the watcher stops as soon as the lease is lost, and neither
+publishes nor moves the cursor after that (see `leases.py`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from autopay_mail_ingest.domain import (
     uid_set,
     unparsed,
 )
+from autopay_mail_ingest.leases import Lease, LeaseLost
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_mail_ingest.store import Cursor, IngestStore
 from autopay_runtime.logging import get_logger
@@ -80,6 +84,7 @@ class MailboxWatcher:
         ssl_context: ssl.SSLContext | None = None,
         parse: ParseFn = parse_notification,
         clock: Callable[[], datetime] = utcnow,
+        lease: Lease | None = None,
     ) -> None:
         self.mailbox = mailbox
         self.settings = settings
@@ -89,6 +94,7 @@ class MailboxWatcher:
         self.ssl_context = ssl_context
         self.parse = parse
         self.clock = clock
+        self.lease = lease
         self.log = get_logger(mailbox_id=mailbox.mailbox_id)
         self.status: str = "connecting"
         self._client: aioimaplib.IMAP4 | None = None
@@ -109,6 +115,9 @@ class MailboxWatcher:
                 await self._session()
             except asyncio.CancelledError:
                 raise
+            except LeaseLost:
+                self.log.warning("mailbox.lease_lost")
+                return
             except LoginRefused as exc:
                 delay = await self._on_login_refused(exc, attempt)
             except Exception as exc:
@@ -165,10 +174,15 @@ class MailboxWatcher:
             await self._emit(MailboxUp)
         self.log.info("mailbox.connected", previous=was)
 
+    def _leased(self) -> bool:
+        return self.lease is None or self.lease.valid()
+
     async def _set_status(
         self, status: str, detail: str | None = None, connected: bool = False
     ) -> None:
         self.status = status
+        if not self._leased():
+            return
         with contextlib.suppress(Exception):
             await self.store.set_status(
                 self.mailbox.mailbox_id,
@@ -186,6 +200,8 @@ class MailboxWatcher:
             at=self.clock(),
             detail=detail,
         )
+        if not self._leased():
+            return
         try:
             await self.publisher.publish(event)
         except Exception as exc:
@@ -303,9 +319,7 @@ class MailboxWatcher:
         floor = (selected.uidnext or 1) - 1
         if self._last_uid < floor:
             self._last_uid = floor
-            await self.store.save_cursor(
-                self.mailbox.mailbox_id, Cursor(selected.uidvalidity, floor)
-            )
+            await self._save_cursor(Cursor(selected.uidvalidity, floor))
         await self._fetch_new(client, selected.uidvalidity)
 
     async def _fetch_new(self, client: aioimaplib.IMAP4, uidvalidity: int) -> None:
@@ -348,10 +362,43 @@ class MailboxWatcher:
                 old = cutoff is not None and message.internal_date is not None
                 if not (old and message.internal_date < cutoff):
                     await self._ingest(message)
+                await self._save_cursor(Cursor(uidvalidity, message.uid))
                 self._last_uid = message.uid
-                await self.store.save_cursor(
-                    self.mailbox.mailbox_id, Cursor(uidvalidity, message.uid)
+
+    async def _save_cursor(self, cursor: Cursor) -> None:
+        fence = None
+        if self.lease is not None:
+            self.lease.check()
+            fence = (self.lease.key, self.lease.owner)
+        if not await self.store.save_cursor(self.mailbox.mailbox_id, cursor, fence):
+            raise LeaseLost(self.mailbox.mailbox_id)
+
+    async def _publish(self, event: Event) -> None:
+        """Publish until JetStream acknowledges (the event's `Nats-Msg-Id` makes a retry whose
+        first try was stored after all a no-op); stops only when the lease is lost."""
+        attempt = 0
+        while True:
+            if self.lease is not None:
+                self.lease.check()
+            try:
+                await self.publisher.publish(event)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.PUBLISH_RETRIES.inc()
+                delay = backoff_delay(
+                    attempt, self.settings.backoff_initial_s, self.settings.publish_backoff_max_s
                 )
+                self.log.warning(
+                    "event.publish_retry",
+                    event_id=event.event_id,
+                    attempt=attempt,
+                    retry_in_s=round(delay, 2),
+                    error=repr(exc)[:200],
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
 
     # --- one mail -----------------------------------------------------------------------------
 
@@ -383,7 +430,7 @@ class MailboxWatcher:
             self.log.info("mail.duplicate", uid=message.uid, event_id=outcome.event.event_id)
             return
         await self.store.keep_evidence(mbx.mailbox_id, digest, raw)
-        await self.publisher.publish(outcome.event)
+        await self._publish(outcome.event)
         await self.store.mark_seen(mbx.mailbox_id, outcome.message_key, outcome.fingerprint)
         event = outcome.event
         if outcome.is_credit:
