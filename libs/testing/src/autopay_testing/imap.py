@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import contextvars
 import datetime as dt
 import ipaddress
 import json
@@ -105,9 +107,20 @@ def make_self_signed_cert(
 # --- server -------------------------------------------------------------------------------
 
 
+@dataclass(eq=False)
+class _Session:
+    user: str | None = None
+
+
+_session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
+    "imap_session", default=None
+)
+
+
 class _Login(Login):
     """pymap's dict login; with `any_user_password`, an unknown user is created on first login
-    with that password (the dev stack's demo server accepts every card's mailbox)."""
+    with that password (the dev stack's demo server accepts every card's mailbox). Records the
+    logged-in user on the connection's session (for `ImapServer.sessions_by_user`)."""
 
     any_user_password: str | None = None
 
@@ -116,7 +129,10 @@ class _Login(Login):
         if self.any_user_password is not None and name not in self.users_dict:
             hashed = await self._passwords.hash_password(self.any_user_password)
             self.users_dict[name] = UserMetadata(self.config, name, password=hashed)
-        return await super().authenticate(credentials)
+        identity = await super().authenticate(credentials)
+        if (session := _session.get()) is not None:
+            session.user = name
+        return identity
 
 
 def _pymap_args(host: str, port: int) -> Namespace:
@@ -161,6 +177,7 @@ class ImapServer:
         self._config: Config | None = None
         self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.StreamWriter] = set()
+        self._sessions: set[_Session] = set()
         self._tasks: set[asyncio.Task] = set()
         self.port = 0
         self.plain_port = 0
@@ -190,12 +207,16 @@ class ImapServer:
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections_accepted += 1
             self._connections.add(writer)
+            session = _Session()
+            self._sessions.add(session)
+            _session.set(session)
             try:
                 await imap(reader, writer, SocketInfoLocal(writer, unique_id=uuid.uuid4().bytes))
             except (ConnectionError, EOFError, asyncio.IncompleteReadError):
                 pass
             finally:
                 self._connections.discard(writer)
+                self._sessions.discard(session)
 
         plain_port = 0 if self.tls else self._requested_port
         plain = await asyncio.start_server(on_client, self.host, plain_port)
@@ -274,6 +295,10 @@ class ImapServer:
     @property
     def connection_count(self) -> int:
         return len(self._connections)
+
+    def sessions_by_user(self) -> collections.Counter[str]:
+        """Open, logged-in connections per user (who watches which mailbox, seen server-side)."""
+        return collections.Counter(s.user for s in self._sessions if s.user is not None)
 
     def client(self, timeout: float = 10.0) -> aioimaplib.IMAP4:
         """A new aioimaplib client for this server (TLS when the server is TLS)."""
