@@ -395,3 +395,58 @@ async def test_new_uidvalidity_resyncs_without_duplicates(
                 await asyncio.sleep(0.02)
             found = await events(nats_client, namespace, "CREDITS")
     assert sorted(c.credit.amount_tiyin for c in credits(found)) == sorted([AMOUNT_A, AMOUNT_B])
+
+
+def publish_retries() -> float:
+    return REGISTRY.get_sample_value("autopay_ingest_publish_retries_total") or 0.0
+
+
+async def test_nats_outage_delays_credits_without_losing_or_skipping_them(
+    settings, imap, redis_url, redis_client, redis_prefix, tmp_path
+):
+    """NATS stops while mail arrives: the watcher keeps retrying, the cursor stays behind the
+    unpublished mail, and once NATS is back (same port, same store) every credit arrives once."""
+    import nats
+
+    from autopay_contracts import provision_streams
+    from autopay_testing.servers import free_port, start_nats
+
+    port = free_port()
+    server = start_nats(workdir=tmp_path / "nats", port=port)
+    ns = Namespace(settings.namespace)
+    settings = settings.model_copy(update={"nats_url": server.url, "publish_backoff_max_s": 0.5})
+    client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    cursor_key = f"{redis_prefix}:mailbox:{MAILBOX_ID}:cursor"
+    try:
+        await provision_streams(client.jetstream(), ns)
+        await register(client, ns, imap)
+        async with running(settings):
+            await wait_idle(redis_client, redis_prefix)
+            uid_a = await imap.append(GMAIL, CREDIT_A)
+            await wait_for(client, ns, "CREDITS", lambda f: len(credits(f)) == 1)
+
+            server.stop()
+            retries_before = publish_retries()
+            await imap.append(GMAIL, CREDIT_B)
+            await imap.append(GMAIL, CREDIT_C)
+            deadline = time.monotonic() + 20
+            while publish_retries() < retries_before + 1:  # it fetched B and is retrying
+                assert time.monotonic() < deadline, "the watcher never tried to publish B"
+                await asyncio.sleep(0.05)
+            cursor = await redis_client.hgetall(cursor_key)
+            assert int(cursor["last_uid"]) == uid_a
+
+            server = start_nats(workdir=tmp_path / "nats", port=port)
+            found = await wait_for(
+                client, ns, "CREDITS", lambda f: len(credits(f)) >= 3, timeout=30
+            )
+            deadline = time.monotonic() + 10
+            while int((await redis_client.hgetall(cursor_key))["last_uid"]) < uid_a + 2:
+                assert time.monotonic() < deadline, "the cursor did not reach C"
+                await asyncio.sleep(0.05)
+            found = await events(client, ns, "CREDITS")
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+        server.stop()
+    assert [c.credit.amount_tiyin for c in credits(found)] == [AMOUNT_A, AMOUNT_B, AMOUNT_C]
