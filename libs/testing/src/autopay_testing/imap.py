@@ -373,7 +373,14 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     async with server:
         print(
-            json.dumps({"host": server.host, "port": server.port, "tls": server.tls}),
+            json.dumps(
+                {
+                    "host": server.host,
+                    "port": server.port,
+                    "plain_port": server.plain_port,
+                    "tls": server.tls,
+                }
+            ),
             flush=True,
         )
         stop = asyncio.Event()
