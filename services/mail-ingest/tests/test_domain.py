@@ -1,7 +1,10 @@
 import random
 from datetime import UTC, datetime
 
-from autopay_bankmail import Notification
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autopay_bankmail import Notification, parse_notification
 from autopay_contracts import CreditReceived, CreditRejected
 from autopay_mail_ingest.domain import (
     WatchedMailbox,
@@ -108,3 +111,30 @@ def test_message_key_falls_back_to_the_bytes():
     assert header_message_id(b"Subject: hi\r\n\r\nMessage-ID: <not-a-header>") is None
     assert message_key(None, b"one") != message_key(None, b"two")
     assert message_key("<A@b>", b"one") == message_key("<a@b>", b"two")
+
+
+# --- fuzz: whatever a mailbox holds, turning it into an event never raises ----------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=2000))
+def test_any_bytes_become_exactly_one_event(raw: bytes):
+    notification = parse_notification(raw, mailbox=MAILBOX.gmail)
+    outcome = build_outcome(
+        notification, mailbox=MAILBOX, raw=raw, received_at=NOW, evidence_ref="ev"
+    )
+    assert isinstance(outcome.event, CreditReceived | CreditRejected)
+    assert outcome.message_key.startswith(("mid:", "raw:"))
+    header_message_id(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(
+        st.one_of(st.binary(max_size=200), st.binary(max_size=200).map(bytearray)), max_size=8
+    )
+)
+def test_any_imap_response_lines_are_read_without_raising(lines):
+    for message in parse_fetch(lines):
+        assert message.uid >= 0
+    assert all(uid >= 0 for uid in parse_search(lines))

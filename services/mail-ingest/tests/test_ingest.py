@@ -222,14 +222,19 @@ async def test_mail_arriving_while_stopped_is_caught_up_exactly_once(
         await imap.append(GMAIL, CREDIT_A)
         await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
 
-    await imap.append(GMAIL, CREDIT_B)
-    await imap.append(GMAIL, CREDIT_C)
+    while_stopped = [2_000_000 + n * 100 for n in range(20)]
+    for n, amount in enumerate(while_stopped):
+        last_uid = await imap.append(GMAIL, credit_mail(amount, 10 + n))
     async with running(settings):
-        found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) >= 3)
-        await asyncio.sleep(0.3)  # a restart must not republish anything on top
+        found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) >= 21)
+        cursor_key = f"{redis_prefix}:mailbox:{MAILBOX_ID}:cursor"
+        deadline = time.monotonic() + 5
+        while int((await redis_client.hgetall(cursor_key)).get("last_uid", 0)) < last_uid:
+            assert time.monotonic() < deadline, "the cursor did not reach the last mail"
+            await asyncio.sleep(0.02)
         found = await events(nats_client, namespace, "CREDITS")
-    amounts = sorted(c.credit.amount_tiyin for c in credits(found))
-    assert amounts == sorted([AMOUNT_A, AMOUNT_B, AMOUNT_C])
+    amounts = [c.credit.amount_tiyin for c in credits(found)]
+    assert sorted(amounts) == sorted([AMOUNT_A, *while_stopped])
 
 
 async def test_same_notification_twice_gives_one_credit(
@@ -450,3 +455,34 @@ async def test_nats_outage_delays_credits_without_losing_or_skipping_them(
             await client.close()
         server.stop()
     assert [c.credit.amount_tiyin for c in credits(found)] == [AMOUNT_A, AMOUNT_B, AMOUNT_C]
+
+
+async def test_a_parser_crash_is_recorded_and_the_mailbox_keeps_going(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    from autopay_bankmail import parse_notification
+
+    def parse(raw: bytes, **kwargs):
+        if b"explode" in raw:
+            raise RecursionError("a mail the parser cannot handle")
+        return parse_notification(raw, **kwargs)
+
+    await register(nats_client, namespace, imap)
+    app = build_app(settings, parse=parse)
+    await app.start()
+    try:
+        await wait_idle(redis_client, redis_prefix)
+        await imap.append(GMAIL, b"Subject: explode\r\nFrom: x@y.z\r\n\r\nexplode\r\n")
+        await imap.append(GMAIL, CREDIT_A)
+        found = await wait_for(
+            nats_client,
+            namespace,
+            "CREDITS",
+            lambda f: len(credits(f)) == 1 and any(isinstance(e, CreditRejected) for e in f),
+        )
+    finally:
+        await app.stop()
+    rejected = [e for e in found if isinstance(e, CreditRejected)]
+    assert [(e.kind, e.reason) for e in rejected] == [("unparsed", "parser error: RecursionError")]
+    health = await redis_client.hgetall(f"{redis_prefix}:mailbox:{MAILBOX_ID}:health")
+    assert health["parse_failures"] == "1" and health["credits"] == "1"
