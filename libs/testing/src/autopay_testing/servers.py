@@ -19,6 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def die_with_parent() -> None:
+    """`preexec_fn` for child servers: on Linux, the kernel sends SIGTERM to the child when its
+    parent dies, so a killed test run or dev stack leaves no server behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -111,7 +121,9 @@ def start_nats(
     args = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port)]
     args += ["-sd", str(path / "jetstream"), "--http_port", "0"]
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent
+    )
     server = ServerProcess("nats", port, f"nats://127.0.0.1:{port}", proc, path, owned)
     try:
         wait_for_port(port)
@@ -134,7 +146,9 @@ def start_redis(
     args += ["--dir", str(path), "--save", "", "--protected-mode", "no"]
     args += ["--appendonly", "yes" if persistent else "no"]
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent
+    )
     server = ServerProcess("redis", port, f"redis://127.0.0.1:{port}/0", proc, path, owned)
     try:
         wait_for_port(port)

@@ -25,7 +25,14 @@ import httpx
 from autopay_cli.config import RUN_FILE, STACK_FILE, CliSettings, read_json, write_json
 from autopay_cli.operations import Operator, provision
 from autopay_store.secrets import SecretBox
-from autopay_testing.servers import ServerProcess, free_port, start_nats, start_redis, wait_for_port
+from autopay_testing.servers import (
+    ServerProcess,
+    die_with_parent,
+    free_port,
+    start_nats,
+    start_redis,
+    wait_for_port,
+)
 
 DEMO_GMAIL = "karta@gmail.com"
 DEMO_CARD = "6412"
@@ -61,6 +68,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     @property
