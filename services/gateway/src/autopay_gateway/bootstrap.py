@@ -16,11 +16,12 @@ from autopay_gateway.adapters.idempotency import IdempotencyStore
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
 from autopay_gateway.adapters.ratelimit import RateLimiter
+from autopay_gateway.adapters.redis_batching import batching_redis_client
 from autopay_gateway.api import router
 from autopay_gateway.application import Gateway
 from autopay_gateway.http import JsonResponse, MetricsMiddleware, install_error_handlers
 from autopay_gateway.settings import GatewaySettings
-from autopay_runtime.connections import broker_ready, redis_client, redis_ready, streams_ready
+from autopay_runtime.connections import broker_ready, redis_ready, streams_ready
 from autopay_store.accounts import Accounts
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
@@ -36,7 +37,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = redis_client(settings.redis_url, "gateway")
+        redis = batching_redis_client(settings.redis_url, "gateway")
         broker = NatsBroker(settings.nats_url, name="gateway")
         await broker.connect()
         keys = Keys(settings.redis_prefix)

@@ -12,6 +12,8 @@ class PublishFailed(Exception):
 
 
 class EventPublisher:
+    """Events go out as their JSON bytes (pydantic's encoder), tagged `application/json`."""
+
     def __init__(self, broker: NatsBroker, ns: Namespace, timeout_s: float) -> None:
         self.broker = broker
         self.ns = ns
@@ -21,9 +23,9 @@ class EventPublisher:
     async def publish(self, event: Event) -> None:
         try:
             await self.broker.publish(
-                event,
+                event.to_bytes(),
                 event.subject(self.ns),
-                headers=event.headers(),
+                headers={**event.headers(), "content-type": "application/json"},
                 stream=self._streams[event.aggregate],
                 timeout=self.timeout_s,
             )

@@ -1,0 +1,63 @@
+"""The batching Redis client: concurrent commands share a pipeline, each gets its own reply."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.exceptions
+
+from autopay_gateway.adapters.redis_batching import batching_redis_client
+
+
+@pytest.fixture
+async def batching(redis_url, redis_client):
+    """`redis_client` is there to delete this test's keys afterwards."""
+    client = batching_redis_client(redis_url, "test")
+    yield client
+    await client.aclose()
+
+
+async def test_concurrent_commands_get_their_own_replies_and_errors(batching, redis_prefix):
+    key = f"{redis_prefix}:n"
+    text = f"{redis_prefix}:text"
+    await batching.set(text, "not a number")
+    results = await asyncio.gather(
+        *(batching.incr(key) for _ in range(50)),
+        batching.incr(text),
+        batching.get(text),
+        return_exceptions=True,
+    )
+    assert sorted(results[:50]) == list(range(1, 51))
+    assert isinstance(results[50], redis.exceptions.ResponseError)
+    assert results[51] == "not a number"
+
+
+async def test_scripts_load_themselves_inside_a_batch(batching, redis_prefix):
+    # A script body of this test's own, so the server has certainly not cached it yet.
+    script = batching.register_script(
+        f"-- {redis_prefix}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])"
+    )
+    key = f"{redis_prefix}:s"
+    results = await asyncio.gather(*(script(keys=[key], args=[2]) for _ in range(10)))
+    assert sorted(results) == list(range(2, 21, 2))
+
+
+async def test_non_transactional_pipelines_keep_their_order(batching, redis_prefix):
+    key = f"{redis_prefix}:list"
+
+    async def push(i: int) -> list:
+        async with batching.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, f"{i}a")
+            pipe.rpush(key, f"{i}b")
+            return await pipe.execute()
+
+    await asyncio.gather(*(push(i) for i in range(10)))
+    items = await batching.lrange(key, 0, -1)
+    assert len(items) == 20
+    for i in range(10):
+        assert items.index(f"{i}a") < items.index(f"{i}b")
+    async with batching.pipeline(transaction=True) as tx:
+        tx.incr(f"{redis_prefix}:tx")
+        tx.incr(f"{redis_prefix}:tx")
+        assert await tx.execute() == [1, 2]
