@@ -17,6 +17,10 @@ from nats.js.api import PubAck
 from autopay_contracts import Event, Namespace, stream_for
 
 
+class PublishFailed(Exception):
+    """JetStream did not acknowledge the event (timeout, no stream, broker down)."""
+
+
 class EventPublisher:
     def __init__(
         self,
@@ -41,10 +45,13 @@ class EventPublisher:
         publisher = self._publishers.get(type(event))
         if publisher is None:
             raise TypeError(f"{type(event).__name__} is not declared for this publisher")
-        return await publisher.publish(
-            event.to_bytes(),
-            subject=event.subject(self.ns),
-            headers={"content-type": "application/json", **event.headers()},
-            stream=stream_for(event).name(self.ns),
-            timeout=self.timeout_s,
-        )
+        try:
+            return await publisher.publish(
+                event.to_bytes(),
+                subject=event.subject(self.ns),
+                headers={"content-type": "application/json", **event.headers()},
+                stream=stream_for(event).name(self.ns),
+                timeout=self.timeout_s,
+            )
+        except Exception as exc:
+            raise PublishFailed(f"{event.event_type}: {type(exc).__name__}: {exc}") from exc

@@ -22,7 +22,6 @@ from autopay_contracts import (
     OrderCreated,
 )
 from autopay_gateway.adapters.cache import MISSING, TtlCache
-from autopay_gateway.adapters.events import EventPublisher, PublishFailed
 from autopay_gateway.adapters.idempotency import IdempotencyStore
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
@@ -31,6 +30,7 @@ from autopay_gateway.clock import tashkent
 from autopay_gateway.messages import ApiError
 from autopay_gateway.requests import AddCard, CreatePayment
 from autopay_gateway.settings import GatewaySettings
+from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import (
     Accounts,
     Card,

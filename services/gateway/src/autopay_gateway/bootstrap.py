@@ -11,7 +11,7 @@ from faststream.nats import NatsBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from autopay_gateway.adapters.events import EventPublisher
+from autopay_contracts import MailboxRegistered, MailboxRemoved, OrderCancelled, OrderCreated
 from autopay_gateway.adapters.idempotency import IdempotencyStore
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
@@ -22,15 +22,22 @@ from autopay_gateway.application import Gateway
 from autopay_gateway.http import JsonResponse, MetricsMiddleware, install_error_handlers
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.connections import broker_ready, redis_ready, streams_ready
+from autopay_runtime.publishing import EventPublisher
 from autopay_store.accounts import Accounts
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
 from autopay_store.secrets import SecretBox
 
+PUBLISHED_EVENTS = (OrderCreated, OrderCancelled, MailboxRegistered, MailboxRemoved)
+
 
 def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -> FastAPI:
     """The gateway as an ASGI app; connections open in its lifespan."""
     secrets = SecretBox(settings.secret_keys)
+    broker = NatsBroker(settings.nats_url, name="gateway")
+    publisher = EventPublisher(
+        broker, settings.ns, PUBLISHED_EVENTS, timeout_s=settings.publish_timeout_seconds
+    )
     imap = imap or ImapLoginChecker(
         settings.imap_host, settings.imap_port, settings.imap_tls, settings.imap_timeout_seconds
     )
@@ -38,7 +45,6 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = batching_redis_client(settings.redis_url, "gateway")
-        broker = NatsBroker(settings.nats_url, name="gateway")
         await broker.connect()
         keys = Keys(settings.redis_prefix)
         app.state.gateway = Gateway(
@@ -50,7 +56,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
                 quarantine_s=settings.quarantine_seconds,
                 window_lead_s=settings.window_lead_seconds,
             ),
-            publisher=EventPublisher(broker, settings.ns, settings.publish_timeout_seconds),
+            publisher=publisher,
             idempotency=IdempotencyStore(redis, keys, settings.idempotency_ttl_seconds),
             limiter=RateLimiter(redis, keys),
             health=MailboxHealthReader(redis, keys),
@@ -75,6 +81,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
         lifespan=lifespan,
         default_response_class=JsonResponse,
     )
+    app.state.broker = broker
     install_error_handlers(app)
     app.include_router(router)
     app.add_middleware(MetricsMiddleware)
