@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from faststream.asgi import AsgiFastStream
 from faststream.nats import NatsBroker
 
@@ -35,7 +37,7 @@ def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Not
             connect_timeout_s=settings.connect_timeout_s,
             total_timeout_s=settings.total_timeout_s,
             response_cap_bytes=settings.response_cap_bytes,
-            max_connections=settings.max_outstanding,
+            per_origin_connections=settings.per_host_in_flight,
         ),
         secrets_for=accounts.webhook_secrets,
         publisher=WebhookEvents(broker, settings.ns),
@@ -53,13 +55,19 @@ def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Not
             lease_s=settings.lease_s,
             poll_interval_s=settings.poll_interval_s,
             busy_defer_s=settings.busy_defer_s,
+            max_defer_s=settings.max_defer_s,
         ),
         user_agent=settings.user_agent,
     )
 
 
 def build_app(settings: NotifierSettings) -> AsgiFastStream:
-    broker = NatsBroker(settings.nats_url, name="notifier", graceful_timeout=15.0)
+    broker = NatsBroker(
+        settings.nats_url,
+        name="notifier",
+        graceful_timeout=15.0,
+        log_level=logging.DEBUG,  # per-message access lines only when debugging
+    )
     redis = redis_client(settings.redis_url, "notifier")
     notifier = build_notifier(settings, broker, redis)
     handlers.register(

@@ -20,6 +20,7 @@ import socket
 import ssl
 import time
 import typing
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 import certifi
@@ -99,6 +100,40 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
+class PerOriginTransport(httpx.AsyncBaseTransport):
+    """One small connection pool per origin behind the one shared client.
+
+    httpcore scans every pooled connection on every request, so a single pool with hundreds of
+    connections gets slow (measured: 2 000 req/s with 4 connections, 170 with 64). Small pools
+    per origin keep that cost flat, and an endpoint can never hold another's connections.
+    """
+
+    def __init__(self, backend: GuardedBackend, per_origin: int, max_origins: int = 4096) -> None:
+        self._backend = backend
+        self._limits = httpx.Limits(
+            max_connections=per_origin, max_keepalive_connections=per_origin, keepalive_expiry=30.0
+        )
+        self._max_origins = max_origins
+        self._pools: OrderedDict[tuple[str, str, int | None], GuardedTransport] = OrderedDict()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = (request.url.scheme, request.url.host, request.url.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = GuardedTransport(self._backend, self._limits)
+            while len(self._pools) > self._max_origins:
+                _, oldest = self._pools.popitem(last=False)
+                await oldest.aclose()
+        else:
+            self._pools.move_to_end(key)
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            await pool.aclose()
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
@@ -112,18 +147,13 @@ class WebhookSender:
         connect_timeout_s: float = 5.0,
         total_timeout_s: float = 15.0,
         response_cap_bytes: int = 64 * 1024,
-        max_connections: int = 512,
+        per_origin_connections: int = 8,
         resolver: Resolver = resolve_host,
     ) -> None:
         self.total_timeout_s = total_timeout_s
         self.response_cap_bytes = response_cap_bytes
-        limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-        )
         self.client = httpx.AsyncClient(
-            transport=GuardedTransport(GuardedBackend(policy, resolver), limits),
+            transport=PerOriginTransport(GuardedBackend(policy, resolver), per_origin_connections),
             timeout=httpx.Timeout(total_timeout_s, connect=connect_timeout_s),
             follow_redirects=False,
             trust_env=False,

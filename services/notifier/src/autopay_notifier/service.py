@@ -20,8 +20,12 @@ Design (why it is durable and why one dead endpoint cannot hold up the others):
   is handed back to the schedule (`defer`, not counted as an attempt). The process-wide cap
   `max_outstanding` bounds active + queued claims, so a black-holed endpoint occupies at most
   `per_host_in_flight + per_host_queue` of it and each of its attempts ends after the 15 s
-  total timeout; every other endpoint keeps its own lane. Leases (`lease_s`) are longer than
-  the worst wait in a lane (`(per_host_queue / per_host_in_flight + 1) × total timeout`).
+  total timeout; every other endpoint keeps its own lane (and its own small connection pool).
+  A claim refused by a full lane comes back after about the time the lane needs to drain
+  (from its average attempt duration), so a black hole's overflow is not re-claimed in a loop.
+- **Leases are renewed** every `lease_s / 3` for every claim this process holds (running or
+  waiting in a lane), so a long lane wait never lets another replica take over a live claim,
+  while a dead replica's claims come back within `lease_s`.
 """
 
 from __future__ import annotations
@@ -70,19 +74,24 @@ class EventPublisher(Protocol):
 
 @dataclass(frozen=True)
 class Limits:
-    max_outstanding: int = 512
-    per_host_in_flight: int = 16
-    per_host_queue: int = 32
-    lease_s: float = 120.0
+    max_outstanding: int = 4096
+    per_host_in_flight: int = 8
+    per_host_queue: int = 256
+    lease_s: float = 60.0
     poll_interval_s: float = 0.5
-    claim_batch: int = 100
-    busy_defer_s: float = 2.0
+    claim_batch: int = 200
+    busy_defer_s: float = 0.5
+    max_defer_s: float = 600.0
 
 
 @dataclass
 class _Lane:
     active: int = 0
     queue: deque[Claim] = field(default_factory=deque)
+    avg_attempt_s: float = 0.05
+
+    def observe(self, seconds: float) -> None:
+        self.avg_attempt_s = 0.8 * self.avg_attempt_s + 0.2 * seconds
 
 
 def _dt(epoch: float) -> datetime:
@@ -119,6 +128,8 @@ class Notifier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._held: dict[str, Claim] = {}
 
     # --- intake ---------------------------------------------------------------------------
     async def accept(self, event: OrderEvent) -> str:
@@ -178,29 +189,34 @@ class Notifier:
         if lane.active < self.limits.per_host_in_flight:
             lane.active += 1
             self._outstanding += 1
+            self._held[claim.delivery_id] = claim
             self._spawn(self._run_lane(key, lane, claim))
         elif len(lane.queue) < self.limits.per_host_queue:
             lane.queue.append(claim)
             self._outstanding += 1
+            self._held[claim.delivery_id] = claim
             metrics.QUEUED.inc()
         else:
             metrics.DEFERRED.inc()
-            self._spawn(self._defer(claim))
+            drain_s = len(lane.queue) / self.limits.per_host_in_flight * lane.avg_attempt_s
+            delay = min(max(self.limits.busy_defer_s, drain_s), self.limits.max_defer_s)
+            self._spawn(self._defer(claim, delay))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _defer(self, claim: Claim) -> None:
+    async def _defer(self, claim: Claim, delay_s: float) -> None:
         try:
-            await self.store.defer(claim, self.clock() + self.limits.busy_defer_s)
+            await self.store.defer(claim, self.clock() + delay_s)
         except Exception:
             log.exception("could not defer delivery", delivery_id=claim.delivery_id)
 
     async def _run_lane(self, key: str, lane: _Lane, claim: Claim | None) -> None:
         try:
             while claim is not None:
+                started = time.monotonic()
                 try:
                     await self.attempt(claim)
                 except Exception:
@@ -211,6 +227,8 @@ class Notifier:
                     )
                 finally:
                     self._outstanding -= 1
+                    self._held.pop(claim.delivery_id, None)
+                    lane.observe(time.monotonic() - started)
                 claim = lane.queue.popleft() if lane.queue else None
                 if claim is not None:
                     metrics.QUEUED.dec()
@@ -322,18 +340,31 @@ class Notifier:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.limits.poll_interval_s)
 
+    async def run_renewer(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.lease_s / 3)
+            held = list(self._held.values())
+            if not held:
+                continue
+            try:
+                await self.store.renew(held, self.clock() + self.limits.lease_s)
+            except Exception:
+                log.exception("renewing delivery leases failed")
+
     def start(self) -> None:
         if self._scheduler is None:
             self._scheduler = asyncio.ensure_future(self.run_scheduler())
+            self._renewer = asyncio.ensure_future(self.run_renewer())
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop claiming; let running attempts finish for `grace_s`, then cancel the rest
         (their leases expire and another replica, or this one after restart, retries)."""
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
-            self._scheduler = None
+        for loop in (self._scheduler, self._renewer):
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
+        self._scheduler = self._renewer = None
         for lane in self._lanes.values():
             metrics.QUEUED.dec(len(lane.queue))
             lane.queue.clear()

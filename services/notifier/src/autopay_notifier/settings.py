@@ -30,12 +30,13 @@ class NotifierSettings(ServiceSettings):
     total_timeout_s: float = 15.0
     response_cap_bytes: int = 64 * 1024
 
-    max_outstanding: int = 512
-    per_host_in_flight: int = 16
-    per_host_queue: int = 32
-    lease_s: float = 120.0
+    max_outstanding: int = 4096
+    per_host_in_flight: int = 8
+    per_host_queue: int = 256
+    lease_s: float = 60.0
     poll_interval_s: float = 0.5
-    busy_defer_s: float = 2.0
+    busy_defer_s: float = 0.5
+    max_defer_s: float = 600.0
     shutdown_grace_s: float = 10.0
 
     delivery_retention_s: int = 30 * 24 * 3600

@@ -55,6 +55,17 @@ end
 return out
 """
 
+_RENEW = """
+local n = 0
+for i = 3, #ARGV, 2 do
+  if redis.call('HGET', ARGV[2] .. ARGV[i], 'lease') == ARGV[i + 1] then
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
 _COMPLETE = """
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], 'lease')
@@ -155,6 +166,7 @@ class DeliveryStore:
         self._enqueue = redis.register_script(_ENQUEUE)
         self._claim = redis.register_script(_CLAIM)
         self._complete = redis.register_script(_COMPLETE)
+        self._renew = redis.register_script(_RENEW)
 
     async def enqueue(self, d: NewDelivery, *, lease_until: float | None) -> Claim | None:
         """Record a new delivery due now. Returns a claim leased to the caller when
@@ -204,6 +216,18 @@ class DeliveryStore:
             )
             for r in rows
         ]
+
+    async def renew(self, claims: list[Claim], until: float, chunk: int = 500) -> int:
+        """Extend the leases this process still holds; returns how many were extended."""
+        renewed = 0
+        for start in range(0, len(claims), chunk):
+            pairs = [x for c in claims[start : start + chunk] for x in (c.delivery_id, c.token)]
+            renewed += int(
+                await self._renew(
+                    keys=[self.keys.due], args=[until, self.keys.delivery_prefix, *pairs]
+                )
+            )
+        return renewed
 
     async def defer(self, claim: Claim, until: float) -> bool:
         """Give the lease back without counting an attempt (the endpoint's lane was full)."""
