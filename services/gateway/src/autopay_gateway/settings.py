@@ -6,7 +6,7 @@ from autopay_runtime.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):
-    payment_ttl_seconds: int = Field(300, ge=30, description="An order waits this long")
+    payment_ttl_seconds: int = Field(300, ge=1, description="An order waits this long")
     quarantine_seconds: int = Field(900, ge=0, description="Amount stays held after an order ends")
     window_lead_seconds: int = 60
     free_tail_max: int = Field(99, ge=1, le=999, description="`amount_base` tails are 1..this")
