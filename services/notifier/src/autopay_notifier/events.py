@@ -7,31 +7,31 @@ import asyncio
 import structlog
 from faststream.nats import NatsBroker
 
-from autopay_contracts import Event, Namespace
+from autopay_contracts import (
+    Event,
+    Namespace,
+    WebhookDelivered,
+    WebhookExhausted,
+    WebhookFailed,
+)
+from autopay_runtime.publishing import EventPublisher
 
 log = structlog.get_logger("autopay_notifier")
 
 
 class WebhookEvents:
     def __init__(self, broker: NatsBroker, ns: Namespace, attempts: int = 3) -> None:
-        self.broker = broker
-        self.ns = ns
-        self.stream = ns.stream_name("WEBHOOKS")
+        self.publisher = EventPublisher(
+            broker, ns, (WebhookDelivered, WebhookFailed, WebhookExhausted)
+        )
         self.attempts = attempts
 
     async def publish(self, event: Event) -> None:
         """Best effort with a few retries: the delivery state in Redis is the source of truth,
         the event is the integrators' view of it."""
-        headers = {**event.headers(), "content-type": "application/json"}
         for attempt in range(1, self.attempts + 1):
             try:
-                await self.broker.publish(
-                    event.to_bytes(),
-                    event.subject(self.ns),
-                    headers=headers,
-                    stream=self.stream,
-                    timeout=5.0,
-                )
+                await self.publisher.publish(event)
                 return
             except Exception as exc:
                 if attempt == self.attempts:
