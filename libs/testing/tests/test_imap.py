@@ -112,7 +112,7 @@ async def test_process_entry_point_serves_until_sigterm():
     try:
         await asyncio.to_thread(wait_for_port, port)
         ready = json.loads(await asyncio.to_thread(proc.stdout.readline))
-        assert ready == {"host": "127.0.0.1", "port": port, "tls": False}
+        assert ready == {"host": "127.0.0.1", "port": port, "plain_port": port, "tls": False}
         uid = await append_over_imap("127.0.0.1", port, USER, PASSWORD, MAIL)
         assert uid is not None
     finally:
