@@ -36,34 +36,41 @@ def _print_json(data: object) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False))
 
 
-def _banner(stack: dict) -> None:
-    body = json.dumps(
+def _banner(stack: dict, state_dir: Path = Path(".autopay")) -> None:
+    card = stack["card"]
+    seed_body = json.dumps(
         {
             "amount": 50037,
-            "card_last4": stack["card"]["card_last4"],
-            "gmail": stack["card"]["gmail"],
+            "card_last4": card["card_last4"],
+            "gmail": card["gmail"],
             "client_user_id": "123456789",
             "client_user_data": {"plan": "premium"},
         }
+    )
+    base_body = json.dumps(
+        {"amount_base": 50000, "card_last4": card["card_last4"], "gmail": card["gmail"]}
+    )
+    post = (
+        f"  curl -s -X POST {stack['gateway_url']}/api/%s \\\n"
+        f"    -H 'x-api-key: {stack['api_key']}' -H 'content-type: application/json' \\\n"
+        "    -d '%s'\n"
     )
     typer.echo(
         "\nAutoPay is running.\n"
         f"  gateway:  {stack['gateway_url']}\n"
         f"  API key:  {stack['api_key']}\n"
         f"  test key: {stack['test_api_key']}\n"
-        f"  card:     {stack['card']['card_last4']} / {stack['card']['gmail']}\n\n"
-        "Create a payment:\n"
-        f"  curl -s -X POST {stack['gateway_url']}/api/create-payment \\\n"
-        f"    -H 'x-api-key: {stack['api_key']}' -H 'content-type: application/json' \\\n"
-        f"    -d '{body}'\n\n"
-        "Pay it (a bank e-mail lands in the demo mailbox):\n"
-        "  .venv/bin/autopay dev send-credit --state-dir .autopay --amount 50037\n\n"
+        f"  card:     {card['card_last4']} / {card['gmail']}\n\n"
+        "Create a payment (the original API: your bot picks the unique amount):\n"
+        + post
+        % ("create-payment", seed_body)
+        + "\nPay it (a bank e-mail lands in the demo mailbox):\n"
+        f"  .venv/bin/autopay dev send-credit --state-dir {state_dir} --amount 50037\n\n"
         "Check it:\n"
-        f"  curl -s -X POST {stack['gateway_url']}/api/check-payment \\\n"
-        f"    -H 'x-api-key: {stack['api_key']}' -H 'content-type: application/json' \\\n"
-        '    -d \'{"order_id": "10001"}\'\n\n'
-        "Stop with Ctrl-C.\n",
-        err=False,
+        + post % ("check-payment", '{"order_id": "10001"}')
+        + "\nOr let the server pick a free amount (the response says which):\n"
+        + post % ("create-payment", base_body)
+        + "\nStop with Ctrl-C.\n"
     )
     sys.stdout.flush()
 
@@ -82,7 +89,7 @@ def dev_up(
             raise typer.Exit(1) from exc
         _print_json(stack)
         return
-    devstack.Supervisor(state_dir, on_ready=_banner).run()
+    devstack.Supervisor(state_dir, on_ready=lambda stack: _banner(stack, state_dir)).run()
 
 
 @dev.command("down")
