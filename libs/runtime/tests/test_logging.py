@@ -1,0 +1,32 @@
+import json
+
+import structlog
+
+from autopay_runtime.logging import REDACTED, configure_logging, get_logger
+
+
+def test_secrets_never_reach_the_log_line(capsys):
+    configure_logging("test", json=True)
+    get_logger(order_id="10001").info(
+        "card added",
+        api_key="ap_live_abcdefghijklmnop",
+        app_password="abcd efgh ijkl mnop",
+        headers={"x-api-key": "ap_live_zzz", "accept": "json"},
+        body=b"Perevod na kartu ... balans",
+        note="signed with whsec_c2VjcmV0c2VjcmV0 by ap_test_qwerty123",
+    )
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    record = json.loads(line)
+    assert record["order_id"] == "10001" and record["service"] == "test"
+    assert record["api_key"] == REDACTED and record["app_password"] == REDACTED
+    assert record["headers"] == {"x-api-key": REDACTED, "accept": "json"}
+    assert record["body"] == REDACTED
+    for secret in (
+        "ap_live_abcdefghijklmnop",
+        "abcd efgh",
+        "whsec_c2Vj",
+        "ap_test_qwerty",
+        "balans",
+    ):
+        assert secret not in line
+    structlog.reset_defaults()
