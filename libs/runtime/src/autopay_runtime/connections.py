@@ -47,3 +47,12 @@ def streams_ready(broker: NatsBroker, ns: Namespace):
         return True
 
     return check
+
+
+def dependency_checks(broker: NatsBroker, redis: aioredis.Redis, ns: Namespace):
+    """The readiness checks every service has: NATS connected, Redis answering, streams there."""
+    return [
+        ("nats", broker_ready(broker)),
+        ("redis", redis_ready(redis)),
+        ("streams", streams_ready(broker, ns)),
+    ]

@@ -8,6 +8,7 @@ check names.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -25,10 +26,10 @@ def health_routes(checks: Sequence[ReadinessCheck]) -> list[tuple[str, Any]]:
 
     @get(include_in_schema=False)
     async def readyz(scope: Any) -> AsgiResponse:
-        failing = [name for name, ok in zip(checks, await _run(checks), strict=True) if not ok]
+        failing = await failing_checks(checks)
         if failing:
-            body = '{"status":"not ready","failing":["' + '","'.join(n for n, _ in failing) + '"]}'
-            return AsgiResponse(body.encode(), 503, headers={"content-type": "application/json"})
+            body = json.dumps({"status": "not ready", "failing": failing}).encode()
+            return AsgiResponse(body, 503, headers={"content-type": "application/json"})
         return AsgiResponse(
             b'{"status":"ready"}', 200, headers={"content-type": "application/json"}
         )
@@ -40,14 +41,17 @@ def health_routes(checks: Sequence[ReadinessCheck]) -> list[tuple[str, Any]]:
     return [("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)]
 
 
-async def _run(checks: Sequence[ReadinessCheck]) -> list[bool]:
-    async def one(check: Callable[[], Awaitable[bool]]) -> bool:
+async def failing_checks(checks: Sequence[ReadinessCheck], timeout_s: float = 2.0) -> list[str]:
+    """Names of the checks that fail, raise or take longer than `timeout_s`, run concurrently."""
+
+    async def passes(check: Callable[[], Awaitable[bool]]) -> bool:
         try:
-            return bool(await asyncio.wait_for(check(), timeout=2.0))
+            return bool(await asyncio.wait_for(check(), timeout=timeout_s))
         except Exception:
             return False
 
-    return list(await asyncio.gather(*(one(fn) for _, fn in checks)))
+    results = await asyncio.gather(*(passes(fn) for _, fn in checks))
+    return [name for (name, _), ok in zip(checks, results, strict=True) if not ok]
 
 
 def serve(app: AsgiFastStream | Any, host: str, port: int) -> None:

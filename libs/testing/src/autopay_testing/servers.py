@@ -112,6 +112,23 @@ def _workdir(workdir: Path | None, prefix: str) -> tuple[Path, bool]:
     return Path(tempfile.mkdtemp(prefix=prefix)), True
 
 
+def _spawn(
+    name: str, args: list[str], port: int, url: str, workdir: tuple[Path, bool], log: Path | None
+) -> ServerProcess:
+    """Start a server process and return once its port accepts connections."""
+    with open(log or os.devnull, "ab") as out:
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=out, start_new_session=True, preexec_fn=die_with_parent
+        )
+    server = ServerProcess(name, port, url, proc, *workdir)
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        server.stop()
+        raise
+    return server
+
+
 def start_nats(
     workdir: Path | None = None, port: int | None = None, log_file: Path | None = None
 ) -> ServerProcess:
@@ -120,17 +137,7 @@ def start_nats(
     port = port or free_port()
     args = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port)]
     args += ["-sd", str(path / "jetstream"), "--http_port", "0"]
-    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        args, stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent
-    )
-    server = ServerProcess("nats", port, f"nats://127.0.0.1:{port}", proc, path, owned)
-    try:
-        wait_for_port(port)
-    except TimeoutError:
-        server.stop()
-        raise
-    return server
+    return _spawn("nats", args, port, f"nats://127.0.0.1:{port}", (path, owned), log_file)
 
 
 def start_redis(
@@ -145,14 +152,4 @@ def start_redis(
     args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
     args += ["--dir", str(path), "--save", "", "--protected-mode", "no"]
     args += ["--appendonly", "yes" if persistent else "no"]
-    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        args, stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent
-    )
-    server = ServerProcess("redis", port, f"redis://127.0.0.1:{port}/0", proc, path, owned)
-    try:
-        wait_for_port(port)
-    except TimeoutError:
-        server.stop()
-        raise
-    return server
+    return _spawn("redis", args, port, f"redis://127.0.0.1:{port}/0", (path, owned), log_file)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -21,7 +20,8 @@ from autopay_gateway.api import router
 from autopay_gateway.application import Gateway
 from autopay_gateway.http import JsonResponse, MetricsMiddleware, install_error_handlers
 from autopay_gateway.settings import GatewaySettings
-from autopay_runtime.connections import broker_ready, redis_ready, streams_ready
+from autopay_runtime.connections import dependency_checks
+from autopay_runtime.health import failing_checks
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.accounts import Accounts
 from autopay_store.keys import Keys
@@ -63,11 +63,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             imap=imap,
             secrets=secrets,
         )
-        app.state.readiness = [
-            ("redis", redis_ready(redis)),
-            ("nats", broker_ready(broker)),
-            ("streams", streams_ready(broker, settings.ns)),
-        ]
+        app.state.readiness = dependency_checks(broker, redis, settings.ns)
         try:
             yield
         finally:
@@ -92,9 +88,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
-        checks = app.state.readiness
-        results = await asyncio.gather(*(_passes(check) for _, check in checks))
-        failing = [name for (name, _), ok in zip(checks, results, strict=True) if not ok]
+        failing = await failing_checks(app.state.readiness)
         if failing:
             return JsonResponse({"status": "not ready", "failing": failing}, 503)
         return JsonResponse({"status": "ready"})
@@ -104,10 +98,3 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-async def _passes(check) -> bool:
-    try:
-        return bool(await asyncio.wait_for(check(), timeout=2.0))
-    except Exception:
-        return False

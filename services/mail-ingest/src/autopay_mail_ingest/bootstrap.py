@@ -24,7 +24,7 @@ from autopay_mail_ingest.settings import IngestSettings
 from autopay_mail_ingest.store import IngestStore
 from autopay_mail_ingest.supervisor import Supervisor
 from autopay_mail_ingest.watcher import MailboxWatcher, ParseFn
-from autopay_runtime.connections import broker_ready, redis_client, redis_ready, streams_ready
+from autopay_runtime.connections import dependency_checks, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.keys import Keys
@@ -97,12 +97,7 @@ def build_app(
     app = AsgiFastStream(
         broker,
         asgi_routes=health_routes(
-            [
-                ("broker", broker_ready(broker)),
-                ("redis", redis_ready(redis)),
-                ("streams", streams_ready(broker, ns)),
-                ("mailbox-config", feed.ready),
-            ]
+            [*dependency_checks(broker, redis, ns), ("mailbox-config", feed.ready)]
         ),
         after_startup=[feed.start, supervisor.start],
         on_shutdown=[feed.stop, supervisor.stop],

@@ -23,7 +23,7 @@ from autopay_contracts.streams import CREDITS
 from autopay_matcher import metrics
 from autopay_matcher.service import Clock, ExpiryScanner, Matcher, system_clock
 from autopay_matcher.settings import MatcherSettings
-from autopay_runtime.connections import broker_ready, redis_client, redis_ready, streams_ready
+from autopay_runtime.connections import dependency_checks, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher
@@ -97,13 +97,7 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
 
     app = AsgiFastStream(
         broker,
-        asgi_routes=health_routes(
-            [
-                ("broker", broker_ready(broker)),
-                ("redis", redis_ready(redis)),
-                ("streams", streams_ready(broker, ns)),
-            ]
-        ),
+        asgi_routes=health_routes(dependency_checks(broker, redis, ns)),
         after_startup=[scanner.start],
         on_shutdown=[scanner.stop],
         after_shutdown=[close_redis],

@@ -15,7 +15,7 @@ from autopay_notifier.service import Limits, Notifier
 from autopay_notifier.settings import NotifierSettings
 from autopay_notifier.ssrf import GuardPolicy
 from autopay_notifier.store import DeliveryKeys, DeliveryStore
-from autopay_runtime.connections import broker_ready, redis_client, redis_ready, streams_ready
+from autopay_runtime.connections import dependency_checks, redis_client
 from autopay_runtime.health import health_routes
 from autopay_store.accounts import Accounts
 from autopay_store.keys import Keys
@@ -90,13 +90,7 @@ def build_app(settings: NotifierSettings) -> AsgiFastStream:
 
     app = AsgiFastStream(
         broker,
-        asgi_routes=health_routes(
-            [
-                ("nats", broker_ready(broker)),
-                ("redis", redis_ready(redis)),
-                ("streams", streams_ready(broker, settings.ns)),
-            ]
-        ),
+        asgi_routes=health_routes(dependency_checks(broker, redis, settings.ns)),
         after_startup=[start_scheduler],
         on_shutdown=[stop_deliveries],
         after_shutdown=[close_clients],

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from autopay_contracts import Namespace
+from autopay_runtime.settings import ServiceSettings
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
 
@@ -15,23 +13,13 @@ RUN_FILE = "run.json"
 STACK_FILE = "stack.json"
 
 
-class CliSettings(BaseSettings):
+class CliSettings(ServiceSettings):
     """The same variables the services read (AUTOPAY_*)."""
 
-    model_config = SettingsConfigDict(env_prefix="AUTOPAY_", extra="ignore")
-
-    nats_url: str = "nats://127.0.0.1:4222"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    namespace: str = "autopay"
-    redis_prefix: str = "ap"
     secret_keys: str = ""
     imap_host: str = "imap.gmail.com"
     imap_port: int = 993
     imap_tls: bool = True
-
-    @property
-    def ns(self) -> Namespace:
-        return Namespace(self.namespace)
 
     @property
     def keys(self) -> Keys:
