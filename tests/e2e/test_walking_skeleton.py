@@ -84,6 +84,11 @@ def test_payment_completes_with_signed_webhook(stack, receiver):
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", checked["paid_at"])
     assert checked["paid_at"].replace(" ", "T") == payload["paid_at"]
 
+    cards = stack.http.get("/api/my-cards").json()["cards"]
+    demo = next(c for c in cards if c["card_last4"] == stack.info["card"]["card_last4"])
+    assert demo["gmail"] == stack.info["card"]["gmail"] and isinstance(demo["id"], int)
+    assert demo["status"] == "connected" and demo["last_mail_at"]
+
     tampered = dict(request["headers"])
     with pytest.raises(Exception):  # noqa: B017 - any verification failure
         Webhook(stack.info["webhook_secret"]).verify(request["body"] + b" ", tampered)
