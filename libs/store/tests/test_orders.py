@@ -203,6 +203,14 @@ async def test_late_credit_pays_expired_order_while_quarantined(book):
         await book.create(order("10002", at=mail_at + timedelta(seconds=Q - 1)))
 
 
+async def test_credit_after_deadline_is_late_even_before_the_scanner_expired_it(book):
+    await book.create(order("10001"))
+    mail_at = T0 + timedelta(minutes=5, seconds=40)
+    outcome = await book.match_credit(credit("c1", bank=T0 + timedelta(minutes=4)), mail_at)
+    assert outcome.kind == "matched"
+    assert outcome.record.status == "paid" and outcome.record.late is True
+
+
 async def test_late_credit_after_quarantine_is_unmatched(book):
     await book.create(order("10001"))
     deadline = T0 + timedelta(minutes=5)

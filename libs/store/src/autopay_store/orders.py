@@ -8,8 +8,6 @@ Invariants (SPEC §3) enforced here, each transition a single Lua script on one 
 - a late credit (bank time inside the window, mail after the deadline) pays an `expired` order
   while its amount is still quarantined (`late=True`).
 
-INTERFACE FIRST: the signatures below are the contract the gateway and the matcher code against.
-
 Layout. Per card, under the hash tag `{c:<mailbox_id>:<card_last4>}`:
 - `order:<id>`: hash with the order JSON and its state (times as epoch milliseconds);
 - `holds`: hash amount → holder order id(s). A hold is active while its order waits, and until
@@ -278,7 +276,8 @@ else
     local id = candidates[1]
     local k = order_key(prefix, id)
     local late = 0
-    if redis.call('HGET', k, 'status') == 'expired' then late = 1 end
+    local st = redis.call('HMGET', k, 'status', 'expires')
+    if st[1] == 'expired' or now > tonumber(st[2]) then late = 1 end
     redis.call('HSET', k, 'paid_at', now, 'credit_id', credit_id, 'late', late)
     finish(prefix, id, amount, 'paid', now, q, ttl, KEYS[2])
     outcome = {kind = 'matched', order_id = id}
