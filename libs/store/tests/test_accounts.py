@@ -71,3 +71,14 @@ async def test_old_webhook_secret_valid_for_24h_after_rotation(accounts):
     rotated = await accounts.rotate_webhook_secret(mid, NOW)
     assert await accounts.webhook_secrets(mid, NOW) == [rotated, new.webhook_secret]
     assert await accounts.webhook_secrets(mid, NOW + timedelta(hours=25)) == [rotated]
+
+
+async def test_rate_limit_is_per_merchant(accounts):
+    mid = (await accounts.create_merchant("Shop", now=NOW)).merchant.merchant_id
+    assert (await accounts.get_merchant(mid)).rate_per_s == 20.0
+    updated = await accounts.set_rate_limit(mid, per_s=500, burst=1000)
+    assert (updated.rate_per_s, updated.rate_burst) == (500.0, 1000)
+    with pytest.raises(ValueError):
+        await accounts.set_rate_limit(mid, per_s=0, burst=1)
+    with pytest.raises(KeyError):
+        await accounts.set_rate_limit("nobody", per_s=1, burst=1)

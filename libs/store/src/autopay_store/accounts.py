@@ -199,6 +199,19 @@ class Accounts:
         assert merchant is not None
         return merchant
 
+    async def set_rate_limit(self, merchant_id: str, *, per_s: float, burst: int) -> Merchant:
+        """The merchant's API rate limit (token bucket: `per_s` sustained, `burst` at once)."""
+        if per_s <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        if not await self.redis.exists(self.keys.merchant(merchant_id)):
+            raise KeyError(merchant_id)
+        await self.redis.hset(
+            self.keys.merchant(merchant_id), mapping={"rate_per_s": per_s, "rate_burst": burst}
+        )
+        merchant = await self.get_merchant(merchant_id)
+        assert merchant is not None
+        return merchant
+
     async def use_payment(self, merchant_id: str, now: datetime) -> None:
         verdict = await self._use_payment(
             keys=[self.keys.merchant(merchant_id)], args=[_epoch(now)]

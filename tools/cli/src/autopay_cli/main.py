@@ -211,6 +211,26 @@ def merchant_subscription(
     )
 
 
+@merchant.command("rate-limit")
+def merchant_rate_limit(
+    merchant_id: Annotated[str, typer.Option("--merchant")],
+    per_s: Annotated[float, typer.Option("--per-second", help="Sustained requests/s.")],
+    burst: Annotated[int, typer.Option(help="Requests allowed at once.")],
+    state_dir: OptionalStateDir = None,
+) -> None:
+    """Set a merchant's API rate limit (default 20/s, bursts of 40)."""
+    from autopay_cli.operations import Operator
+
+    async def run():
+        async with Operator(load_settings(state_dir)) as op:
+            return await op.accounts.set_rate_limit(merchant_id, per_s=per_s, burst=burst)
+
+    updated = asyncio.run(run())
+    _print_json(
+        {"merchant_id": merchant_id, "rate_per_s": updated.rate_per_s, "burst": updated.rate_burst}
+    )
+
+
 @card.command("add")
 def card_add(
     merchant_id: Annotated[str, typer.Option("--merchant")],

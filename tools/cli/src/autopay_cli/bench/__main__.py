@@ -6,7 +6,7 @@ import sys
 import time
 import traceback
 
-BENCHMARKS = ["ingest"]
+BENCHMARKS = ["e2e", "ingest"]
 
 
 def main(names: list[str]) -> int:

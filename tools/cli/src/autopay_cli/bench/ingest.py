@@ -31,6 +31,7 @@ import nats
 import psutil
 
 from autopay_bankmail.synth import uzcard_credit_email
+from autopay_cli.bench import percentile
 from autopay_contracts import (
     CreditReceived,
     MailboxRegistered,
@@ -51,12 +52,6 @@ IDLE_TIMEOUT_S = 90.0
 
 def _log(message: str) -> None:
     print(f"[bench ingest] {message}", file=sys.stderr, flush=True)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _gmail(i: int) -> str:
@@ -248,8 +243,8 @@ async def _phase(name: str, nats_url: str, redis_url: str, imap: _ImapProcess, t
         figures = {"rss_mb": round(rss, 1), "connect_s": round(connect_s, 2)}
         if tls:
             latencies = await _latencies(nc, ns, imap)
-            figures["p50_ms"] = round(_percentile(latencies, 0.50), 1)
-            figures["p99_ms"] = round(_percentile(latencies, 0.99), 1)
+            figures["p50_ms"] = round(percentile(latencies, 0.50), 1)
+            figures["p99_ms"] = round(percentile(latencies, 0.99), 1)
             _log(f"{name}: mail → credit p50 {figures['p50_ms']} ms p99 {figures['p99_ms']} ms")
         return figures
     finally:

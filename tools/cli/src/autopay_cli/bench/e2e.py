@@ -1,0 +1,136 @@
+"""Mail appended to the mailbox → webhook received, through the whole dev stack (SPEC §9:
+`e2e_p50_ms` ≤ 100, `e2e_p99_ms` ≤ 300).
+
+A detached dev stack in a temporary state dir (four service processes, NATS, Redis, the demo
+IMAP server); a local webhook receiver; for each payment: create it over the API, APPEND the
+bank's e-mail over a kept-open IMAP connection, and time from the APPEND's OK to the webhook's
+arrival. Payments run one after another, so the figure is latency, not throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aioimaplib
+import httpx
+
+from autopay_bankmail.synth import uzcard_credit_email
+from autopay_cli import devstack
+from autopay_cli.bench import percentile
+from autopay_cli.config import load_settings
+from autopay_cli.operations import Operator
+
+PAYMENTS = int(os.environ.get("AUTOPAY_BENCH_E2E_PAYMENTS", "60"))
+WARMUP = 5
+TASHKENT = ZoneInfo("Asia/Tashkent")
+
+
+def _log(message: str) -> None:
+    print(f"[bench e2e] {message}", file=sys.stderr, flush=True)
+
+
+class _Receiver:
+    """A minimal HTTP/1.1 endpoint that records when each order's webhook arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, asyncio.Future[float]] = {}
+
+    def expect(self, order_id: str) -> asyncio.Future[float]:
+        return self.arrivals.setdefault(order_id, asyncio.get_running_loop().create_future())
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = await reader.readexactly(length)
+                arrived = time.perf_counter()
+                order_id = json.loads(body).get("order_id")
+                future = self.expect(order_id)
+                if not future.done():
+                    future.set_result(arrived)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _measure(stack: dict) -> list[float]:
+    receiver = _Receiver()
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+    webhook_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/webhook"
+    imap = aioimaplib.IMAP4(host=stack["imap"]["host"], port=stack["imap"]["port"], timeout=10)
+    await imap.wait_hello_from_server()
+    await imap.login(stack["imap"]["user"], stack["imap"]["password"])
+    api = httpx.AsyncClient(
+        base_url=stack["gateway_url"], headers={"x-api-key": stack["api_key"]}, timeout=10
+    )
+    card = stack["card"]
+    latencies: list[float] = []
+    try:
+        for n in range(PAYMENTS + WARMUP):
+            response = await api.post(
+                "/api/create-payment",
+                json={
+                    "amount_base": 10_000 + 100 * n,
+                    "card_last4": card["card_last4"],
+                    "gmail": card["gmail"],
+                    "webhook_url": webhook_url,
+                },
+            )
+            response.raise_for_status()
+            order_id, amount = response.json()["order_id"], response.json()["amount"]
+            arrival = receiver.expect(order_id)
+            mail = uzcard_credit_email(
+                to=card["gmail"],
+                amount_tiyin=amount * 100,
+                card_last4=card["card_last4"],
+                occurred_at=datetime.now(TASHKENT),
+            )
+            appended = await imap.append(mail, mailbox="INBOX")
+            sent = time.perf_counter()
+            if appended.result != "OK":
+                raise RuntimeError(f"APPEND refused: {appended.lines!r}")
+            received = await asyncio.wait_for(arrival, timeout=30)
+            if n >= WARMUP:
+                latencies.append((received - sent) * 1000)
+    finally:
+        await api.aclose()
+        await imap.logout()
+        server.close()
+    return latencies
+
+
+async def _lift_rate_limit(state_dir: Path, merchant_id: str) -> None:
+    """The demo merchant's 20 requests/s would throttle the loop, not measure the system."""
+    async with Operator(load_settings(state_dir)) as op:
+        await op.accounts.set_rate_limit(merchant_id, per_s=10_000, burst=10_000)
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory(prefix="autopay-bench-e2e-") as tmp:
+        state_dir = Path(tmp)
+        started = time.monotonic()
+        stack = devstack.start_detached(state_dir)
+        _log(f"dev stack ready in {time.monotonic() - started:.1f}s")
+        try:
+            asyncio.run(_lift_rate_limit(state_dir, stack["merchant_id"]))
+            latencies = asyncio.run(_measure(stack))
+        finally:
+            devstack.stop(state_dir)
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    _log(f"{len(latencies)} payments: mail → webhook p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    return {"e2e_p50_ms": round(p50, 1), "e2e_p99_ms": round(p99, 1)}
