@@ -6,7 +6,7 @@ import sys
 import time
 import traceback
 
-BENCHMARKS = ["e2e", "ingest"]
+BENCHMARKS = ["e2e", "gateway", "ingest"]
 
 
 def main(names: list[str]) -> int:
