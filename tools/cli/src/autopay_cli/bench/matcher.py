@@ -1,0 +1,285 @@
+"""Matcher throughput: credits decided per second by ONE `python -m autopay_matcher` process
+with 100 000 waiting orders in Redis (SPEC §9 `matcher_credits_per_s`).
+
+Set-up (not measured): nats-server and redis-server of its own, streams provisioned, 100 000
+orders created through `OrderBook.create` over 1 000 cards, then N credits published to the
+CREDITS stream (most pay a distinct order, a slice matches nothing). Only then is the matcher
+started, so the figure is pure consumption: from the first outcome event in the streams to
+the moment every outcome is stored and the consumer has nothing pending or unacked.
+
+Verified at the end: every matching credit produced exactly one `order.paid` (for its own
+order) and one `credit.matched`, every other credit one `credit.unmatched`, nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import nats
+import redis.asyncio as aioredis
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from autopay_contracts import CreditReceived, Namespace, Order, mailbox_id_for, provision_streams
+from autopay_contracts.events import Credit
+from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_store.keys import Keys
+from autopay_store.orders import OrderBook
+from autopay_testing.servers import free_port, start_nats, start_redis
+
+ORDERS_WAITING = int(os.environ.get("AUTOPAY_BENCH_MATCHER_ORDERS", "100000"))
+CREDITS_SENT = int(os.environ.get("AUTOPAY_BENCH_MATCHER_CREDITS", "20000"))
+UNMATCHED_SHARE = 0.1
+MAILBOXES = 200
+CARDS_PER_MAILBOX = 5
+LOG_LEVEL = os.environ.get("AUTOPAY_BENCH_MATCHER_LOG_LEVEL", "INFO")
+CONSUMER = "matcher"
+NS = Namespace("benchmatcher")
+PREFIX = "bench-matcher"
+DRAIN_TIMEOUT_S = 120.0
+
+
+def _log(message: str) -> None:
+    print(f"[bench matcher] {message}", file=sys.stderr, flush=True)
+
+
+def _cards() -> list[tuple[str, str, str]]:
+    cards = []
+    for m in range(MAILBOXES):
+        gmail = f"bench{m:03d}.kassa@gmail.com"
+        for c in range(CARDS_PER_MAILBOX):
+            cards.append((mailbox_id_for(gmail), gmail, f"{8600 + c:04d}"))
+    return cards
+
+
+def _orders(now: datetime) -> list[Order]:
+    cards = _cards()
+    return [
+        Order(
+            order_id=str(10001 + i),
+            merchant_id=str(1 + i % 50),
+            mailbox_id=cards[i % len(cards)][0],
+            gmail=cards[i % len(cards)][1],
+            card_last4=cards[i % len(cards)][2],
+            amount_tiyin=1_000_000 + (i // len(cards)) * 100,
+            created_at=now - timedelta(minutes=1),
+            expires_at=now + timedelta(minutes=30),
+        )
+        for i in range(ORDERS_WAITING)
+    ]
+
+
+def _credits(orders: list[Order], now: datetime) -> tuple[list[Credit], dict[str, str]]:
+    """The credits and, for those that pay an order, credit id → order id."""
+    rng = random.Random(20261127)
+    unmatched = int(CREDITS_SENT * UNMATCHED_SHARE)
+    paying = rng.sample(orders, CREDITS_SENT - unmatched)
+    pays: dict[str, str] = {}
+    credits = []
+    for i in range(CREDITS_SENT):
+        if i < len(paying):
+            order, amount = paying[i], paying[i].amount_tiyin
+            pays[f"bench-c{i}"] = order.order_id
+        else:
+            order = rng.choice(orders)
+            amount = order.amount_tiyin + 37  # no order holds a non-round tail
+        credits.append(
+            Credit(
+                credit_id=f"bench-c{i}",
+                mailbox_id=order.mailbox_id,
+                gmail=order.gmail,
+                card_last4=order.card_last4,
+                amount_tiyin=amount,
+                occurred_at=now.replace(second=0, microsecond=0),
+                received_at=now,
+                format="uzcard-email",
+            )
+        )
+    rng.shuffle(credits)
+    return credits, pays
+
+
+async def _preload(redis_url: str, orders: list[Order]) -> None:
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True, max_connections=64)
+    book = OrderBook(redis, Keys(PREFIX))
+    pending = iter(orders)
+
+    async def worker() -> None:
+        for order in pending:
+            await book.create(order)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(64)))
+    finally:
+        await redis.aclose()
+
+
+async def _publish_credits(js, credits: list[Credit]) -> None:
+    for credit in credits:
+        event = CreditReceived(credit=credit)
+        await js.publish_async(
+            event.subject(NS), event.to_bytes(), headers=event.headers(), stream=CREDITS.name(NS)
+        )
+    await asyncio.wait_for(js.publish_async_completed(), 60)
+
+
+async def _messages(js) -> tuple[int, int]:
+    credits = await js.stream_info(CREDITS.name(NS))
+    orders = await js.stream_info(ORDERS.name(NS))
+    return credits.state.messages, orders.state.messages
+
+
+async def _consumer_idle(js) -> bool:
+    try:
+        info = await js.consumer_info(CREDITS.name(NS), CONSUMER)
+    except NotFoundError:
+        return False
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def _measure(js, process: subprocess.Popen, matching: int) -> float:
+    """Seconds from the first outcome event stored to the last one stored and acked."""
+    want_credits, want_orders = 2 * CREDITS_SENT, matching
+    first = None
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while True:
+        credits, orders = await _messages(js)
+        now = time.perf_counter()
+        if first is None and (credits > CREDITS_SENT or orders > 0):
+            first = now
+        if credits >= want_credits and orders >= want_orders and await _consumer_idle(js):
+            return now - (first or now)
+        if process.poll() is not None:
+            raise RuntimeError(f"the matcher exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{credits - CREDITS_SENT}/{CREDITS_SENT} credits decided")
+        await asyncio.sleep(0.01)
+
+
+async def _read_all(js, stream: str, subject: str) -> list[dict]:
+    sub = await js.pull_subscribe(
+        subject,
+        stream=stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+    )
+    info = await js.stream_info(stream)
+    out: list[dict] = []
+    try:
+        while len(out) < info.state.messages:
+            for msg in await sub.fetch(1000, timeout=5):
+                out.append(json.loads(msg.data))
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+async def _verify(js, pays: dict[str, str]) -> Counter:
+    outcomes: Counter = Counter()
+    paid: dict[str, str] = {}
+    matched: dict[str, str] = {}
+    unmatched: set[str] = set()
+    for body in await _read_all(js, ORDERS.name(NS), NS.all_of("order")):
+        outcomes[body["type"]] += 1
+        if body["type"] == "order.paid":
+            assert body["credit_id"] not in paid, f"credit {body['credit_id']} paid twice"
+            paid[body["credit_id"]] = body["order"]["order_id"]
+    for body in await _read_all(js, CREDITS.name(NS), NS.all_of("credit")):
+        outcomes[body["type"]] += 1
+        credit_id = body["credit"]["credit_id"]
+        if body["type"] == "credit.matched":
+            assert credit_id not in matched, f"credit {credit_id} matched twice"
+            matched[credit_id] = body["order_id"]
+        elif body["type"] == "credit.unmatched":
+            assert credit_id not in unmatched, f"credit {credit_id} unmatched twice"
+            unmatched.add(credit_id)
+    assert paid == pays, "order.paid events differ from the expected credit → order pairs"
+    assert matched == pays, "credit.matched events differ from the expected pairs"
+    assert len(set(paid.values())) == len(paid), "an order was paid twice"
+    assert len(unmatched) == CREDITS_SENT - len(pays) and not (unmatched & set(pays))
+    assert outcomes["credit.received"] == CREDITS_SENT
+    assert set(outcomes) == {"credit.received", "credit.matched", "credit.unmatched", "order.paid"}
+    return outcomes
+
+
+def _start_matcher(nats_url: str, redis_url: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "AUTOPAY_NATS_URL": nats_url,
+        "AUTOPAY_REDIS_URL": redis_url,
+        "AUTOPAY_NAMESPACE": NS.root,
+        "AUTOPAY_REDIS_PREFIX": PREFIX,
+        "AUTOPAY_HTTP_PORT": str(free_port()),
+        "AUTOPAY_LOG_LEVEL": LOG_LEVEL,
+        "AUTOPAY_CONSUMER_NAME": CONSUMER,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "autopay_matcher"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+async def _bench(nats_url: str, redis_url: str) -> dict[str, float]:
+    now = datetime.now(UTC)
+    orders = _orders(now)
+    credits, pays = _credits(orders, now)
+    started = time.monotonic()
+    await _preload(redis_url, orders)
+    _log(f"{len(orders)} orders created in {time.monotonic() - started:.1f}s")
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await provision_streams(js, NS)
+        started = time.monotonic()
+        await _publish_credits(js, credits)
+        _log(f"{len(credits)} credits published in {time.monotonic() - started:.1f}s")
+        process = _start_matcher(nats_url, redis_url)
+        try:
+            elapsed = await _measure(js, process, len(pays))
+        finally:
+            _stop(process)
+        outcomes = await _verify(js, pays)
+    finally:
+        await nc.close()
+    rate = CREDITS_SENT / elapsed
+    _log(f"{CREDITS_SENT} credits in {elapsed:.2f}s: {rate:.0f}/s")
+    return {
+        "matcher_credits_per_s": round(rate, 1),
+        "matcher_credits_matched": outcomes["credit.matched"],
+        "matcher_credits_unmatched": outcomes["credit.unmatched"],
+        "matcher_orders_waiting": len(orders),
+    }
+
+
+def run() -> dict[str, float]:
+    nats_server = start_nats()
+    redis_server = start_redis()
+    try:
+        return asyncio.run(_bench(nats_server.url, redis_server.url))
+    finally:
+        nats_server.stop()
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    print(json.dumps(run()))
