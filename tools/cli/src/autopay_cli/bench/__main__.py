@@ -6,7 +6,7 @@ import sys
 import time
 import traceback
 
-BENCHMARKS = ["e2e", "gateway", "ingest"]
+BENCHMARKS = ["e2e", "gateway", "ingest", "matcher"]
 
 
 def main(names: list[str]) -> int:
