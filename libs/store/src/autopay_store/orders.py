@@ -25,12 +25,15 @@ those keys carry the same hash tag, so they are in the script's slot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from autopay_contracts.events import Credit, Order
 from autopay_store.keys import Keys
@@ -472,8 +475,9 @@ class OrderBook:
         Creating an order id that already exists returns the stored record (a retried call).
         """
         prefix, holds, releases = self._card_keys(order.mailbox_id, order.card_last4)
-        await self._register(order)
-        result = await self._create(
+        result = await self._register_and_run(
+            order,
+            self._create,
             keys=[
                 self.keys.order(order.mailbox_id, order.card_last4, order.order_id),
                 holds,
@@ -499,8 +503,9 @@ class OrderBook:
         `base + tail` (tails in tiyin; default 1..99 so'm), chosen atomically.
         Raises `NoFreeAmount` when none is free."""
         prefix, holds, releases = self._card_keys(order.mailbox_id, order.card_last4)
-        await self._register(order)
-        result = await self._create_free_tail(
+        result = await self._register_and_run(
+            order,
+            self._create_free_tail,
             keys=[holds, releases],
             args=[
                 prefix,
@@ -514,6 +519,42 @@ class OrderBook:
             ],
         )
         return await self._created(order, result, NoFreeAmount(str(base_amount_tiyin)))
+
+    async def _register_and_run(
+        self, order: Order, script: AsyncScript, keys: list[str], args: list[object]
+    ) -> list:
+        """`_register` and a creating card script in one round trip: one non-transactional
+        pipeline, the locator and deadline queued before the script, so Redis still writes them
+        first (Cluster: the pipeline is split by slot; the script stays on its card's slot).
+
+        If the locator or deadline write failed while the script created the order, the order
+        is voided and the error raised, as if `_register` had failed before it."""
+        ttl = max(1, int((order.expires_at - order.created_at).total_seconds()))
+        ttl += self.quarantine_s + self.retention_s
+        member = self._deadline_member(order.mailbox_id, order.card_last4, order.order_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(
+                self.keys.order_locator(order.order_id),
+                f"{order.mailbox_id}:{order.card_last4}",
+                ex=ttl,
+            )
+            pipe.zadd(self.keys.deadlines, {member: order.expires_at.timestamp()})
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            located, scheduled, result = await pipe.execute(raise_on_error=False)
+        if isinstance(result, NoScriptError):
+            result = await script(keys=keys, args=args)
+        elif isinstance(result, BaseException):
+            raise result
+        for written in (located, scheduled):
+            if isinstance(written, BaseException):
+                if _s(result[0]) == "ok":
+                    prefix, holds, _ = self._card_keys(order.mailbox_id, order.card_last4)
+                    order_key = self.keys.order(order.mailbox_id, order.card_last4, order.order_id)
+                    await self._void(keys=[order_key, holds], args=[prefix, order.order_id])
+                    with contextlib.suppress(Exception):
+                        await self._unregister(order)
+                raise written
+        return result
 
     async def _created(self, order: Order, result: list, refusal: Exception) -> OrderRecord:
         outcome = _s(result[0])

@@ -6,6 +6,7 @@ payload, or raises `ApiError` with the status and message code of the original s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
@@ -187,13 +188,21 @@ class Gateway:
         card = await self._find_card(mid, cmd.card_last4, cmd.gmail)
         if card is None:
             raise ApiError(400, "card_not_connected")
+        # One round trip: the slot and the id are independent, so both go out together (the
+        # id of a refused request is simply skipped, as the id of a 409 already is).
+        used, order_id = await asyncio.gather(
+            self.accounts.use_payment(mid, now),
+            self.orders.next_order_id(),
+            return_exceptions=True,
+        )
+        if isinstance(used, SubscriptionExhausted):
+            code = "no_subscription" if used.reason == "inactive" else "limit_reached"
+            raise ApiError(403, code)
+        if isinstance(used, BaseException):
+            raise used
         try:
-            await self.accounts.use_payment(mid, now)
-        except SubscriptionExhausted as exc:
-            code = "no_subscription" if exc.reason == "inactive" else "limit_reached"
-            raise ApiError(403, code) from None
-        try:
-            order_id = await self.orders.next_order_id()
+            if isinstance(order_id, BaseException):
+                raise order_id
             order = new_order(order_id, merchant, card, cmd, now, self.settings.payment_ttl_seconds)
             if cmd.amount_base is None:
                 record = await self.orders.create(order)
