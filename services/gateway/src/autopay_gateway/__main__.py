@@ -1,5 +1,7 @@
 """`python -m autopay_gateway`: the public HTTP API."""
 
+import gc
+
 from autopay_gateway.bootstrap import build_app
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.health import serve
@@ -9,7 +11,12 @@ from autopay_runtime.logging import configure_logging
 def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
-    serve(build_app(settings), settings.http_host, settings.http_port)
+    app = build_app(settings)
+    # Everything imported and built so far lives as long as the process: keep it out of the
+    # cyclic collector's full passes, which otherwise walk it all and stall requests.
+    gc.collect()
+    gc.freeze()
+    serve(app, settings.http_host, settings.http_port)
 
 
 if __name__ == "__main__":

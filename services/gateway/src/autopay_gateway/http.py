@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -107,6 +108,12 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            counter, latency = _series(scope["method"], route, status)
+            counter.inc()
+            latency.observe(time.perf_counter() - started)
+
+
+@functools.lru_cache(maxsize=4096)
+def _series(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The labelled children, looked up once per (method, route template, status)."""
+    return REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route)
