@@ -382,6 +382,21 @@ def _minute(at: datetime) -> int:
     return ms - ms % 60_000
 
 
+def _match_outcome(result: list) -> MatchOutcome:
+    """Decode the match script's reply: kind, the decision JSON, the order hash."""
+    kind, decided = _s(result[0]), json.loads(_s(result[1]))
+    record = _record(_pairs(result[2]))
+    first = decided["kind"]
+    candidates = decided.get("candidates") or []
+    return MatchOutcome(
+        kind=kind,  # type: ignore[arg-type]
+        record=record,
+        candidate_order_ids=tuple(candidates) if isinstance(candidates, list) else (),
+        reason=decided.get("reason"),
+        original=first if kind == "duplicate" else None,
+    )
+
+
 # --- the book -----------------------------------------------------------------------------
 
 
@@ -674,15 +689,33 @@ class OrderBook:
         One candidate → `matched` (order becomes `paid`); several → `ambiguous` (nothing paid);
         none → `unmatched`; a credit id already decided → `duplicate` with the first outcome's
         record (so a redelivered credit republishes the same events)."""
+        return _match_outcome(await self._match(**self._match_call(credit, now)))
+
+    async def match_credits(
+        self, credits: list[Credit], now: datetime
+    ) -> list[MatchOutcome | Exception]:
+        """`match_credit` for many credits in one Redis round trip (a pipeline of the same
+        script, each call still atomic on its own card). The result at index i is credit i's
+        outcome, or the Redis error of that credit's call (the others are unaffected). A
+        connection failure raises for the whole batch."""
+        if not credits:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for credit in credits:
+                await self._match(**self._match_call(credit, now), client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        return [r if isinstance(r, Exception) else _match_outcome(r) for r in results]
+
+    def _match_call(self, credit: Credit, now: datetime) -> dict[str, list]:
         prefix, holds, releases = self._card_keys(credit.mailbox_id, credit.card_last4)
-        result = await self._match(
-            keys=[
+        return {
+            "keys": [
                 holds,
                 releases,
                 self.keys.card(credit.mailbox_id, credit.card_last4, "credits"),
                 self.keys.card(credit.mailbox_id, credit.card_last4, "credits-seen"),
             ],
-            args=[
+            "args": [
                 prefix,
                 credit.credit_id,
                 credit.amount_tiyin,
@@ -694,18 +727,7 @@ class OrderBook:
                 self.retention_s,
                 self.retention_s * 1000,
             ],
-        )
-        kind, decided = _s(result[0]), json.loads(_s(result[1]))
-        record = _record(_pairs(result[2]))
-        first = decided["kind"]
-        candidates = decided.get("candidates") or []
-        return MatchOutcome(
-            kind=kind,  # type: ignore[arg-type]
-            record=record,
-            candidate_order_ids=tuple(candidates) if isinstance(candidates, list) else (),
-            reason=decided.get("reason"),
-            original=first if kind == "duplicate" else None,
-        )
+        }
 
     # --- deadlines ----------------------------------------------------------------------
 
