@@ -221,8 +221,14 @@ def _start_matcher(nats_url: str, redis_url: str) -> subprocess.Popen:
         "AUTOPAY_LOG_LEVEL": LOG_LEVEL,
         "AUTOPAY_CONSUMER_NAME": CONSUMER,
     }
+    profile = os.environ.get("AUTOPAY_BENCH_MATCHER_PROFILE")  # a cProfile output file
     return subprocess.Popen(
-        [sys.executable, "-m", "autopay_matcher"],
+        [
+            sys.executable,
+            *(["-m", "cProfile", "-o", profile] if profile else []),
+            "-m",
+            "autopay_matcher",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -254,6 +260,7 @@ async def _bench(nats_url: str, redis_url: str) -> dict[str, float]:
         await _publish_credits(js, credits)
         _log(f"{len(credits)} credits published in {time.monotonic() - started:.1f}s")
         process = _start_matcher(nats_url, redis_url)
+        _log(f"matcher started, pid {process.pid}")
         try:
             elapsed = await _measure(js, process, len(pays))
         finally:
