@@ -61,3 +61,26 @@ async def test_non_transactional_pipelines_keep_their_order(batching, redis_pref
         tx.incr(f"{redis_prefix}:tx")
         tx.incr(f"{redis_prefix}:tx")
         assert await tx.execute() == [1, 2]
+
+
+async def test_a_slow_batch_times_out_as_a_whole_and_the_client_recovers(redis_url, redis_prefix):
+    client = batching_redis_client(redis_url, "test", timeout_s=0.2)
+    key = f"{redis_prefix}:after"
+    try:
+        results = await asyncio.gather(
+            client.execute_command("DEBUG", "SLEEP", "0.6"),
+            client.get(key),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, redis.exceptions.TimeoutError) for r in results), results
+        deadline = asyncio.get_running_loop().time() + 5
+        while True:  # the server is single-threaded: it answers once its sleep is over
+            try:
+                assert await client.set(key, "ok")
+                break
+            except redis.exceptions.TimeoutError:
+                assert asyncio.get_running_loop().time() < deadline
+        assert await asyncio.gather(client.get(key), client.get(key)) == ["ok", "ok"]
+    finally:
+        await client.delete(key)
+        await client.aclose()

@@ -7,6 +7,11 @@ as one non-transactional pipeline; each caller gets its own reply (or its own er
 commands still run in the order it awaited them. A lone command goes out directly.
 Non-transactional pipelines (`.pipeline(transaction=False)`) join the batch as a group, in
 order; transactions (MULTI/EXEC, WATCH) go out on their own connection as before.
+
+Batches travel on a second connection pool without a per-read socket timeout, under one
+`batch_timeout_s` deadline for the whole batch instead: redis-py arms a timer for every reply it
+reads, which costs more than the command itself. A batch that times out drops its connection
+(redis-py disconnects on any interrupted read) and every caller gets `redis.TimeoutError`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from redis.asyncio.client import Pipeline
 
 _DIRECT = frozenset({"WATCH", "UNWATCH", "MULTI", "EXEC", "SUBSCRIBE", "PSUBSCRIBE", "MONITOR"})
@@ -26,6 +32,18 @@ class BatchingRedis(aioredis.Redis):
         self._queue: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future]] = []
         self._flush_scheduled = False
         self._flushes: set[asyncio.Task] = set()
+        self._batches: aioredis.Redis = self
+        self._batch_timeout_s: float | None = None
+
+    def send_batches_via(self, batches: aioredis.Redis, timeout_s: float) -> None:
+        """Send batches on `batches` (a client without a socket read timeout), `timeout_s` each."""
+        self._batches = batches
+        self._batch_timeout_s = timeout_s
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self._batches is not self:
+            await self._batches.aclose()
+        await super().aclose(close_connection_pool)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         name = str(args[0]).upper()
@@ -60,14 +78,11 @@ class BatchingRedis(aioredis.Redis):
         self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future]]
     ) -> None:
         try:
-            if len(batch) == 1:
-                args, options, _ = batch[0]
-                results = [await super().execute_command(*args, **options)]
-            else:
-                async with super().pipeline(transaction=False) as pipe:
-                    for args, options, _ in batch:
-                        pipe.execute_command(*args, **options)
-                    results = await pipe.execute(raise_on_error=False)
+            try:
+                async with asyncio.timeout(self._batch_timeout_s):
+                    results = await self._send_now(batch)
+            except TimeoutError as exc:
+                raise redis.exceptions.TimeoutError("Redis batch timed out") from exc
         except BaseException as exc:
             for _, _, reply in batch:
                 if not reply.done():
@@ -82,6 +97,24 @@ class BatchingRedis(aioredis.Redis):
                 reply.set_exception(result)
             else:
                 reply.set_result(result)
+
+    async def _send_now(
+        self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future]]
+    ) -> list[Any]:
+        if len(batch) == 1:
+            args, options, _ = batch[0]
+            if self._batches is self:
+                return [await super().execute_command(*args, **options)]
+            return [await self._batches.execute_command(*args, **options)]
+        pipeline = (
+            super().pipeline(transaction=False)
+            if self._batches is self
+            else self._batches.pipeline(transaction=False)
+        )
+        async with pipeline as pipe:
+            for args, options, _ in batch:
+                pipe.execute_command(*args, **options)
+            return await pipe.execute(raise_on_error=False)
 
 
 class _BatchedPipeline(Pipeline):
@@ -104,13 +137,15 @@ class _BatchedPipeline(Pipeline):
         return results
 
 
-def batching_redis_client(url: str, name: str) -> BatchingRedis:
-    """Same options as `autopay_runtime.connections.redis_client`, with batching."""
-    return BatchingRedis.from_url(
-        url,
+def batching_redis_client(url: str, name: str, timeout_s: float = 5.0) -> BatchingRedis:
+    """Same options as `autopay_runtime.connections.redis_client` (`timeout_s` = its socket
+    timeout), with batching; batches are bounded by `timeout_s` as a whole."""
+    options: dict[str, Any] = dict(
         decode_responses=True,
         client_name=name,
-        socket_timeout=5,
-        socket_connect_timeout=5,
+        socket_connect_timeout=timeout_s,
         health_check_interval=30,
     )
+    client = BatchingRedis.from_url(url, socket_timeout=timeout_s, **options)
+    client.send_batches_via(aioredis.Redis.from_url(url, socket_timeout=None, **options), timeout_s)
+    return client
