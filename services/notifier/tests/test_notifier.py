@@ -330,3 +330,17 @@ async def test_a_scheduled_retry_survives_a_notifier_restart(
         ("WebhookDelivered", 2),
     ]
     assert [r.headers["webhook-id"] for r in receiver.requests] == [event.event_id] * 2
+
+
+async def test_redis_pool_waits_for_a_connection_instead_of_failing(settings):
+    import asyncio
+
+    from autopay_notifier.bootstrap import notifier_redis
+
+    redis = notifier_redis(settings.model_copy(update={"redis_max_connections": 2}))
+    try:
+        key = settings.redis_prefix + ":pool"
+        results = await asyncio.gather(*(redis.hincrby(key, "n", 1) for _ in range(50)))
+        assert sorted(results) == list(range(1, 51))
+    finally:
+        await redis.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import redis.asyncio as aioredis
 from faststream.asgi import AsgiFastStream
 from faststream.nats import NatsBroker
 
@@ -15,11 +16,28 @@ from autopay_notifier.service import Limits, Notifier
 from autopay_notifier.settings import NotifierSettings
 from autopay_notifier.ssrf import GuardPolicy
 from autopay_notifier.store import DeliveryKeys, DeliveryStore
-from autopay_runtime.connections import dependency_checks, redis_client
+from autopay_runtime.connections import dependency_checks
 from autopay_runtime.health import health_routes
 from autopay_store.accounts import Accounts
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
+
+
+def notifier_redis(settings: NotifierSettings) -> aioredis.Redis:
+    """A bounded pool that *waits* for a free connection: thousands of concurrent attempts
+    each record their outcome, and redis-py's default pool fails at once past 100
+    connections (an attempt that cannot record its outcome is re-sent after its lease)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_s,
+        decode_responses=True,
+        client_name="notifier",
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Notifier:
@@ -68,7 +86,7 @@ def build_app(settings: NotifierSettings) -> AsgiFastStream:
         graceful_timeout=15.0,
         log_level=logging.DEBUG,  # per-message access lines only when debugging
     )
-    redis = redis_client(settings.redis_url, "notifier")
+    redis = notifier_redis(settings)
     notifier = build_notifier(settings, broker, redis)
     handlers.register(
         broker,

@@ -39,5 +39,8 @@ class NotifierSettings(ServiceSettings):
     max_defer_s: float = 600.0
     shutdown_grace_s: float = 10.0
 
+    redis_max_connections: int = 64
+    redis_pool_timeout_s: float = 5.0
+
     delivery_retention_s: int = 30 * 24 * 3600
     delivery_log_max: int = 100

@@ -288,13 +288,15 @@ def _run(
     log_path = workdir / f"notifier-{run_id}.log"
     with open(log_path, "wb") as out:
         notifier = subprocess.Popen(
-            [sys.executable, *_profiler(run_id), "-m", "autopay_notifier"],
+            [sys.executable, "-m", "autopay_notifier"],
             env=env,
             stdout=out,
             stderr=out,
         )
+    profiler = None
     try:
         wait_for_port(http_port, timeout=30)
+        profiler = _profiler(notifier.pid, run_id)
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while (got := receivers.count())[0] < len(fast_events):
             if notifier.poll() is not None:
@@ -307,6 +309,9 @@ def _run(
         rows = receivers.dump()
         hole_connections = receivers.count()[1]
     finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
         notifier.send_signal(signal.SIGTERM)
         try:
             notifier.wait(30)
@@ -331,10 +336,13 @@ def _run(
     return per_s
 
 
-def _profiler(run_id: str) -> list[str]:
-    """`AUTOPAY_BENCH_NOTIFIER_PROFILE=DIR` runs the notifier under cProfile (DIR/<run>.prof)."""
+def _profiler(pid: int, run_id: str) -> subprocess.Popen | None:
+    """`AUTOPAY_BENCH_NOTIFIER_PROFILE=DIR`: py-spy samples the notifier into DIR/<run>.txt."""
     where = os.environ.get("AUTOPAY_BENCH_NOTIFIER_PROFILE")
-    return ["-m", "cProfile", "-o", f"{where}/{run_id}.prof"] if where else []
+    if not where:
+        return None
+    args = ["py-spy", "record", "--pid", str(pid), "-f", "raw", "-o", f"{where}/{run_id}.txt"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _verify(rows: list[list], events: list[OrderPaid], secrets: dict[str, str]) -> None:
@@ -370,7 +378,8 @@ def run() -> dict[str, float]:
             receivers.stop()
         redis_server.stop()
         nats_server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not os.environ.get("AUTOPAY_BENCH_NOTIFIER_KEEP"):
+            shutil.rmtree(workdir, ignore_errors=True)
     fast = statistics.median(baseline)
     hole = statistics.median(with_hole)
     return {
