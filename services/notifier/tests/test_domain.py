@@ -156,3 +156,17 @@ def test_parse_retry_after():
     assert parse_retry_after("Sat, 16 May 2026 04:32:00 GMT", NOW) == 120
     assert parse_retry_after("soon", NOW) is None
     assert parse_retry_after(None, NOW) is None
+
+
+def test_lane_expects_at_least_the_age_of_its_oldest_running_attempt():
+    from autopay_notifier.service import _Lane
+
+    lane = _Lane()
+    assert lane.attempt_s(100.0) == lane.avg_attempt_s
+    lane.running["a"] = 90.0
+    lane.running["b"] = 99.0
+    assert lane.attempt_s(100.0) == 10.0
+    lane.observe(20.0)
+    assert lane.attempt_s(100.0) == 10.0
+    del lane.running["a"]
+    assert lane.attempt_s(100.0) == pytest.approx(0.8 * 0.05 + 0.2 * 20.0)

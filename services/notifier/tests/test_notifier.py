@@ -344,3 +344,47 @@ async def test_redis_pool_waits_for_a_connection_instead_of_failing(settings):
         assert sorted(results) == list(range(1, 51))
     finally:
         await redis.aclose()
+
+
+async def test_new_delivery_to_a_full_lane_is_recorded_due_later_not_leased(
+    redis_client, accounts, store
+):
+    from autopay_notifier.domain import RetryPolicy
+    from autopay_notifier.http import WebhookSender
+    from autopay_notifier.service import Limits, Notifier
+    from autopay_notifier.ssrf import GuardPolicy
+
+    class Published(list):
+        async def publish(self, event) -> None:
+            self.append(event)
+
+    guard = GuardPolicy(allow_loopback=True)
+    published = Published()
+    notifier = Notifier(
+        store=store,
+        sender=WebhookSender(guard, total_timeout_s=5.0),
+        secrets_for=accounts.webhook_secrets,
+        publisher=published,
+        policy=RetryPolicy(),
+        guard=guard,
+        limits=Limits(per_host_in_flight=1, per_host_queue=1, busy_defer_s=5.0),
+        user_agent="test",
+    )
+    merchant = await accounts.create_merchant("slow", now=NOW)
+    async with BlackHole() as hole:
+        try:
+            orders = [
+                make_order(merchant.merchant.merchant_id, f"4000{n}", hole.url()) for n in range(3)
+            ]
+            for order in orders:
+                assert await notifier.accept(paid(order)) == "scheduled"
+            await eventually(lambda: hole.connections)
+            third = paid(orders[2]).event_id
+            due = await redis_client.zscore(store.keys.due, third)
+            assert due >= datetime.now(UTC).timestamp() + 4  # the drain delay, not now
+            assert "lease" not in await redis_client.hgetall(store.keys.delivery(third))
+            assert third not in notifier._held and notifier._outstanding == 2
+        finally:
+            await notifier.stop(0.1)
+            await notifier.sender.aclose()
+    assert published == []  # the black hole never answered: nothing decided

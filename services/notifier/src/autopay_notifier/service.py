@@ -89,9 +89,16 @@ class _Lane:
     active: int = 0
     queue: deque[Claim] = field(default_factory=deque)
     avg_attempt_s: float = 0.05
+    running: dict[str, float] = field(default_factory=dict)  # delivery_id → start (monotonic)
 
     def observe(self, seconds: float) -> None:
         self.avg_attempt_s = 0.8 * self.avg_attempt_s + 0.2 * seconds
+
+    def attempt_s(self, now: float) -> float:
+        """Expected duration of one attempt: the running average, or longer while the oldest
+        running attempt has already taken longer (a black hole is known before it times out)."""
+        oldest = next(iter(self.running.values()), now)
+        return max(self.avg_attempt_s, now - oldest)
 
 
 def _dt(epoch: float) -> datetime:
@@ -149,9 +156,12 @@ class Notifier:
             body=encode_body(webhook_payload(event)).decode(),
             created_at=now,
         )
-        leased = self.capacity > 0
+        full_lane_delay = self._full_lane_delay(order.webhook_url)
+        leased = self.capacity > 0 and full_lane_delay is None
         claim = await self.store.enqueue(
-            delivery, lease_until=now + self.limits.lease_s if leased else None
+            delivery,
+            lease_until=now + self.limits.lease_s if leased else None,
+            due_at=now + full_lane_delay if full_lane_delay is not None else None,
         )
         if claim is None:
             metrics.ACCEPTED.labels("duplicate").inc()
@@ -164,6 +174,8 @@ class Notifier:
         metrics.ACCEPTED.labels("scheduled").inc()
         if leased:
             self.submit(claim)
+        elif full_lane_delay is not None:
+            metrics.DEFERRED.inc()  # scheduled for when its endpoint's lane has drained
         else:
             self._wake.set()
         return "scheduled"
@@ -198,9 +210,23 @@ class Notifier:
             metrics.QUEUED.inc()
         else:
             metrics.DEFERRED.inc()
-            drain_s = len(lane.queue) / self.limits.per_host_in_flight * lane.avg_attempt_s
-            delay = min(max(self.limits.busy_defer_s, drain_s), self.limits.max_defer_s)
-            self._spawn(self._defer(claim, delay))
+            self._spawn(self._defer(claim, self._drain_delay(lane)))
+
+    def _drain_delay(self, lane: _Lane) -> float:
+        """How long a claim refused by a full lane should wait before it is due again."""
+        per_attempt = lane.attempt_s(time.monotonic())
+        drain_s = len(lane.queue) / self.limits.per_host_in_flight * per_attempt
+        return min(max(self.limits.busy_defer_s, drain_s), self.limits.max_defer_s)
+
+    def _full_lane_delay(self, url: str) -> float | None:
+        """For a new delivery whose lane is already full: its drain delay (so it is recorded
+        due then, instead of leased now and handed back at once); None if the lane has room."""
+        lane = self._lanes.get(self._lane_key(url))
+        if lane is None or lane.active < self.limits.per_host_in_flight:
+            return None
+        if len(lane.queue) < self.limits.per_host_queue:
+            return None
+        return self._drain_delay(lane)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -217,6 +243,7 @@ class Notifier:
         try:
             while claim is not None:
                 started = time.monotonic()
+                lane.running[claim.delivery_id] = started
                 try:
                     await self.attempt(claim)
                 except Exception:
@@ -228,6 +255,7 @@ class Notifier:
                 finally:
                     self._outstanding -= 1
                     self._held.pop(claim.delivery_id, None)
+                    lane.running.pop(claim.delivery_id, None)
                     lane.observe(time.monotonic() - started)
                 claim = lane.queue.popleft() if lane.queue else None
                 if claim is not None:

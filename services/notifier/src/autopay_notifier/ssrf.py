@@ -15,6 +15,7 @@ loopback; any other name resolving to loopback is still refused.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -100,8 +101,10 @@ def is_public(ip: IPAddress) -> bool:
     return ip.is_global and not ip.is_multicast and not ip.is_reserved
 
 
+@functools.lru_cache(maxsize=8192)
 def check_url(url: str, policy: GuardPolicy) -> Target:
-    """Refuse anything but an HTTPS URL (or dev loopback over HTTP); vet a literal IP host."""
+    """Refuse anything but an HTTPS URL (or dev loopback over HTTP); vet a literal IP host.
+    Pure, so accepted URLs are cached (a refusal is an exception and is never cached)."""
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -168,11 +168,16 @@ class DeliveryStore:
         self._complete = redis.register_script(_COMPLETE)
         self._renew = redis.register_script(_RENEW)
 
-    async def enqueue(self, d: NewDelivery, *, lease_until: float | None) -> Claim | None:
-        """Record a new delivery due now. Returns a claim leased to the caller when
-        `lease_until` is given (so it can attempt at once), None if the delivery already
+    async def enqueue(
+        self, d: NewDelivery, *, lease_until: float | None, due_at: float | None = None
+    ) -> Claim | None:
+        """Record a new delivery due now (or at `due_at`). Returns a claim leased to the caller
+        when `lease_until` is given (so it can attempt at once), None if the delivery already
         existed (a redelivered order event: nothing new to do)."""
         token = secrets.token_hex(8) if lease_until is not None else ""
+        score = lease_until if lease_until is not None else due_at
+        if score is None:
+            score = d.created_at
         fields: dict[str, Any] = {
             "merchant_id": d.merchant_id,
             "order_id": d.order_id,
@@ -185,7 +190,7 @@ class DeliveryStore:
             keys=[self.keys.delivery(d.delivery_id), self.keys.due, self.keys.order(d.order_id)],
             args=[
                 d.delivery_id,
-                lease_until if lease_until is not None else d.created_at,
+                score,
                 token,
                 d.order_event,
                 self.retention_s,

@@ -37,6 +37,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import nats
 from standardwebhooks import Webhook
 
@@ -308,6 +309,8 @@ def _run(
         time.sleep(0.3)  # let any duplicate show itself before the check
         rows = receivers.dump()
         hole_connections = receivers.count()[1]
+        if os.environ.get("AUTOPAY_BENCH_NOTIFIER_TRACE"):
+            _log_metrics(http_port)
     finally:
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
@@ -334,6 +337,18 @@ def _run(
         f"{per_s:.0f}/s" + (f", black hole saw {hole_connections} connections" if with_hole else "")
     )
     return per_s
+
+
+def _log_metrics(http_port: int) -> None:
+    text = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
+    _log(
+        "metrics: "
+        + "; ".join(
+            line
+            for line in text.splitlines()
+            if line.startswith(("autopay_notifier_deferred_total", "autopay_notifier_attempts"))
+        )
+    )
 
 
 def _profiler(pid: int, run_id: str) -> subprocess.Popen | None:
