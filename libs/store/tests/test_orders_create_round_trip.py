@@ -64,3 +64,13 @@ async def test_a_failed_deadline_write_voids_the_created_order(book, redis_clien
     await redis_client.delete(book.keys.deadlines)
     again = await book.create(order("10002"))
     assert again.status == "waiting"
+
+
+async def test_a_failed_deadline_write_with_an_unloaded_script_creates_nothing(book, redis_client):
+    await redis_client.set(book.keys.deadlines, "not a zset")
+    await redis_client.script_flush()
+    with pytest.raises(ResponseError):
+        await book.create(order("10001"))
+    assert not await redis_client.exists(book.keys.order(MBX, "6412", "10001"))
+    await redis_client.delete(book.keys.deadlines)
+    assert (await book.create(order("10002"))).status == "waiting"

@@ -556,19 +556,21 @@ class OrderBook:
             pipe.zadd(self.keys.deadlines, {member: order.expires_at.timestamp()})
             pipe.evalsha(script.sha, len(keys), *keys, *args)
             located, scheduled, result = await pipe.execute(raise_on_error=False)
+        failed = next((w for w in (located, scheduled) if isinstance(w, BaseException)), None)
         if isinstance(result, NoScriptError):
+            if failed is not None:
+                raise failed
             result = await script(keys=keys, args=args)
         elif isinstance(result, BaseException):
             raise result
-        for written in (located, scheduled):
-            if isinstance(written, BaseException):
-                if _s(result[0]) == "ok":
-                    prefix, holds, _ = self._card_keys(order.mailbox_id, order.card_last4)
-                    order_key = self.keys.order(order.mailbox_id, order.card_last4, order.order_id)
-                    await self._void(keys=[order_key, holds], args=[prefix, order.order_id])
-                    with contextlib.suppress(Exception):
-                        await self._unregister(order)
-                raise written
+        if failed is not None:
+            if _s(result[0]) == "ok":
+                prefix, holds, _ = self._card_keys(order.mailbox_id, order.card_last4)
+                order_key = self.keys.order(order.mailbox_id, order.card_last4, order.order_id)
+                await self._void(keys=[order_key, holds], args=[prefix, order.order_id])
+                with contextlib.suppress(Exception):
+                    await self._unregister(order)
+            raise failed
         return result
 
     async def _created(self, order: Order, result: list, refusal: Exception) -> OrderRecord:
