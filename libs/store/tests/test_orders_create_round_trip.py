@@ -60,7 +60,6 @@ async def test_a_failed_deadline_write_voids_the_created_order(book, redis_clien
             await book.create(order("10001"))
     assert await book.get("10001") is None
     assert not await redis_client.exists(book.keys.order(MBX, "6412", "10001"))
-    assert await redis_client.get(book.keys.order_locator("10001")) is None
     await redis_client.delete(book.keys.deadlines)
     again = await book.create(order("10002"))
     assert again.status == "waiting"
@@ -74,3 +73,12 @@ async def test_a_failed_deadline_write_with_an_unloaded_script_creates_nothing(b
     assert not await redis_client.exists(book.keys.order(MBX, "6412", "10001"))
     await redis_client.delete(book.keys.deadlines)
     assert (await book.create(order("10002"))).status == "waiting"
+
+
+async def test_a_failed_retry_of_an_existing_order_keeps_it_findable(book, redis_client):
+    first = await book.create(order("10001"))
+    await redis_client.set(book.keys.deadlines, "not a zset")
+    with pytest.raises(ResponseError):
+        await book.create(order("10001"))
+    await redis_client.delete(book.keys.deadlines)
+    assert await book.get("10001") == first

@@ -557,17 +557,17 @@ class OrderBook:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
             located, scheduled, result = await pipe.execute(raise_on_error=False)
         failed = next((w for w in (located, scheduled) if isinstance(w, BaseException)), None)
-        if isinstance(result, NoScriptError):
-            if failed is not None:
-                raise failed
+        if isinstance(result, NoScriptError) and failed is None:
             result = await script(keys=keys, args=args)
-        elif isinstance(result, BaseException):
+        elif isinstance(result, BaseException) and failed is None:
             raise result
         if failed is not None:
-            if _s(result[0]) == "ok":
+            outcome = None if isinstance(result, BaseException) else _s(result[0])
+            if outcome == "ok":
                 prefix, holds, _ = self._card_keys(order.mailbox_id, order.card_last4)
                 order_key = self.keys.order(order.mailbox_id, order.card_last4, order.order_id)
                 await self._void(keys=[order_key, holds], args=[prefix, order.order_id])
+            if outcome not in (None, "exists"):  # else an earlier create may own the pointers
                 with contextlib.suppress(Exception):
                     await self._unregister(order)
             raise failed
