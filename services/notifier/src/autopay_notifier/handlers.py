@@ -30,7 +30,11 @@ def register(
         config=ConsumerConfig(ack_wait=30, deliver_policy=DeliverPolicy.ALL),
         ack_policy=AckPolicy.MANUAL,
     )
-    async def on_order_event(msg: NatsMessage) -> None:
+    async def on_order_event() -> None:
+        # The message comes from the context rather than a `msg: NatsMessage` parameter:
+        # FastStream resolves a context parameter with a sync call that it runs in a worker
+        # thread, a thread hop for every order event.
+        msg: NatsMessage = broker.context.get_local("message")
         try:
             event = parse_event(msg.body)
         except (ValueError, ValidationError) as exc:
