@@ -170,3 +170,16 @@ def test_lane_expects_at_least_the_age_of_its_oldest_running_attempt():
     assert lane.attempt_s(100.0) == 10.0
     del lane.running["a"]
     assert lane.attempt_s(100.0) == pytest.approx(0.8 * 0.05 + 0.2 * 20.0)
+
+
+def test_cached_secret_box_decrypts_each_token_once_and_sees_new_tokens():
+    from autopay_notifier.bootstrap import CachedSecretBox
+
+    box = CachedSecretBox(CachedSecretBox.generate_key())
+    old, new = box.encrypt("whsec_old"), box.encrypt("whsec_new")
+    assert [box.decrypt(old), box.decrypt(old), box.decrypt(new)] == [
+        "whsec_old",
+        "whsec_old",
+        "whsec_new",
+    ]
+    assert box.decrypt.cache_info().hits == 1

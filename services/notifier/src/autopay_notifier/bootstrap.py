@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import redis.asyncio as aioredis
@@ -23,6 +24,16 @@ from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
 
 
+class CachedSecretBox(SecretBox):
+    """Decrypts each stored token once. Safe to cache: a token's plaintext never changes (no
+    Fernet TTL is used), and a rotated webhook secret is a new token read from Redis on every
+    attempt, so a rotation is seen at once."""
+
+    def __init__(self, keys: str, cached: int = 4096) -> None:
+        super().__init__(keys)
+        self.decrypt = functools.lru_cache(maxsize=cached)(super().decrypt)  # type: ignore[method-assign]
+
+
 def notifier_redis(settings: NotifierSettings) -> aioredis.Redis:
     """A bounded pool that *waits* for a free connection: thousands of concurrent attempts
     each record their outcome, and redis-py's default pool fails at once past 100
@@ -42,7 +53,7 @@ def notifier_redis(settings: NotifierSettings) -> aioredis.Redis:
 
 def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Notifier:
     guard = GuardPolicy(allow_loopback=settings.allow_http_loopback)
-    accounts = Accounts(redis, Keys(settings.redis_prefix), SecretBox(settings.secret_keys))
+    accounts = Accounts(redis, Keys(settings.redis_prefix), CachedSecretBox(settings.secret_keys))
     return Notifier(
         store=DeliveryStore(
             redis,
