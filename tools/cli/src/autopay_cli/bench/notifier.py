@@ -50,7 +50,7 @@ from autopay_testing.servers import free_port, start_nats, start_redis, wait_for
 
 ORDERS = int(os.environ.get("AUTOPAY_BENCH_NOTIFIER_ORDERS", "10000"))
 MERCHANTS = int(os.environ.get("AUTOPAY_BENCH_NOTIFIER_MERCHANTS", "16"))
-ROUNDS = int(os.environ.get("AUTOPAY_BENCH_NOTIFIER_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("AUTOPAY_BENCH_NOTIFIER_ROUNDS", "3"))
 BLACKHOLE_SHARE = 0.10
 RUN_TIMEOUT_S = 90.0
 
