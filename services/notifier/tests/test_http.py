@@ -150,5 +150,34 @@ async def test_headers_and_body_arrive_as_given():
         await s.send(server["url"], b'{"a":1}', {"webhook-id": "msg_1", "user-agent": "UA/1"})
     head = server["requests"][0].lower()
     assert head.startswith("post /hook http/1.1")
-    assert "webhook-id: msg_1" in head and "user-agent: ua/1" in head
+    assert "webhook-id: msg_1" in head and head.count("user-agent:") == 1
+    assert "user-agent: ua/1" in head
     assert "content-length: 7" in head
+
+
+async def test_tls_uses_the_url_name_for_sni_and_verifies_the_certificate(tmp_path):
+    import ssl
+
+    from autopay_testing.imap import make_self_signed_cert
+
+    cert = make_self_signed_cert(tmp_path)  # not signed by a public CA
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert.cert_file, cert.key_file)
+    names = []
+    server_tls.sni_callback = lambda _sock, name, _ctx: names.append(name)
+
+    async def loopback(host: str, port: int):
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with sender(DEV, resolver=loopback) as s:
+            result = await s.send(f"https://localhost:{port}/hook", b"{}", {})
+    finally:
+        server.close()
+    assert names == ["localhost"]
+    assert result.status_code is None and "certificate" in (result.error or "").lower()

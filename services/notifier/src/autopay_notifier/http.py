@@ -100,6 +100,7 @@ class WebhookSender:
         self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, connect=connect_timeout_s)
         self._per_origin = per_origin_connections
         self._resolver = GuardedResolver(policy, resolver)
+        self._tls = ssl.create_default_context(cafile=certifi.where())  # slow: built once
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -107,7 +108,7 @@ class WebhookSender:
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 resolver=self._resolver,
-                ssl=ssl.create_default_context(cafile=certifi.where()),
+                ssl=self._tls,
                 limit=0,  # the notifier's lanes bound the total; no global queue to starve in
                 limit_per_host=self._per_origin,
                 keepalive_timeout=30.0,
