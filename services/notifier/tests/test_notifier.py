@@ -388,3 +388,16 @@ async def test_new_delivery_to_a_full_lane_is_recorded_due_later_not_leased(
             await notifier.stop(0.1)
             await notifier.sender.aclose()
     assert published == []  # the black hole never answered: nothing decided
+
+
+async def test_undecodable_order_event_is_dropped_and_the_next_one_delivered(
+    notifier, nats_client, namespace, accounts
+):
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    mid = merchant.merchant.merchant_id
+    await nats_client.jetstream().publish(namespace.order(mid, "paid"), b"{not json")
+    async with Receiver() as receiver:
+        await publish(nats_client, namespace, paid(make_order(mid, "50001", receiver.url())))
+        await eventually(lambda: receiver.requests)
+    await consumed(nats_client, namespace, 2)  # the bad one is settled, not left pending
+    assert len(receiver.requests) == 1
