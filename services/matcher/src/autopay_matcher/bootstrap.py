@@ -69,7 +69,10 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
         config=ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=settings.max_deliver),
         ack_policy=AckPolicy.MANUAL,
     )
-    async def on_credit_received(msg: NatsMessage) -> None:
+    async def on_credit_received() -> None:
+        # From the context, not a `msg: NatsMessage` parameter: FastStream resolves context
+        # parameters with a sync call run in a worker thread, one thread hop per credit.
+        msg: NatsMessage = broker.context.get_local("message")
         try:
             event = parse_event(msg.body)
             if not isinstance(event, CreditReceived):
