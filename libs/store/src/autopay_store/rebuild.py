@@ -1,0 +1,245 @@
+"""Rebuild the order book in Redis from the JetStream streams (SPEC §3 invariant 7).
+
+The ORDERS stream holds every order transition (each event carries the whole `Order`), the
+CREDITS stream every matching decision. Folding them per order id gives each order's final
+`OrderRecord`; folding the decisions per credit gives the matcher's first outcome, so a credit
+redelivered after the rebuild is still a `duplicate`. Merchants, keys and cards are not in the
+streams: they live only in Redis and are not rebuilt here.
+
+`fold_orders` and `fold_decisions` are pure; `rebuild_orders` reads the streams with ephemeral
+ordered consumers and writes through `OrderBook.restore`, never lowering what Redis already has:
+an order further along in Redis than in the streams (its event still being published) is kept,
+a decided credit keeps its first outcome, the order id sequence only moves up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from autopay_contracts import (
+    CreditAmbiguous,
+    CreditMatched,
+    CreditUnmatched,
+    Event,
+    Namespace,
+    OrderCancelled,
+    OrderCreated,
+    OrderExpired,
+    OrderPaid,
+    parse_event,
+)
+from autopay_contracts.events import Credit
+from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_store.orders import OrderBook, OrderRecord
+
+ORDER_ID_BASE = 10000
+"""`OrderBook.next_order_id` returns `ORDER_ID_BASE + INCR(sequence)`."""
+
+_RANK = {"waiting": 0, "expired": 1, "cancelled": 1, "paid": 2}
+
+_DECISION_TYPES = {e.event_type for e in (CreditMatched, CreditUnmatched, CreditAmbiguous)}
+
+# KEYS: the order id sequence. ARGV: the lowest value it may have.
+_RAISE_SEQUENCE = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local floor = tonumber(ARGV[1])
+if cur < floor then redis.call('SET', KEYS[1], floor) return floor end
+return cur
+"""
+
+
+# --- pure folding -------------------------------------------------------------------------
+
+
+def _apply(current: OrderRecord | None, event: Event) -> OrderRecord | None:
+    if isinstance(event, OrderCreated):
+        return current or OrderRecord(order=event.order, status="waiting")
+    if not isinstance(event, OrderPaid | OrderExpired | OrderCancelled):
+        return current
+    base = current or OrderRecord(order=event.order, status="waiting")
+    if isinstance(event, OrderPaid):
+        if base.status in ("waiting", "expired"):
+            return replace(
+                base,
+                status="paid",
+                paid_at=event.paid_at,
+                credit_id=event.credit_id,
+                late=event.late or base.status == "expired",
+                ended_at=event.paid_at,
+            )
+        return base
+    if base.status != "waiting":
+        return base
+    if isinstance(event, OrderExpired):
+        return replace(base, status="expired", ended_at=event.expired_at)
+    return replace(base, status="cancelled", ended_at=event.cancelled_at)
+
+
+def fold_orders(events: Iterable[Event]) -> dict[str, OrderRecord]:
+    """Each order's final record from its events in stream order.
+
+    The order book's rules decide conflicts: an order ends once (`waiting` → paid / expired /
+    cancelled), except that a late credit pays an `expired` order (`late=True`); a paid order
+    keeps its first credit; a cancelled one stays cancelled. Replayed events change nothing.
+    Events of other types are ignored."""
+    records: dict[str, OrderRecord] = {}
+    for event in events:
+        order = getattr(event, "order", None)
+        if order is None:
+            continue
+        folded = _apply(records.get(order.order_id), event)
+        if folded is not None:
+            records[order.order_id] = folded
+    return records
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The matcher's first outcome for a credit, as the order book stores it."""
+
+    credit: Credit
+    outcome: dict
+    """The JSON the match script stores: `{"kind": "matched", "order_id": ...}`,
+    `{"kind": "unmatched", "reason": ...}` or `{"kind": "ambiguous", "candidates": [...]}`."""
+    decided_at: datetime
+
+
+def decision_of(event: Event) -> dict | None:
+    if isinstance(event, CreditMatched):
+        return {"kind": "matched", "order_id": event.order_id}
+    if isinstance(event, CreditUnmatched):
+        return {"kind": "unmatched", "reason": event.reason}
+    if isinstance(event, CreditAmbiguous):
+        return {"kind": "ambiguous", "candidates": list(event.candidate_order_ids)}
+    return None
+
+
+def fold_decisions(
+    events: Iterable[tuple[Event, datetime]],
+) -> dict[tuple[str, str, str], Decision]:
+    """The first decision per `(mailbox_id, card_last4, credit_id)` from `(event, stored at)`
+    pairs in stream order; later decisions of the same credit (replays) are ignored."""
+    decisions: dict[tuple[str, str, str], Decision] = {}
+    for event, at in events:
+        outcome = decision_of(event)
+        if outcome is None:
+            continue
+        credit = event.credit  # type: ignore[attr-defined]
+        key = (credit.mailbox_id, credit.card_last4, credit.credit_id)
+        decisions.setdefault(key, Decision(credit=credit, outcome=outcome, decided_at=at))
+    return decisions
+
+
+def sequence_floor(order_ids: Iterable[str]) -> int:
+    """The lowest sequence value after which `next_order_id` is above every id seen."""
+    numbers = [int(i) for i in order_ids if i.isdigit()]
+    return max((n - ORDER_ID_BASE for n in numbers), default=0)
+
+
+# --- reading the streams ------------------------------------------------------------------
+
+
+async def read_stream(
+    js: JetStreamContext, stream: str, subject: str, idle_timeout_s: float = 10.0
+) -> AsyncIterator[tuple[Event, datetime]]:
+    """Every event stored in `stream` up to its last message when called, in order, with the
+    time JetStream stored it (an ephemeral ordered consumer, nothing acknowledged)."""
+    info = await js.stream_info(stream)
+    if info.state.messages == 0:
+        return
+    last = info.state.last_seq
+    sub = await js.subscribe(
+        subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=idle_timeout_s)
+            meta = msg.metadata
+            yield parse_event(msg.data), meta.timestamp
+            if meta.sequence.stream >= last or meta.num_pending == 0:
+                return
+    finally:
+        await sub.unsubscribe()
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+@dataclass
+class RebuildReport:
+    orders: dict[str, int] = field(default_factory=dict)
+    """Restored orders by status."""
+    kept: int = 0
+    """Orders left as they were: Redis had them further along than the streams."""
+    decisions: int = 0
+    """Credit decisions written (a credit already decided in Redis keeps its outcome)."""
+    order_sequence: int = 0
+
+
+async def write_decision(book: OrderBook, decision: Decision) -> bool:
+    """Store a decision exactly where the match script keeps it (the card's `credits` hash, the
+    first outcome JSON; `credits-seen` scored by the decided time for pruning), unless the
+    credit is already decided. `OrderBook` has no public call for this; the key names are the
+    ones its `_match_call` uses. Returns whether it was written."""
+    c = decision.credit
+    credits = book.keys.card(c.mailbox_id, c.card_last4, "credits")
+    seen = book.keys.card(c.mailbox_id, c.card_last4, "credits-seen")
+    decided_ms = round(decision.decided_at.timestamp() * 1000)
+    async with book.redis.pipeline(transaction=True) as pipe:
+        pipe.hsetnx(credits, c.credit_id, json.dumps(decision.outcome))
+        pipe.zadd(seen, {c.credit_id: decided_ms}, nx=True)
+        written, _ = await pipe.execute()
+    return bool(written)
+
+
+async def _restore(book: OrderBook, record: OrderRecord, report: RebuildReport) -> None:
+    existing = await book.get(record.order.order_id)
+    if existing is not None and _RANK[existing.status] > _RANK[record.status]:
+        report.kept += 1
+        return
+    await book.restore(record)
+    report.orders[record.status] = report.orders.get(record.status, 0) + 1
+
+
+async def rebuild_orders(
+    js: JetStreamContext, ns: Namespace, book: OrderBook, concurrency: int = 64
+) -> RebuildReport:
+    """Read ORDERS and CREDITS from the beginning and write the order book they describe.
+    Idempotent: running it again (or on a Redis that kept part of its state) changes nothing
+    that is already right."""
+    order_events = [
+        event async for event, _ in read_stream(js, ORDERS.name(ns), ns.all_of(ORDERS.aggregate))
+    ]
+    credit_events = [
+        (event, at)
+        async for event, at in read_stream(js, CREDITS.name(ns), ns.all_of(CREDITS.aggregate))
+        if event.event_type in _DECISION_TYPES
+    ]
+    records = fold_orders(order_events)
+    decisions = fold_decisions(credit_events)
+    report = RebuildReport()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def restore(record: OrderRecord) -> None:
+        async with gate:
+            await _restore(book, record, report)
+
+    async def decide(decision: Decision) -> None:
+        async with gate:
+            written = await write_decision(book, decision)
+        report.decisions += written
+
+    await asyncio.gather(*(restore(r) for r in records.values()))
+    await asyncio.gather(*(decide(d) for d in decisions.values()))
+    raise_sequence = book.redis.register_script(_RAISE_SEQUENCE)
+    report.order_sequence = int(
+        await raise_sequence(keys=[book.keys.order_sequence], args=[sequence_floor(records)])
+    )
+    return report
