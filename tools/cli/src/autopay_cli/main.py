@@ -255,6 +255,53 @@ def card_add(
     _print_json({"id": added.card_id, "card_last4": added.card_last4, "gmail": added.gmail})
 
 
+@admin.command("rebuild-orders")
+def admin_rebuild_orders(
+    state_dir: OptionalStateDir = None,
+    quarantine_s: Annotated[
+        int,
+        typer.Option(
+            "--quarantine-seconds",
+            envvar="AUTOPAY_QUARANTINE_SECONDS",
+            help="How long an amount stays held after its order ends (as the services).",
+        ),
+    ] = 900,
+) -> None:
+    """Rebuild the orders in Redis from the ORDERS and CREDITS streams (after Redis was lost).
+
+    Restores every order (status, payment, holds and quarantines, locators, deadlines of waiting
+    orders), the matcher's credit decisions and the order id sequence. Idempotent; never moves
+    an order back or lowers the sequence. Merchants, API keys and cards are NOT in the streams
+    (they live only in Redis): recreate them with `admin merchant create` / `admin card add`."""
+    import nats
+    import redis.asyncio as aioredis
+
+    from autopay_store.orders import OrderBook
+    from autopay_store.rebuild import rebuild_orders
+
+    settings = load_settings(state_dir)
+
+    async def run():
+        client = await nats.connect(settings.nats_url)
+        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            book = OrderBook(redis, settings.keys, quarantine_s=quarantine_s)
+            return await rebuild_orders(client.jetstream(), settings.ns, book)
+        finally:
+            await redis.aclose()
+            await client.drain()
+
+    report = asyncio.run(run())
+    _print_json(
+        {
+            "orders": report.orders,
+            "kept": report.kept,
+            "decisions": report.decisions,
+            "order_sequence": report.order_sequence,
+        }
+    )
+
+
 @app.command("parse-mail")
 def parse_mail(
     files: Annotated[list[Path], typer.Argument(help="RFC 822 files (.eml).")],
