@@ -272,3 +272,22 @@ async def test_rebuild_of_empty_streams_writes_nothing(
     report = await rebuild_orders(nats_client.jetstream(), namespace, book)
     assert (report.orders, report.decisions, report.order_sequence) == ({}, 0, 0)
     assert await book.next_order_id() == "10001"
+
+
+async def test_orders_ended_before_the_retention_are_not_restored(
+    nats_client, namespace, streams, redis_client, redis_prefix
+):
+    js = nats_client.jetstream()
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = order("10001", at=now - timedelta(days=40))
+    await _publish(
+        js,
+        namespace,
+        OrderCreated(order=old),
+        OrderExpired(order=old, expired_at=old.expires_at),
+    )
+    book = OrderBook(redis_client, Keys(redis_prefix), quarantine_s=Q, retention_s=30 * 86400)
+    report = await rebuild_orders(js, namespace, book, now=now)
+    assert (report.aged_out, report.orders) == (1, {})
+    assert await book.get("10001") is None
+    assert await book.next_order_id() == "10002"

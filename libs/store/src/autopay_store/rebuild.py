@@ -18,7 +18,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -180,6 +180,8 @@ class RebuildReport:
     """Orders left as they were: Redis had them further along than the streams."""
     decisions: int = 0
     """Credit decisions written (a credit already decided in Redis keeps its outcome)."""
+    aged_out: int = 0
+    """Orders that ended longer than the book's retention ago (Redis would have dropped them)."""
     order_sequence: int = 0
 
 
@@ -209,11 +211,18 @@ async def _restore(book: OrderBook, record: OrderRecord, report: RebuildReport) 
 
 
 async def rebuild_orders(
-    js: JetStreamContext, ns: Namespace, book: OrderBook, concurrency: int = 64
+    js: JetStreamContext,
+    ns: Namespace,
+    book: OrderBook,
+    now: datetime | None = None,
+    concurrency: int = 64,
 ) -> RebuildReport:
     """Read ORDERS and CREDITS from the beginning and write the order book they describe.
+    Orders that ended more than `book.retention_s` before `now` are not restored (the streams
+    keep longer than Redis does); their ids still count for the sequence.
     Idempotent: running it again (or on a Redis that kept part of its state) changes nothing
     that is already right."""
+    oldest_end = (now or datetime.now(UTC)) - timedelta(seconds=book.retention_s)
     order_events = [
         event async for event, _ in read_stream(js, ORDERS.name(ns), ns.all_of(ORDERS.aggregate))
     ]
@@ -228,6 +237,9 @@ async def rebuild_orders(
     gate = asyncio.Semaphore(concurrency)
 
     async def restore(record: OrderRecord) -> None:
+        if record.status != "waiting" and (record.ended_at or record.order.expires_at) < oldest_end:
+            report.aged_out += 1
+            return
         async with gate:
             await _restore(book, record, report)
 

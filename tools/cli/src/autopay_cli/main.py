@@ -296,6 +296,7 @@ def admin_rebuild_orders(
         {
             "orders": report.orders,
             "kept": report.kept,
+            "aged_out": report.aged_out,
             "decisions": report.decisions,
             "order_sequence": report.order_sequence,
         }
