@@ -277,6 +277,8 @@ async def test_restore_of_an_ended_order_keeps_its_quarantine(book):
     )
     await book.restore(rec)
     assert await book.get("10001") == rec
+    order_key = book.keys.order(MBX, "6412", "10001")
+    assert 0 < await book.redis.ttl(order_key) <= book.retention_s
     with pytest.raises(AmountReserved):
         await book.create(order("10002", at=paid_at + timedelta(seconds=Q - 1)))
     await book.create(order("10003", at=paid_at + timedelta(seconds=Q + 1)))

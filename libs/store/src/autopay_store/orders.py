@@ -299,15 +299,17 @@ return {outcome.kind, encoded, rec}
 """
 )
 
-# KEYS: order, holds, releases. ARGV: prefix, order_id, then the order hash fields (flat).
+# KEYS: order, holds, releases. ARGV: prefix, order_id, ttl (s, 0: none), then the order hash
+# fields (flat).
 _RESTORE = (
     _COMMON
     + """
-local prefix, id = ARGV[1], ARGV[2]
+local prefix, id, ttl = ARGV[1], ARGV[2], ARGV[3]
 local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(fields))
+if tonumber(ttl) > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 local amount = redis.call('HGET', KEYS[1], 'amount')
 local ids = split(redis.call('HGET', KEYS[2], amount))
 local present = false
@@ -619,13 +621,14 @@ class OrderBook:
         if record.ended_at:
             fields["ended"] = _ms(record.ended_at)
         flat = [x for pair in fields.items() for x in pair]
+        ttl = 0 if record.status == "waiting" else self.retention_s
         await self._restore(
             keys=[
                 self.keys.order(order.mailbox_id, order.card_last4, order.order_id),
                 holds,
                 releases,
             ],
-            args=[prefix, order.order_id, *flat],
+            args=[prefix, order.order_id, ttl, *flat],
         )
 
     async def get(self, order_id: str) -> OrderRecord | None:
@@ -708,15 +711,27 @@ class OrderBook:
             results = await pipe.execute(raise_on_error=False)
         return [r if isinstance(r, Exception) else _match_outcome(r) for r in results]
 
+    def _decision_keys(self, credit: Credit) -> tuple[str, str]:
+        """The card's `credits` hash (first outcome per credit) and `credits-seen` zset."""
+        return (
+            self.keys.card(credit.mailbox_id, credit.card_last4, "credits"),
+            self.keys.card(credit.mailbox_id, credit.card_last4, "credits-seen"),
+        )
+
+    async def restore_decision(self, credit: Credit, outcome: dict, decided_at: datetime) -> bool:
+        """Write a credit's first decision as `match_credit` stores it (rebuilding Redis from the
+        streams), unless the credit is already decided. Returns whether it was written."""
+        decisions, seen = self._decision_keys(credit)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(decisions, credit.credit_id, json.dumps(outcome))
+            pipe.zadd(seen, {credit.credit_id: _ms(decided_at)}, nx=True)
+            written, _ = await pipe.execute()
+        return bool(written)
+
     def _match_call(self, credit: Credit, now: datetime) -> dict[str, list]:
         prefix, holds, releases = self._card_keys(credit.mailbox_id, credit.card_last4)
         return {
-            "keys": [
-                holds,
-                releases,
-                self.keys.card(credit.mailbox_id, credit.card_last4, "credits"),
-                self.keys.card(credit.mailbox_id, credit.card_last4, "credits-seen"),
-            ],
+            "keys": [holds, releases, *self._decision_keys(credit)],
             "args": [
                 prefix,
                 credit.credit_id,

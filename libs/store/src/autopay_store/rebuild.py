@@ -15,7 +15,6 @@ a decided credit keeps its first outcome, the order id sequence only moves up.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -186,19 +185,8 @@ class RebuildReport:
 
 
 async def write_decision(book: OrderBook, decision: Decision) -> bool:
-    """Store a decision exactly where the match script keeps it (the card's `credits` hash, the
-    first outcome JSON; `credits-seen` scored by the decided time for pruning), unless the
-    credit is already decided. `OrderBook` has no public call for this; the key names are the
-    ones its `_match_call` uses. Returns whether it was written."""
-    c = decision.credit
-    credits = book.keys.card(c.mailbox_id, c.card_last4, "credits")
-    seen = book.keys.card(c.mailbox_id, c.card_last4, "credits-seen")
-    decided_ms = round(decision.decided_at.timestamp() * 1000)
-    async with book.redis.pipeline(transaction=True) as pipe:
-        pipe.hsetnx(credits, c.credit_id, json.dumps(decision.outcome))
-        pipe.zadd(seen, {c.credit_id: decided_ms}, nx=True)
-        written, _ = await pipe.execute()
-    return bool(written)
+    """Store a decision where the match script keeps it, unless the credit is already decided."""
+    return await book.restore_decision(decision.credit, decision.outcome, decision.decided_at)
 
 
 async def _restore(book: OrderBook, record: OrderRecord, report: RebuildReport) -> None:
