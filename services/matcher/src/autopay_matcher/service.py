@@ -29,6 +29,7 @@ class Matcher:
         self.book = book
         self.publisher = publisher
         self.clock = clock
+        self._log = get_logger()
 
     async def handle_credit(self, credit: Credit) -> MatchOutcome:
         """Decide the credit in Redis, then publish its outcome; any failure raises so the
@@ -38,10 +39,40 @@ class Matcher:
         await asyncio.gather(
             *(self.publisher.publish(event) for event in outcome_events(credit, outcome))
         )
+        self._decided(credit, outcome, started)
+        return outcome
+
+    async def handle_credits(self, credits: list[Credit]) -> list[MatchOutcome | Exception]:
+        """`handle_credit` for a batch: one Redis round trip decides every credit, then all the
+        outcome events are published concurrently. Result i is credit i's outcome when every
+        one of its events was stored, else the error that stopped it (that credit must be
+        redelivered; the others are done). A failure of the whole Redis call raises."""
+        started = time.perf_counter()
+        decided = await self.book.match_credits(credits, self.clock())
+        events = [
+            [] if isinstance(outcome, Exception) else outcome_events(credit, outcome)
+            for credit, outcome in zip(credits, decided, strict=True)
+        ]
+        acks = iter(await self.publisher.publish_many([e for evs in events for e in evs]))
+        results: list[MatchOutcome | Exception] = []
+        for credit, outcome, credit_events in zip(credits, decided, events, strict=True):
+            failed = [a for a in (next(acks) for _ in credit_events) if isinstance(a, Exception)]
+            if isinstance(outcome, Exception):
+                results.append(outcome)
+            elif failed:
+                results.append(failed[0])
+            else:
+                self._decided(credit, outcome, started)
+                results.append(outcome)
+        return results
+
+    def _decided(self, credit: Credit, outcome: MatchOutcome, started: float) -> None:
         metrics.CREDITS.labels(outcome=outcome.kind).inc()
         metrics.MATCH_SECONDS.observe(time.perf_counter() - started)
-        get_logger(credit_id=credit.credit_id, mailbox_id=credit.mailbox_id).info(
+        self._log.info(
             "credit decided",
+            credit_id=credit.credit_id,
+            mailbox_id=credit.mailbox_id,
             outcome=outcome.kind,
             original=outcome.original,
             order_id=outcome.record.order.order_id if outcome.record else None,
@@ -49,7 +80,6 @@ class Matcher:
             candidates=list(outcome.candidate_order_ids) or None,
             reason=outcome.reason,
         )
-        return outcome
 
     async def expire_due(self, lease_s: float = 30.0, limit: int = 500) -> int:
         """One scanner pass: claim overdue deadlines (leased, so replicas split them), expire,

@@ -17,7 +17,7 @@ class MatcherSettings(ServiceSettings):
     expiry_batch: int = 500
 
     consumer_name: str = "matcher"
-    fetch_batch: int = 64
+    fetch_batch: int = 256
     fetch_timeout_seconds: float = 1.0
     ack_wait_seconds: float = 30.0
     max_deliver: int = 20
