@@ -252,3 +252,84 @@ async def test_redis_outage_retries_the_credit_instead_of_losing_it(
     finally:
         await app.stop()
         server.stop()
+
+
+async def test_a_credit_whose_decision_fails_is_retried_while_its_batch_is_paid(
+    settings, clock, streams, book, redis_client, redis_prefix, nats_client, namespace
+):
+    """Three credits land in one fetch; one card's `credits` hash is corrupted (WRONGTYPE), so
+    only that credit's Redis call fails: the other two are paid and acked, the failing one is
+    nacked and retried, and once the key is repaired it pays its order."""
+    from prometheus_client import REGISTRY
+
+    await book.create(make_order("10001", clock.at))
+    await book.create(make_order("10002", clock.at, amount=7_000_000))
+    await book.create(make_order("10003", clock.at).model_copy(update={"card_last4": "7001"}))
+    broken = Keys(redis_prefix).card(MBX, "7001", "credits")
+    await redis_client.set(broken, "not a hash")
+    await send_credit(nats_client, namespace, make_credit("c1", clock.at))
+    await send_credit(
+        nats_client,
+        namespace,
+        make_credit("c2", clock.at).model_copy(update={"card_last4": "7001"}),
+    )
+    await send_credit(nats_client, namespace, make_credit("c3", clock.at, amount=7_000_000))
+    retries = REGISTRY.get_sample_value("autopay_matcher_retries_total", {"cause": "redis"}) or 0
+    app = build_app(settings, clock=clock)
+    await app.start()
+    try:
+        paid_orders = lambda: _paid_order_ids(nats_client, namespace)  # noqa: E731
+
+        assert await eventually(lambda: _has(paid_orders, {"10001", "10002"}))
+
+        async def retried_twice() -> bool:
+            now = REGISTRY.get_sample_value("autopay_matcher_retries_total", {"cause": "redis"})
+            return (now or 0) >= retries + 2
+
+        await eventually(retried_twice)
+        info = await nats_client.jetstream().consumer_info(CREDITS.name(namespace), "matcher")
+        assert info.num_pending == 0 and info.num_ack_pending == 1  # only c2 is outstanding
+        assert await paid_orders() == {"10001", "10002"}
+        assert (await book.get("10003")).status == "waiting"
+
+        await redis_client.delete(broken)
+        assert await eventually(lambda: _has(paid_orders, {"10001", "10002", "10003"}))
+        await eventually(lambda: _consumer_idle(nats_client, CREDITS.name(namespace)))
+        assert await paid_orders() == {"10001", "10002", "10003"}
+        assert len(await stored(nats_client, CREDITS.name(namespace), ".matched")) == 3
+    finally:
+        await app.stop()
+
+
+async def _paid_order_ids(nats_client, namespace) -> set[str]:
+    paid = await stored(nats_client, ORDERS.name(namespace), ".paid")
+    return {event["order"]["order_id"] for event in paid}
+
+
+async def _has(probe, expected: set[str]) -> bool:
+    return expected <= await probe()
+
+
+async def test_a_lone_credit_is_decided_without_waiting_for_a_full_batch(
+    settings, clock, streams, book, nats_client, namespace
+):
+    """The consumer asks for up to `fetch_batch` credits with a long fetch timeout; a single
+    credit arriving while that fetch waits is handled at once, not when the fetch expires."""
+    settings = settings.model_copy(update={"fetch_timeout_seconds": 10.0, "fetch_batch": 256})
+    await book.create(make_order("10001", clock.at))
+    app = build_app(settings, clock=clock)
+    await app.start()
+    try:
+
+        async def fetch_waiting() -> bool:
+            info = await nats_client.jetstream().consumer_info(CREDITS.name(namespace), "matcher")
+            return info.num_waiting > 0
+
+        await eventually(fetch_waiting)
+        await send_credit(nats_client, namespace, make_credit("c1", clock.at))
+        paid = await eventually(
+            lambda: stored(nats_client, ORDERS.name(namespace), ".paid"), timeout=4.0
+        )
+        assert paid[0]["order"]["order_id"] == "10001"
+    finally:
+        await app.stop()
