@@ -333,3 +333,32 @@ async def test_a_lone_credit_is_decided_without_waiting_for_a_full_batch(
         assert paid[0]["order"]["order_id"] == "10001"
     finally:
         await app.stop()
+
+
+async def test_a_credit_whose_event_is_not_stored_is_retried_while_its_batch_is_acked(
+    app, book, clock, nats_client, namespace
+):
+    """With the ORDERS stream gone, a paying credit's `order.paid` gets no PubAck: that credit
+    is nacked and retried (its `credit.matched` is stored once, the retries deduplicated), while
+    an unmatched credit is acked; once the stream is back the order's payment is stored."""
+    from autopay_contracts import provision_streams
+
+    js = nats_client.jetstream()
+    await book.create(make_order("10001", clock.at))
+    await js.delete_stream(ORDERS.name(namespace))
+    await send_credit(nats_client, namespace, make_credit("c1", clock.at))
+    await send_credit(nats_client, namespace, make_credit("c2", clock.at, amount=1_234_500))
+
+    async def only_c1_outstanding() -> bool:
+        info = await js.consumer_info(CREDITS.name(namespace), "matcher")
+        return info.num_pending == 0 and info.num_ack_pending == 1 and info.num_redelivered > 0
+
+    await eventually(only_c1_outstanding)
+    unmatched = await stored(nats_client, CREDITS.name(namespace), ".unmatched")
+    assert [u["credit"]["credit_id"] for u in unmatched] == ["c2"]
+
+    await provision_streams(js, namespace)
+    paid = await eventually(lambda: stored(nats_client, ORDERS.name(namespace), ".paid"))
+    assert paid[0]["order"]["order_id"] == "10001" and paid[0]["credit_id"] == "c1"
+    await eventually(lambda: _consumer_idle(nats_client, CREDITS.name(namespace)))
+    assert len(await stored(nats_client, CREDITS.name(namespace), ".matched")) == 1
