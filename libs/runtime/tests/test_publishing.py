@@ -51,3 +51,29 @@ def test_publishers_appear_in_the_asyncapi_schema(namespace):
     schema = FastStream(broker).schema.to_specification().to_jsonable()
     assert any(namespace.order("*", "paid") in str(ch) for ch in schema["channels"].values())
     assert "OrderPaid" in str(schema["components"]["schemas"])
+
+
+async def test_publish_many_returns_each_ack_or_failure(nats_url, nats_client, namespace, streams):
+    from autopay_runtime.publishing import PublishFailed
+
+    broker = NatsBroker(nats_url)
+    publisher = EventPublisher(broker, namespace, [OrderCreated, OrderPaid])
+    await broker.start()
+    try:
+        created, paid = (
+            OrderCreated(order=ORDER),
+            OrderPaid(order=ORDER, credit_id="c", paid_at=NOW),
+        )
+        first = await publisher.publish_many([created, paid])
+        assert [bool(r.duplicate) for r in first] == [False, False]
+        assert first[1].seq == first[0].seq + 1
+        again = await publisher.publish_many([created])
+        assert again[0].duplicate and again[0].seq == first[0].seq
+
+        await nats_client.jetstream().delete_stream(namespace.stream_name("ORDERS"))
+        (missing,) = await publisher.publish_many([paid])
+        assert isinstance(missing, PublishFailed)
+        with pytest.raises(TypeError):
+            await publisher.publish_many([MailboxConnected(mailbox_id="m", gmail="g", at=NOW)])
+    finally:
+        await broker.stop()

@@ -11,6 +11,7 @@ Money is integer tiyin (1 so'm = 100 tiyin). Times are timezone-aware.
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field
@@ -41,7 +42,7 @@ class Event(_Model):
         return self.event_type
 
     @computed_field  # type: ignore[prop-decorator]
-    @property
+    @cached_property
     def event_id(self) -> str:
         return _event_id(self.event_type, *self.identity())
 
