@@ -29,29 +29,29 @@ STACK_KEYS = {
 }
 
 
-def _create(stack, receiver, amount: int) -> str:
-    response = stack.post(
-        "/api/create-payment",
-        {
-            "amount": amount,
-            "card_last4": stack.info["card"]["card_last4"],
-            "gmail": stack.info["card"]["gmail"],
-            "client_user_id": "123456789",
-            "client_user_data": {"plan": "premium"},
-            "webhook_url": receiver.url,
-        },
-    )
+def _create(stack, receiver, amount: int | None = None, amount_base: int | None = None):
+    """Create a payment with the seed's fields; with `amount_base`, the server picks the amount.
+    Returns (order_id, amount)."""
+    body = {
+        "card_last4": stack.info["card"]["card_last4"],
+        "gmail": stack.info["card"]["gmail"],
+        "client_user_id": "123456789",
+        "client_user_data": {"plan": "premium"},
+        "webhook_url": receiver.url,
+    }
+    body |= {"amount": amount} if amount_base is None else {"amount_base": amount_base}
+    response = stack.post("/api/create-payment", body)
     assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["success"] is True and re.fullmatch(r"\d+", body["order_id"])
-    return body["order_id"]
+    created = response.json()
+    assert created["success"] is True and re.fullmatch(r"\d+", created["order_id"])
+    return created["order_id"], created.get("amount", amount)
 
 
-def _pay_and_confirm(stack, receiver, amount: int) -> str:
-    order_id = _create(stack, receiver, amount)
+def _pay_and_confirm(stack, receiver, amount: int | None = None, amount_base: int | None = None):
+    order_id, amount = _create(stack, receiver, amount, amount_base)
     stack.send_credit(amount)
     delivered = eventually(lambda: receiver.for_order(order_id), 40, f"webhook for {order_id}")
-    return order_id, delivered[0]
+    return order_id, amount, delivered[0]
 
 
 def test_stack_json_has_every_key(stack):
@@ -64,7 +64,7 @@ def test_stack_json_has_every_key(stack):
 
 def test_payment_completes_with_signed_webhook(stack, receiver):
     amount = 50_000 + random.randint(1, 99)
-    order_id, request = _pay_and_confirm(stack, receiver, amount)
+    order_id, _, request = _pay_and_confirm(stack, receiver, amount)
 
     payload = Webhook(stack.info["webhook_secret"]).verify(request["body"], request["headers"])
     assert payload["order_id"] == order_id
@@ -110,7 +110,7 @@ def test_killed_service_is_restarted_and_next_payment_completes(stack, receiver,
             return False
 
     eventually(restarted, 60, f"{service} restarted and ready")
-    amount = 60_000 + random.randint(1, 99)
-    order_id, request = _pay_and_confirm(stack, receiver, amount)
+    order_id, amount, request = _pay_and_confirm(stack, receiver, amount_base=60_000)
+    assert 60_001 <= amount <= 60_099
     assert json.loads(request["body"])["status"] == "paid"
     assert stack.post("/api/check-payment", {"order_id": order_id}).json()["status"] == "paid"
