@@ -52,25 +52,9 @@ def parse(env: Envelope) -> Classification | None:
     balances = _emoji.values(found, _emoji.CASH + _emoji.BALANCE)
     if len(colours) != 1 or len(signs) != 1 or len(cards) != 1 or len(times) != 1:
         return unparsed("expected one colour, one sign, one card and one time field")
-    card = _emoji.card_last4(cards[0])
-    if card is None:
-        return unparsed(f"unreadable card {cards[0]!r}")
-    amount = money(signs[0][1])
-    if amount is None:
-        return unparsed(f"unreadable amount {signs[0][1]!r}")
-    occurred_at = when(times[0])
-    if occurred_at is None:
-        return unparsed(f"unreadable time {times[0]!r}")
-    balance = money(balances[0]) if len(balances) == 1 else None
-
-    fields = Classification(
-        kind="unparsed",
-        amount_tiyin=amount[0],
-        currency=amount[1],
-        card_last4=card,
-        occurred_at=occurred_at,
-        balance_tiyin=balance[0] if balance else None,
-    )
+    fields = _emoji.transaction(cards[0], signs[0][1], times[0], balances, money, when)
+    if fields.reason:
+        return fields
     colour, label = colours[0]
     sign = signs[0][0]
     if (colour == GREEN) != (sign == _emoji.PLUS):

@@ -73,25 +73,9 @@ def parse(env: Envelope) -> Classification | None:
         return unparsed("expected one card, one sign, one time and one header field")
     if not signs:
         return unparsed("no ➕/➖ sign: direction unknown")
-    card = _emoji.card_last4(cards[0])
-    if card is None:
-        return unparsed(f"unreadable card {cards[0]!r}")
-    amount = money(signs[0][1])
-    if amount is None:
-        return unparsed(f"unreadable amount {signs[0][1]!r}")
-    occurred_at = when(times[0])
-    if occurred_at is None:
-        return unparsed(f"unreadable time {times[0]!r}")
-    balance = money(balances[0]) if len(balances) == 1 else None
-
-    fields = Classification(
-        kind="unparsed",
-        amount_tiyin=amount[0],
-        currency=amount[1],
-        card_last4=card,
-        occurred_at=occurred_at,
-        balance_tiyin=balance[0] if balance else None,
-    )
+    fields = _emoji.transaction(cards[0], signs[0][1], times[0], balances, money, when)
+    if fields.reason:
+        return fields
     header, word = headers[0] if headers else ("", "")
     if signs[0][0] == _emoji.MINUS:
         if header == CREDIT_HEADER:
