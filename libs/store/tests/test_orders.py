@@ -1,12 +1,11 @@
 """The order book against a real Redis: reservations, matching rules, transitions, races."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from autopay_contracts import Order, mailbox_id_for
-from autopay_contracts.events import Credit
+from autopay_contracts import mailbox_id_for
 from autopay_store.keys import Keys
 from autopay_store.orders import (
     AmountReserved,
@@ -15,44 +14,14 @@ from autopay_store.orders import (
     OrderRecord,
     TransitionNotAllowed,
 )
+from autopay_testing.builders import MBX, T0, credit, order
 
-T0 = datetime(2026, 5, 16, 7, 30, 30, tzinfo=UTC)
-GMAIL = "karta@gmail.com"
-MBX = mailbox_id_for(GMAIL)
 Q = 900
 
 
 @pytest.fixture
 def book(redis_client, redis_prefix) -> OrderBook:
     return OrderBook(redis_client, Keys(redis_prefix), quarantine_s=Q)
-
-
-def order(order_id: str, amount: int = 5_003_700, at: datetime = T0, **kw) -> Order:
-    base = dict(
-        order_id=order_id,
-        merchant_id="7",
-        mailbox_id=MBX,
-        gmail=GMAIL,
-        card_last4="6412",
-        amount_tiyin=amount,
-        created_at=at,
-        expires_at=at + timedelta(minutes=5),
-    )
-    return Order(**(base | kw))
-
-
-def credit(credit_id: str, amount: int = 5_003_700, bank: datetime = T0, **kw) -> Credit:
-    base = dict(
-        credit_id=credit_id,
-        mailbox_id=MBX,
-        gmail=GMAIL,
-        card_last4="6412",
-        amount_tiyin=amount,
-        occurred_at=bank.replace(second=0, microsecond=0),
-        received_at=bank,
-        format="uzcard-email",
-    )
-    return Credit(**(base | kw))
 
 
 async def test_order_ids_start_at_10001_and_increase(book):

@@ -1,36 +1,19 @@
 """`create` / `create_with_free_tail` send the locator, the deadline and the card script as one
 pipeline: the script may be missing from Redis, and a failed global write undoes the order."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from redis.exceptions import ResponseError
 
-from autopay_contracts import Order, mailbox_id_for
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook, OrderRecord
-
-T0 = datetime(2026, 5, 16, 7, 30, 30, tzinfo=UTC)
-GMAIL = "karta@gmail.com"
-MBX = mailbox_id_for(GMAIL)
+from autopay_testing.builders import MBX, T0, order
 
 
 @pytest.fixture
 def book(redis_client, redis_prefix) -> OrderBook:
     return OrderBook(redis_client, Keys(redis_prefix), quarantine_s=900)
-
-
-def order(order_id: str, amount: int = 5_003_700) -> Order:
-    return Order(
-        order_id=order_id,
-        merchant_id="7",
-        mailbox_id=MBX,
-        gmail=GMAIL,
-        card_last4="6412",
-        amount_tiyin=amount,
-        created_at=T0,
-        expires_at=T0 + timedelta(minutes=5),
-    )
 
 
 async def test_create_writes_locator_and_deadline(book, redis_client):

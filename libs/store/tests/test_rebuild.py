@@ -16,10 +16,8 @@ from autopay_contracts import (
     OrderCreated,
     OrderExpired,
     OrderPaid,
-    mailbox_id_for,
     stream_for,
 )
-from autopay_contracts.events import Credit
 from autopay_store.keys import Keys
 from autopay_store.orders import AmountReserved, OrderBook, OrderRecord
 from autopay_store.rebuild import (
@@ -28,38 +26,9 @@ from autopay_store.rebuild import (
     rebuild_orders,
     sequence_floor,
 )
+from autopay_testing.builders import T0, credit, order
 
-T0 = datetime(2026, 5, 16, 7, 30, 30, tzinfo=UTC)
-GMAIL = "karta@gmail.com"
-MBX = mailbox_id_for(GMAIL)
 Q = 900
-
-
-def order(order_id: str, amount: int = 5_003_700, at: datetime = T0, **kw) -> Order:
-    base = dict(
-        order_id=order_id,
-        merchant_id="7",
-        mailbox_id=MBX,
-        gmail=GMAIL,
-        card_last4="6412",
-        amount_tiyin=amount,
-        created_at=at,
-        expires_at=at + timedelta(minutes=5),
-    )
-    return Order(**(base | kw))
-
-
-def credit(credit_id: str, amount: int = 5_003_700, bank: datetime = T0) -> Credit:
-    return Credit(
-        credit_id=credit_id,
-        mailbox_id=MBX,
-        gmail=GMAIL,
-        card_last4="6412",
-        amount_tiyin=amount,
-        occurred_at=bank.replace(second=0, microsecond=0),
-        received_at=bank,
-        format="uzcard-email",
-    )
 
 
 def paid(o: Order, credit_id: str, at: datetime, late: bool = False) -> OrderPaid:
