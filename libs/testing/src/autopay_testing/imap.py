@@ -36,11 +36,30 @@ from proxyprotocol.sock import SocketInfoLocal
 from pymap.backend.dict import Config, Identity, Login
 from pymap.concurrent import Subsystem
 from pymap.imap import IMAPServer
+from pymap.imap.state import ConnectionState
 from pymap.user import UserMetadata
 from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 # --- TLS ----------------------------------------------------------------------------------
+
+
+_wait_for_updates = ConnectionState.receive_updates
+
+
+async def _report_pending_then_wait(self, cmd, done):  # type: ignore[no-untyped-def]
+    """pymap's IDLE only wakes on a change made after IDLE began: mail appended between the
+    client's last command and its IDLE stayed unannounced until DONE. Gmail and dovecot report
+    such mail when IDLE starts, so this server does too: look once, then wait."""
+    selected = await self.session.check_mailbox(self.selected)
+    self._selected, forked = selected.fork(cmd)
+    untagged = list(forked)
+    if untagged:
+        return untagged
+    return await _wait_for_updates(self, cmd, done)
+
+
+ConnectionState.receive_updates = _report_pending_then_wait
 
 
 @dataclass(frozen=True)
