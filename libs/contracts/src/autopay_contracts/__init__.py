@@ -4,13 +4,16 @@ Services import from here and nowhere else for anything that crosses a process b
 """
 
 from autopay_contracts.events import (
+    CARD_LAST4_PATTERN,
     EVENT_TYPES,
+    REFUSALS,
     Credit,
     CreditAmbiguous,
     CreditMatched,
     CreditReceived,
     CreditRejected,
     CreditUnmatched,
+    DeadLetter,
     Event,
     MailboxAuthFailed,
     MailboxConnected,
@@ -23,17 +26,26 @@ from autopay_contracts.events import (
     OrderCreated,
     OrderExpired,
     OrderPaid,
+    Refusal,
     WebhookDelivered,
     WebhookExhausted,
     WebhookFailed,
+    is_card_last4,
     parse_event,
 )
-from autopay_contracts.ids import event_id, mailbox_id_for
+from autopay_contracts.ids import (
+    event_id,
+    legacy_mailbox_id_for,
+    mailbox_id_for,
+    normalize_gmail,
+)
 from autopay_contracts.namespace import Namespace
 from autopay_contracts.streams import STREAMS, StreamSpec, provision_streams, stream_for
 
 __all__ = [
+    "CARD_LAST4_PATTERN",
     "EVENT_TYPES",
+    "REFUSALS",
     "STREAMS",
     "Credit",
     "CreditAmbiguous",
@@ -41,6 +53,7 @@ __all__ = [
     "CreditReceived",
     "CreditRejected",
     "CreditUnmatched",
+    "DeadLetter",
     "Event",
     "MailboxAuthFailed",
     "MailboxConnected",
@@ -54,12 +67,16 @@ __all__ = [
     "OrderCreated",
     "OrderExpired",
     "OrderPaid",
+    "Refusal",
     "StreamSpec",
     "WebhookDelivered",
     "WebhookExhausted",
     "WebhookFailed",
     "event_id",
+    "is_card_last4",
+    "legacy_mailbox_id_for",
     "mailbox_id_for",
+    "normalize_gmail",
     "parse_event",
     "provision_streams",
     "stream_for",

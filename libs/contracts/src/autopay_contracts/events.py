@@ -11,6 +11,7 @@ Money is integer tiyin (1 so'm = 100 tiyin). Times are timezone-aware.
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
@@ -23,6 +24,53 @@ SCHEMA_VERSION = 1
 
 OrderStatus = Literal["waiting", "paid", "expired", "cancelled"]
 NotificationKind = Literal["credit", "debit", "reversal", "ignored", "rejected", "unparsed"]
+
+CARD_LAST4_PATTERN = r"^[0-9]{4}$"
+"""Exactly four ASCII digits (`\\d` would also admit other scripts' digits)."""
+
+
+def is_card_last4(value: object) -> bool:
+    """Whether `value` is a card's last four digits: a str of exactly four ASCII digits."""
+    return isinstance(value, str) and re.fullmatch(r"[0-9]{4}", value) is not None
+
+
+Refusal = Literal[
+    "unauthenticated",
+    "untrusted_receiver",
+    "malformed_auth",
+    "forged",
+    "spf_only",
+    "misaligned",
+    "dmarc_fail",
+    "malformed_from",
+    "multiple_from",
+    "not_bank_sender",
+    "replayed",
+    "forwarder_disabled",
+    "forwarder_foreign",
+    "forwarder_sender",
+    "mailbox_unknown",
+    "too_large",
+]
+"""Why the trust policy refused a notification (a fixed set: events, ledger and metric labels).
+
+- `unauthenticated`: no `Authentication-Results` header from the receiving server at all;
+- `untrusted_receiver`: the topmost such header was written by someone else;
+- `malformed_auth`: the topmost header does not tokenize cleanly (or is ambiguous);
+- `forged`: the receiver shows no passing DKIM signature at all;
+- `spf_only`: only SPF passed (an envelope sender proves nothing about `From`);
+- `misaligned`: a DKIM signature passed, but for a domain other than the sender's;
+- `dmarc_fail`: a DMARC result that is not `pass` for the sender's domain;
+- `malformed_from` / `multiple_from`: `From` unreadable, or not exactly one address;
+- `not_bank_sender`: a bank text from an address that is not the bank's;
+- `replayed`: a genuine notification addressed to another mailbox;
+- `forwarder_disabled` / `forwarder_foreign` / `forwarder_sender`: a forwarded text while the
+  mailbox does not accept them, from an address other than the mailbox's own, or naming an
+  SMS sender that is not the bank's;
+- `mailbox_unknown`: the reading mailbox is not known, so the addressee cannot be checked;
+- `too_large`: over the size cap; refused from its headers alone, the body never read.
+"""
+REFUSALS: tuple[str, ...] = Refusal.__args__  # type: ignore[attr-defined]
 
 
 class _Model(BaseModel):
@@ -83,7 +131,7 @@ class Order(_Model):
     merchant_id: str
     mailbox_id: str
     gmail: str
-    card_last4: str = Field(pattern=r"^\d{4}$")
+    card_last4: str = Field(pattern=CARD_LAST4_PATTERN)
     amount_tiyin: int = Field(gt=0)
     created_at: AwareDatetime
     expires_at: AwareDatetime
@@ -136,7 +184,7 @@ class Credit(_Model):
     credit_id: str
     mailbox_id: str
     gmail: str
-    card_last4: str = Field(pattern=r"^\d{4}$")
+    card_last4: str = Field(pattern=CARD_LAST4_PATTERN)
     amount_tiyin: int = Field(gt=0)
     currency: str = "UZS"
     occurred_at: AwareDatetime = Field(description="Bank time (minute precision, Tashkent)")
@@ -190,6 +238,9 @@ class CreditRejected(Event):
     gmail: str
     kind: NotificationKind
     reason: str
+    refusal: Refusal | None = Field(
+        default=None, description="For `kind == rejected`: which trust rule refused it"
+    )
     format: str | None = None
     message_id: str | None = None
     received_at: AwareDatetime
@@ -305,12 +356,48 @@ class MailboxRegistered(_MailboxConfigEvent):
     imap_tls: bool = True
     username: str
     password_encrypted: str = Field(description="Fernet token; key from the environment")
+    aliases: tuple[str, ...] = Field(
+        default=(),
+        description="Other addresses (normalized) that the owner declared deliver to this "
+        "mailbox; a bank notification must be addressed to the mailbox or one of these",
+    )
     allow_forwarded: bool = False
     test_mode: bool = False
 
 
 class MailboxRemoved(_MailboxConfigEvent):
     event_type: ClassVar[str] = "mailbox-config.removed"
+
+
+# --- dead letters -------------------------------------------------------------------------
+
+
+class DeadLetter(Event):
+    """A message a service could not take (it does not decode into the event its subject
+    promises), recorded before the service lets go of it. The original stays in its stream;
+    `data` holds its bytes (base64) so an operator can inspect it and replay it to its subject."""
+
+    event_type: ClassVar[str] = "deadletter.recorded"
+    aggregate: ClassVar[str] = "deadletter"
+    service: str = Field(description="The service that could not take the message")
+    source_stream: str
+    source_subject: str
+    source_seq: int = Field(ge=1, description="The message's sequence in `source_stream`")
+    reason: str
+    recorded_at: AwareDatetime
+    data: str = Field(description="The original message bytes, base64")
+    data_truncated: bool = Field(
+        default=False, description="`data` holds only the start of an oversized message"
+    )
+    source_headers: dict[str, str] = Field(
+        default_factory=dict, description="The original message's headers"
+    )
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.service, self.source_stream, self.source_seq)
+
+    def owner_id(self) -> str:
+        return self.service
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -334,6 +421,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MailboxUp,
         MailboxRegistered,
         MailboxRemoved,
+        DeadLetter,
     )
 }
 

@@ -61,3 +61,6 @@ class Namespace:
 
     def mailbox_config(self, mailbox_id: str = "*") -> str:
         return self.subject("mailbox-config", mailbox_id, "current")
+
+    def deadletter(self, service: str = "*", event: str = "*") -> str:
+        return self.subject("deadletter", service, event)

@@ -65,7 +65,21 @@ MAILBOX_CONFIG = StreamSpec(
     max_msgs_per_subject=1,
 )
 
-STREAMS: tuple[StreamSpec, ...] = (ORDERS, CREDITS, WEBHOOKS, MAILBOXES, MAILBOX_CONFIG)
+DEADLETTERS = StreamSpec(
+    "DEADLETTERS",
+    "deadletter",
+    "Messages a service could not take, kept for inspection and replay",
+    90 * DAY,
+)
+
+STREAMS: tuple[StreamSpec, ...] = (
+    ORDERS,
+    CREDITS,
+    WEBHOOKS,
+    MAILBOXES,
+    MAILBOX_CONFIG,
+    DEADLETTERS,
+)
 _BY_AGGREGATE = {spec.aggregate: spec for spec in STREAMS}
 
 
