@@ -53,7 +53,7 @@ def test_forwarded_credits_need_the_mailbox_to_allow_forwarders(name: str):
     raw = (CORPUS / name).read_bytes()
     note = parse_notification(raw, mailbox=case["mailbox"], allow_forwarded=False)
     assert note.kind == "rejected"
-    assert "not enabled" in note.reason
+    assert note.refusal == "forwarder_disabled"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autopay_bankmail import parse_notification
-from autopay_bankmail.trust import parse_authentication_results
+from autopay_bankmail.authres import parse as parse_authentication_results
 
 CORPUS = Path(__file__).parent / "corpus"
 EXPECTED: dict[str, dict] = json.loads((CORPUS / "expected.json").read_text())

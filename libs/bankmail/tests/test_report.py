@@ -48,3 +48,19 @@ def test_unreadable_files_give_unparsed_records(tmp_path):
     assert records[0]["occurred_at"] is None
     assert records[2]["kind"] == "ignored"
     assert [r["file"] for r in records] == [str(missing), str(tmp_path), str(empty)]
+
+
+def test_aliases_and_refusal_codes(tmp_path):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from autopay_testing.hostile_mail import genuine_cases
+
+    when = datetime(2026, 5, 16, 9, 1, tzinfo=ZoneInfo("Asia/Tashkent"))
+    case = next(c for c in genuine_cases("karta@gmail.com", "6412", 100, when) if c.aliases)
+    path = tmp_path / "alias.eml"
+    path.write_bytes(case.raw)
+    refused = parse_mail_records([path], "karta@gmail.com", False)[0]
+    assert (refused["kind"], refused["reason"].split(":")[0]) == ("rejected", "replayed")
+    accepted = parse_mail_records([path], "karta@gmail.com", False, case.aliases)[0]
+    assert accepted["kind"] == "credit"

@@ -29,10 +29,14 @@ _WRAPPER_MESSAGE = re.compile(r"^message:\s?(?P<first>.*)$", re.I)
 
 @dataclass(frozen=True)
 class Envelope:
-    """What one message says about itself. Addresses are lowercased addr-specs."""
+    """What one message says about itself. Addresses are lowercased addr-specs, read leniently
+    (for classifying); the trust policy reads the raw header values itself."""
 
     from_addresses: tuple[str, ...] = ()
     to_addresses: tuple[str, ...] = ()
+    from_headers: tuple[str, ...] = ()
+    """Every `From` header value as written (the trust policy reads them strictly)."""
+    to_headers: tuple[str, ...] = ()
     subject: str = ""
     message_id: str | None = None
     sent_at: datetime | None = None
@@ -76,6 +80,8 @@ def read_envelope(raw: bytes) -> Envelope:
     return Envelope(
         from_addresses=_addresses(values("from")),
         to_addresses=_addresses(values("to")),
+        from_headers=tuple(values("from")),
+        to_headers=tuple(values("to")),
         subject=subject.strip(),
         message_id=message_ids[0].strip() or None if message_ids else None,
         sent_at=_date(values("date")),

@@ -29,6 +29,8 @@ class Notification:
     occurred_at: datetime | None = None
     balance_tiyin: int | None = None
     reason: str | None = None
+    refusal: str | None = None
+    """For `rejected`: the trust rule that refused it (one of `autopay_contracts.REFUSALS`)."""
     message_id: str | None = None
     sender: str | None = None
     received_at: datetime | None = None

@@ -6,11 +6,14 @@ policy for that format's channel (`trust`) → apply the credit policy (UZS only
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from autopay_bankmail import formats, trust
 from autopay_bankmail.envelope import Envelope, read_envelope
 from autopay_bankmail.formats.base import Classification, Format
 from autopay_bankmail.model import Notification
 from autopay_bankmail.trust import TRUSTED_RECEIVER
+from autopay_contracts import is_card_last4
 
 MAX_MESSAGE_BYTES = 1 << 20
 CREDIT_CURRENCY = "UZS"
@@ -20,22 +23,29 @@ def parse_notification(
     raw: bytes,
     *,
     mailbox: str | None = None,
+    aliases: Iterable[str] = (),
     allow_forwarded: bool = False,
     trusted_receiver: str = TRUSTED_RECEIVER,
 ) -> Notification:
-    """Classify one message. `mailbox` defaults to the message's `To` address. Never raises.
+    """Classify one message. Never raises.
 
-    The `To` default is for reading files by hand: `To` is written by the sender, so a service
-    must pass the mailbox it actually reads from.
+    `mailbox` is the address of the mailbox the message was read from, `aliases` the other
+    addresses its owner declared for it: a bank notification must be addressed to one of them.
+    `mailbox` defaults to the message's `To` address, which is only for reading files by hand
+    (`To` is written by the sender): a service must pass the mailbox it actually reads from.
     """
     try:
-        return _parse(raw, mailbox, allow_forwarded, trusted_receiver)
+        return _parse(raw, mailbox, aliases, allow_forwarded, trusted_receiver)
     except Exception as exc:
         return Notification(kind="unparsed", reason=f"parser error: {type(exc).__name__}")
 
 
 def _parse(
-    raw: bytes, mailbox: str | None, allow_forwarded: bool, trusted_receiver: str
+    raw: bytes,
+    mailbox: str | None,
+    aliases: Iterable[str],
+    allow_forwarded: bool,
+    trusted_receiver: str,
 ) -> Notification:
     if not isinstance(raw, bytes | bytearray | memoryview):
         return Notification(kind="unparsed", reason="message is not bytes")
@@ -48,20 +58,29 @@ def _parse(
     if found is None:
         return _notification(env, None, Classification("ignored", reason="not a bank notification"))
     fmt, reading = found
-    verdict = _trust(fmt, env, mailbox, allow_forwarded, trusted_receiver)
+    verdict = _trust(fmt, env, mailbox, tuple(aliases), allow_forwarded, trusted_receiver)
     if not verdict.trusted:
-        return _notification(env, fmt.name, reading, kind="rejected", reason=verdict.reason)
+        return _notification(
+            env, fmt.name, reading, kind="rejected", reason=verdict.reason, refusal=verdict.refusal
+        )
     return _notification(env, fmt.name, _credit_policy(reading))
 
 
 def _trust(
-    fmt: Format, env: Envelope, mailbox: str | None, allow_forwarded: bool, receiver: str
+    fmt: Format,
+    env: Envelope,
+    mailbox: str | None,
+    aliases: tuple[str, ...],
+    allow_forwarded: bool,
+    receiver: str,
 ) -> trust.Verdict:
     channel = fmt.channel
     if channel == "either":
-        channel = "bank-email" if env.sender in trust.BANK_SENDERS else "forwarded"
+        channel = "bank-email" if trust.is_bank_sender(env) else "forwarded"
     if channel == "bank-email":
-        return trust.assess_bank_email(env, trusted_receiver=receiver)
+        return trust.assess_bank_email(
+            env, mailbox=mailbox, aliases=aliases, trusted_receiver=receiver
+        )
     return trust.assess_forwarded(
         env,
         mailbox=mailbox,
@@ -79,8 +98,7 @@ def _credit_policy(reading: Classification) -> Classification:
         return reading.but("ignored", f"credit in {reading.currency}: only UZS credits pay")
     if not reading.amount_tiyin or reading.amount_tiyin <= 0:
         return reading.but("unparsed", "credit without a positive amount")
-    card = reading.card_last4 or ""
-    if len(card) != 4 or not card.isdigit():
+    if not is_card_last4(reading.card_last4):
         return reading.but("unparsed", "credit without a 4-digit card")
     if reading.occurred_at is None or reading.occurred_at.tzinfo is None:
         return reading.but("unparsed", "credit without a bank time")
@@ -94,6 +112,7 @@ def _notification(
     *,
     kind: str | None = None,
     reason: str | None = None,
+    refusal: str | None = None,
 ) -> Notification:
     return Notification(
         kind=kind or reading.kind,  # type: ignore[arg-type]
@@ -104,6 +123,7 @@ def _notification(
         occurred_at=reading.occurred_at,
         balance_tiyin=reading.balance_tiyin,
         reason=reason if reason is not None else reading.reason,
+        refusal=refusal,
         message_id=env.message_id,
         sender=env.sender,
         received_at=env.sent_at,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,10 @@ def notification_record(file: str, note: Notification) -> dict[str, Any]:
 
 
 def parse_mail_records(
-    paths: list[Path], mailbox: str | None, allow_forwarded: bool
+    paths: list[Path], mailbox: str | None, allow_forwarded: bool, aliases: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """Parse each file; an unreadable file gives an `unparsed` record, never an exception."""
+    """Parse each file; an unreadable file gives an `unparsed` record, never an exception.
+    A refusal's `reason` starts with its code (`replayed: ...`, `forged: ...`)."""
     records = []
     for path in paths:
         try:
@@ -44,6 +46,8 @@ def parse_mail_records(
         except OSError as exc:
             note = Notification(kind="unparsed", reason=f"cannot read file: {exc.strerror or exc}")
         else:
-            note = parse_notification(raw, mailbox=mailbox, allow_forwarded=allow_forwarded)
+            note = parse_notification(
+                raw, mailbox=mailbox, aliases=aliases, allow_forwarded=allow_forwarded
+            )
         records.append(notification_record(str(path), note))
     return records
