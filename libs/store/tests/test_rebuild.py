@@ -16,6 +16,7 @@ from autopay_contracts import (
     OrderCreated,
     OrderExpired,
     OrderPaid,
+    legacy_mailbox_id_for,
     stream_for,
 )
 from autopay_store.keys import Keys
@@ -26,7 +27,7 @@ from autopay_store.rebuild import (
     rebuild_orders,
     sequence_floor,
 )
-from autopay_testing.builders import T0, credit, order
+from autopay_testing.builders import CARD, MBX, T0, credit, order
 
 Q = 900
 
@@ -260,3 +261,39 @@ async def test_orders_ended_before_the_retention_are_not_restored(
     assert (report.aged_out, report.orders) == (1, {})
     assert await book.get("10001") is None
     assert await book.next_order_id() == "10002"
+
+
+async def test_rebuild_puts_orders_of_old_mailbox_ids_on_the_normalized_ids(
+    nats_client, namespace, streams, redis_client, redis_prefix
+):
+    """Streams written before addresses were normalized carry old mailbox ids: the rebuilt
+    order, its hold and the credit's decision land where the services now look."""
+    js = nats_client.jetstream()
+    now = datetime.now(UTC).replace(microsecond=0)
+    dotted = "K.Arta@gmail.com"
+    legacy = {"mailbox_id": legacy_mailbox_id_for(dotted), "gmail": dotted.lower()}
+    waiting = order("10001", at=now - timedelta(minutes=1), **legacy)
+    paid_order = order("10002", amount=1_000_200, at=now - timedelta(minutes=2), **legacy)
+    paying = credit(
+        "cr-1", amount=paid_order.amount_tiyin, bank=now - timedelta(minutes=1), **legacy
+    )
+    await _publish(
+        js,
+        namespace,
+        OrderCreated(order=waiting),
+        OrderCreated(order=paid_order),
+        paid(paid_order, paying.credit_id, now - timedelta(minutes=1)),
+    )
+    await _publish(js, namespace, CreditMatched(credit=paying, order_id="10002", merchant_id="7"))
+
+    keys = Keys(redis_prefix)
+    book = OrderBook(redis_client, keys, quarantine_s=Q)
+    await rebuild_orders(js, namespace, book)
+
+    new = {"mailbox_id": MBX, "gmail": "karta@gmail.com"}
+    assert (await book.get("10001")).order == waiting.model_copy(update=new)
+    assert (await book.get("10002")).order == paid_order.model_copy(update=new)
+    assert await redis_client.hget(keys.card(MBX, CARD, "holds"), str(waiting.amount_tiyin))
+    replay = await book.match_credit(paying.model_copy(update=new), now)
+    assert (replay.kind, replay.original) == ("duplicate", "matched")
+    assert not [k async for k in redis_client.scan_iter(match=f"*{legacy['mailbox_id']}*")]

@@ -1,5 +1,8 @@
 """Merchants, API keys, subscriptions, connected cards and webhook signing secrets.
 
+A mailbox belongs to the first merchant that connects a card on it (`autopay_store.mailboxes`);
+cards, mailboxes and their ids always use the normalized address (`normalize_gmail`).
+
 API keys are stored only as SHA-256 hashes (they are long random tokens). App passwords and
 webhook secrets must be recoverable, so they are encrypted with `SecretBox` (keys from the
 environment, rotatable).
@@ -16,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from autopay_contracts import mailbox_id_for
-from autopay_contracts.ids import normalize_gmail
+from autopay_contracts import is_card_last4, mailbox_id_for, normalize_gmail
 from autopay_store.keys import Keys
+from autopay_store.mailboxes import MailboxOwners, MailboxOwnership
 from autopay_store.secrets import SecretBox
 
 LIVE_KEY_PREFIX = "ap_live_"
@@ -69,6 +72,10 @@ class CardTaken(Exception):
     """The `(gmail, card_last4)` pair belongs to another merchant."""
 
 
+class MailboxTaken(Exception):
+    """The mailbox (any spelling of its address) belongs to another merchant."""
+
+
 SECRET_ROTATION_GRACE = timedelta(hours=24)
 
 _USE_PAYMENT = """
@@ -94,6 +101,17 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(_random.token_bytes(24)).decode()
 
 
+def declared_aliases(aliases: tuple[str, ...] | list[str], gmail: str) -> tuple[str, ...]:
+    """Aliases as stored: normalized, each once, without the mailbox's own address."""
+    own = normalize_gmail(gmail)
+    result: list[str] = []
+    for alias in aliases:
+        address = normalize_gmail(alias)
+        if address != own and address not in result:
+            result.append(address)
+    return tuple(result)
+
+
 def _epoch(at: datetime) -> float:
     return at.timestamp()
 
@@ -108,6 +126,7 @@ class Accounts:
         self.keys = keys
         self.secrets = secrets
         self._use_payment = redis.register_script(_USE_PAYMENT)
+        self.mailboxes = MailboxOwners(redis, keys)
 
     # --- merchants ----------------------------------------------------------------------
     async def create_merchant(
@@ -223,63 +242,81 @@ class Accounts:
         await self.redis.hincrby(self.keys.merchant(merchant_id), "payments_used", -1)
 
     # --- cards --------------------------------------------------------------------------
-    def _owner_key(self, mailbox_id: str, card_last4: str) -> str:
-        return self.keys.global_key("card-owner", mailbox_id, card_last4)
-
-    def _password_key(self, mailbox_id: str) -> str:
-        return self.keys.global_key("mailbox", mailbox_id, "app-password")
-
     async def add_card(
-        self, merchant_id: str, card_last4: str, gmail: str, app_password: str | None = None
+        self,
+        merchant_id: str,
+        card_last4: str,
+        gmail: str,
+        app_password: str | None = None,
+        aliases: tuple[str, ...] | None = None,
     ) -> Card:
+        """Connect a card; the first merchant to connect a card on a mailbox owns the mailbox.
+
+        Connecting it again (any spelling of the address) returns the same card. Raises
+        `CardTaken` when the pair is another merchant's, `MailboxTaken` when the mailbox is.
+        The password and `aliases` (normalized, None keeps the stored ones) are the owner's."""
+        if not is_card_last4(card_last4):
+            raise ValueError("card_last4 must be exactly four ASCII digits")
         gmail = normalize_gmail(gmail)
         mailbox_id = mailbox_id_for(gmail)
-        owner_key = self._owner_key(mailbox_id, card_last4)
-        existing = await self.redis.get(owner_key)
-        if existing is None:
-            card_id = int(await self.redis.incr(self.keys.global_key("seq", "card")))
-            if not await self.redis.set(owner_key, f"{merchant_id}:{card_id}", nx=True):
-                existing = await self.redis.get(owner_key)
-        if existing is not None:
-            owner, _, existing_id = existing.partition(":")
-            if owner != merchant_id:
-                raise CardTaken(f"{card_last4} on this mailbox belongs to another merchant")
-            card_id = int(existing_id)
-        card = Card(card_id, merchant_id, card_last4, gmail, mailbox_id)
-        await self.redis.hset(
-            self.keys.merchant(merchant_id, "cards"), str(card_id), json.dumps(card.__dict__)
+        verdict, card_id = await self.mailboxes.claim(
+            mailbox_id,
+            gmail,
+            merchant_id,
+            card_last4,
+            password_token=self.secrets.encrypt(app_password) if app_password else None,
+            aliases=None if aliases is None else declared_aliases(aliases, gmail),
         )
-        if app_password is not None:
-            await self.redis.set(self._password_key(mailbox_id), self.secrets.encrypt(app_password))
-        return card
-
-    async def remove_card(self, merchant_id: str, card_id: int) -> Card | None:
-        raw = await self.redis.hget(self.keys.merchant(merchant_id, "cards"), str(card_id))
-        if raw is None:
-            return None
-        card = Card(**json.loads(raw))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self.keys.merchant(merchant_id, "cards"), str(card_id))
-            pipe.delete(self._owner_key(card.mailbox_id, card.card_last4))
+        if verdict == "card_taken":
+            raise CardTaken(f"{card_last4} on this mailbox belongs to another merchant")
+        if verdict == "mailbox_taken":
+            raise MailboxTaken("this mailbox belongs to another merchant")
+        assert card_id is not None
+        card = Card(card_id, merchant_id, card_last4, gmail, mailbox_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.card_owner(mailbox_id, card_last4), f"{merchant_id}:{card_id}")
+            pipe.hset(
+                self.keys.merchant_cards(merchant_id), str(card_id), json.dumps(card.__dict__)
+            )
             await pipe.execute()
         return card
 
+    async def remove_card(self, merchant_id: str, card_id: int) -> Card | None:
+        """Disconnect a card; removing the last card of a mailbox releases the mailbox (it is
+        nobody's any more) and deletes its app password."""
+        raw = await self.redis.hget(self.keys.merchant_cards(merchant_id), str(card_id))
+        if raw is None:
+            return None
+        card = Card(**json.loads(raw))
+        owner_key = self.keys.card_owner(card.mailbox_id, card.card_last4)
+        if await self.redis.get(owner_key) == f"{merchant_id}:{card_id}":
+            await self.redis.delete(owner_key)
+        await self.redis.hdel(self.keys.merchant_cards(merchant_id), str(card_id))
+        gmail = normalize_gmail(card.gmail)
+        await self.mailboxes.release(mailbox_id_for(gmail), gmail, merchant_id, card.card_last4)
+        return card
+
     async def list_cards(self, merchant_id: str) -> list[Card]:
-        raw = await self.redis.hgetall(self.keys.merchant(merchant_id, "cards"))
+        raw = await self.redis.hgetall(self.keys.merchant_cards(merchant_id))
         return sorted((Card(**json.loads(v)) for v in raw.values()), key=lambda c: c.card_id)
 
     async def find_card(self, merchant_id: str, card_last4: str, gmail: str) -> Card | None:
         mailbox_id = mailbox_id_for(gmail)
-        owner = await self.redis.get(self._owner_key(mailbox_id, card_last4))
+        owner = await self.redis.get(self.keys.card_owner(mailbox_id, card_last4))
         if owner is None or owner.partition(":")[0] != merchant_id:
             return None
-        raw = await self.redis.hget(
-            self.keys.merchant(merchant_id, "cards"), owner.partition(":")[2]
-        )
+        raw = await self.redis.hget(self.keys.merchant_cards(merchant_id), owner.partition(":")[2])
         return Card(**json.loads(raw)) if raw else None
 
+    async def mailbox(self, gmail: str) -> MailboxOwnership | None:
+        """Who owns the mailbox of this address (any spelling), its cards and aliases."""
+        gmail = normalize_gmail(gmail)
+        return await self.mailboxes.current(mailbox_id_for(gmail), gmail)
+
     async def app_password(self, mailbox_id: str) -> str | None:
-        token = await self.redis.get(self._password_key(mailbox_id))
+        record = await self.mailboxes.get(mailbox_id)
+        token = record.password_token if record else None
+        token = token or await self.redis.get(self.keys.mailbox_password(mailbox_id))
         return self.secrets.decrypt(token) if token else None
 
     # --- webhook signing secrets ----------------------------------------------------------

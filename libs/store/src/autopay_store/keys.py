@@ -41,5 +41,43 @@ class Keys:
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:api-key:{key_hash}"
 
+    def merchant_cards(self, merchant_id: str) -> str:
+        """Hash card id → card JSON of one merchant."""
+        return self.merchant(merchant_id, "cards")
+
+    @property
+    def card_sequence(self) -> str:
+        return f"{self.prefix}:seq:card"
+
+    # --- per mailbox (the mailbox id is the digest of the normalized address) ---------------
+    def card_owner(self, mailbox_id: str, card_last4: str) -> str:
+        """`<merchant_id>:<card_id>` of the card `card_last4` on this mailbox."""
+        return f"{self.prefix}:card-owner:{mailbox_id}:{card_last4}"
+
+    def mailbox_owner(self, mailbox_id: str) -> str:
+        """Hash: the merchant that owns the mailbox, its cards, aliases and app password."""
+        return f"{self.prefix}:mailbox-owner:{mailbox_id}"
+
+    def mailbox(self, mailbox_id: str, *parts: str) -> str:
+        """mail-ingest's state of a mailbox: `cursor`, `lease`, `health`, `seen:*`, ..."""
+        return ":".join([self.prefix, "mailbox", mailbox_id, *parts])
+
+    def mailbox_password(self, mailbox_id: str) -> str:
+        """Where an app password was stored before the mailbox-owner record held it."""
+        return self.mailbox(mailbox_id, "app-password")
+
+    def migration(self, name: str) -> str:
+        """Set once the data migration `name` has run."""
+        return f"{self.prefix}:migration:{name}"
+
+    # --- the matcher's reconciler (per stream it reconciles) --------------------------------
+    def reconcile_watermark(self, stream: str) -> str:
+        """Stream sequence up to which every received credit is known to have a decision."""
+        return f"{self.prefix}:reconcile:{stream}:watermark"
+
+    def reconcile_lease(self, stream: str) -> str:
+        """Held by the one matcher replica running a reconciler pass over `stream`."""
+        return f"{self.prefix}:reconcile:{stream}:lease"
+
     def global_key(self, *parts: str) -> str:
         return ":".join([self.prefix, *parts])

@@ -6,6 +6,10 @@ CREDITS stream every matching decision. Folding them per order id gives each ord
 redelivered after the rebuild is still a `duplicate`. Merchants, keys and cards are not in the
 streams: they live only in Redis and are not rebuilt here.
 
+Streams written before addresses were normalized the Gmail way carry mailbox ids of the old
+rule (`legacy_mailbox_id_for`); every order and credit read is put back on the mailbox id its
+address has now (`mailbox_id_for`), so the rebuilt book is where the services look for it.
+
 `fold_orders` and `fold_decisions` are pure; `rebuild_orders` reads the streams with ephemeral
 ordered consumers and writes through `OrderBook.restore`, never lowering what Redis already has:
 an order further along in Redis than in the streams (its event still being published) is kept,
@@ -18,6 +22,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -32,14 +37,18 @@ from autopay_contracts import (
     OrderCreated,
     OrderExpired,
     OrderPaid,
+    mailbox_id_for,
+    normalize_gmail,
     parse_event,
 )
-from autopay_contracts.events import Credit
+from autopay_contracts.events import Credit, Order
 from autopay_contracts.streams import CREDITS, ORDERS
 from autopay_store.orders import OrderBook, OrderRecord
 
 ORDER_ID_BASE = 10000
 """`OrderBook.next_order_id` returns `ORDER_ID_BASE + INCR(sequence)`."""
+
+OrderOrCredit = TypeVar("OrderOrCredit", Order, Credit)
 
 _RANK = {"waiting": 0, "expired": 1, "cancelled": 1, "paid": 2}
 
@@ -55,6 +64,15 @@ return cur
 
 
 # --- pure folding -------------------------------------------------------------------------
+
+
+def on_current_mailbox(item: OrderOrCredit) -> OrderOrCredit:
+    """The order or credit with its address normalized and the mailbox id derived from it."""
+    gmail = normalize_gmail(item.gmail)
+    mailbox_id = mailbox_id_for(gmail)
+    if (item.gmail, item.mailbox_id) == (gmail, mailbox_id):
+        return item
+    return item.model_copy(update={"gmail": gmail, "mailbox_id": mailbox_id})
 
 
 def _apply(current: OrderRecord | None, event: Event) -> OrderRecord | None:
@@ -87,7 +105,7 @@ def fold_orders(events: Iterable[Event]) -> dict[str, OrderRecord]:
     The order book's rules decide conflicts: an order ends once (`waiting` → paid / expired /
     cancelled), except that a late credit pays an `expired` order (`late=True`); a paid order
     keeps its first credit; a cancelled one stays cancelled. Replayed events change nothing.
-    Events of other types are ignored."""
+    Events of other types are ignored. Orders land on their address's current mailbox id."""
     records: dict[str, OrderRecord] = {}
     for event in events:
         order = getattr(event, "order", None)
@@ -96,7 +114,10 @@ def fold_orders(events: Iterable[Event]) -> dict[str, OrderRecord]:
         folded = _apply(records.get(order.order_id), event)
         if folded is not None:
             records[order.order_id] = folded
-    return records
+    return {
+        order_id: replace(record, order=on_current_mailbox(record.order))
+        for order_id, record in records.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -130,7 +151,7 @@ def fold_decisions(
         outcome = decision_of(event)
         if outcome is None:
             continue
-        credit = event.credit  # type: ignore[attr-defined]
+        credit = on_current_mailbox(event.credit)  # type: ignore[attr-defined]
         key = (credit.mailbox_id, credit.card_last4, credit.credit_id)
         decisions.setdefault(key, Decision(credit=credit, outcome=outcome, decided_at=at))
     return decisions

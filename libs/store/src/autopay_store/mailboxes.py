@@ -1,0 +1,256 @@
+"""Mailbox ownership: a mailbox (its normalized address) belongs to one merchant.
+
+One hash per mailbox, `Keys.mailbox_owner(mailbox_id)`:
+- `merchant_id`: the owner, the first merchant that connected a card on the mailbox;
+- `gmail`: the normalized address;
+- `card:<last4>`: `<merchant_id>:<card_id>` of each card connected on the mailbox;
+- `aliases`: JSON list of the other addresses (normalized) the owner declared deliver to it;
+- `app_password`: the encrypted app password;
+- `disputed`: merchant ids (space separated) when state written before ownership existed had
+  cards of several merchants on this mailbox. Then nobody owns it: nobody adds a card or changes
+  its settings until an operator settles it (removing the cards of all but one merchant does).
+
+Each change is one Lua script on that one key: two merchants racing for a mailbox cannot both
+win, and removing its last card releases it and drops its password in the same step.
+
+Mailboxes connected before this record existed have only card-owner keys. Until the mailbox
+migration has run (`autopay_store.migrations`), the first claim or release of such a mailbox
+adopts them: it scans the mailbox's card-owner keys and writes the record they describe.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+import redis.asyncio as aioredis
+
+from autopay_store.keys import Keys
+
+MIGRATION = "mailbox-owners"
+"""The migration after which every mailbox with cards has its record (no adoption needed)."""
+
+Verdict = Literal["ok", "card_taken", "mailbox_taken"]
+
+# KEYS: the record. ARGV: merchant, gmail, last4, new card id ('' when none was allocated),
+# password token ('' keeps it), aliases JSON ('' keeps them).
+_CLAIM = """
+local rec, m, field = KEYS[1], ARGV[1], 'card:' .. ARGV[3]
+local card = redis.call('HGET', rec, field)
+if card and string.sub(card, 1, #m + 1) ~= m .. ':' then return {'card_taken'} end
+if redis.call('HEXISTS', rec, 'disputed') == 1 then return {'mailbox_taken'} end
+local owner = redis.call('HGET', rec, 'merchant_id')
+if owner and owner ~= m then return {'mailbox_taken'} end
+if not card then
+  if ARGV[4] == '' then return {'need_id'} end
+  card = m .. ':' .. ARGV[4]
+  redis.call('HSET', rec, field, card)
+end
+redis.call('HSET', rec, 'merchant_id', m)
+if not redis.call('HGET', rec, 'gmail') then redis.call('HSET', rec, 'gmail', ARGV[2]) end
+if ARGV[5] ~= '' then redis.call('HSET', rec, 'app_password', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', rec, 'aliases', ARGV[6]) end
+return {'ok', card}
+"""
+
+# KEYS: the record. ARGV: merchant, last4. Drops that merchant's card; deletes the record when
+# no card is left ('released'); a dispute ends when one merchant's cards are left.
+_RELEASE = """
+local rec, m, field = KEYS[1], ARGV[1], 'card:' .. ARGV[2]
+local card = redis.call('HGET', rec, field)
+if card and string.sub(card, 1, #m + 1) == m .. ':' then redis.call('HDEL', rec, field) end
+local owners, count, last = {}, 0, nil
+local all = redis.call('HGETALL', rec)
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 5) == 'card:' then
+    local owner = string.match(all[i + 1], '^(.-):')
+    if not owners[owner] then owners[owner] = true; count = count + 1; last = owner end
+  end
+end
+if count == 0 then
+  redis.call('DEL', rec)
+  return 'released'
+end
+if count == 1 and redis.call('HEXISTS', rec, 'disputed') == 1 then
+  redis.call('HDEL', rec, 'disputed')
+  redis.call('HSET', rec, 'merchant_id', last)
+end
+return 'kept'
+"""
+
+# KEYS: the record. ARGV: gmail, owner ('' when disputed), disputed merchants ('' when not),
+# password token ('' when none), then last4, `<merchant>:<card id>` pairs. Fills the record in
+# (never overwriting a field) when it is absent or the same owner's; a disputed record only
+# when absent. Returns 1 when it wrote, 0 when the record belongs to someone else.
+_MERGE = """
+local rec = KEYS[1]
+local owner = redis.call('HGET', rec, 'merchant_id')
+local disputed = redis.call('HEXISTS', rec, 'disputed') == 1
+if ARGV[3] ~= '' then
+  if owner or disputed then return 0 end
+  redis.call('HSET', rec, 'disputed', ARGV[3])
+elseif disputed or (owner and owner ~= ARGV[2]) then
+  return 0
+else
+  redis.call('HSET', rec, 'merchant_id', ARGV[2])
+end
+redis.call('HSETNX', rec, 'gmail', ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSETNX', rec, 'app_password', ARGV[4]) end
+for i = 5, #ARGV, 2 do redis.call('HSETNX', rec, 'card:' .. ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class CardSlot:
+    merchant_id: str
+    card_id: int
+
+
+@dataclass(frozen=True)
+class MailboxOwnership:
+    mailbox_id: str
+    gmail: str
+    owner: str | None
+    """None while disputed."""
+    cards: dict[str, CardSlot] = field(default_factory=dict)
+    """last4 → the card's merchant and id."""
+    aliases: tuple[str, ...] = ()
+    password_token: str | None = None
+    disputed: tuple[str, ...] = ()
+
+
+def _slot(value: str) -> CardSlot:
+    merchant_id, _, card_id = value.rpartition(":")
+    return CardSlot(merchant_id, int(card_id))
+
+
+def _ownership(mailbox_id: str, data: dict[str, str]) -> MailboxOwnership:
+    return MailboxOwnership(
+        mailbox_id=mailbox_id,
+        gmail=data.get("gmail", ""),
+        owner=data.get("merchant_id") or None,
+        cards={k[5:]: _slot(v) for k, v in sorted(data.items()) if k.startswith("card:")},
+        aliases=tuple(json.loads(data.get("aliases") or "[]")),
+        password_token=data.get("app_password") or None,
+        disputed=tuple((data.get("disputed") or "").split()),
+    )
+
+
+def _glob_escape(value: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in value)
+
+
+class MailboxOwners:
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._claim = redis.register_script(_CLAIM)
+        self._release = redis.register_script(_RELEASE)
+        self._merge = redis.register_script(_MERGE)
+
+    async def get(self, mailbox_id: str) -> MailboxOwnership | None:
+        data = await self.redis.hgetall(self.keys.mailbox_owner(mailbox_id))
+        return _ownership(mailbox_id, data) if data else None
+
+    async def current(self, mailbox_id: str, gmail: str) -> MailboxOwnership | None:
+        """`get`, after adopting the mailbox's state written before ownership existed."""
+        await self._adopt_unless_migrated(mailbox_id, gmail)
+        return await self.get(mailbox_id)
+
+    async def claim(
+        self,
+        mailbox_id: str,
+        gmail: str,
+        merchant_id: str,
+        card_last4: str,
+        *,
+        password_token: str | None = None,
+        aliases: tuple[str, ...] | None = None,
+    ) -> tuple[Verdict, int | None]:
+        """Connect `card_last4` on the mailbox for `merchant_id`: `("ok", card id)` (the same id
+        when it was connected before), or `card_taken` / `mailbox_taken` when the card or the
+        mailbox is another merchant's. Only the owner's call stores a password or aliases."""
+        record = self.keys.mailbox_owner(mailbox_id)
+        await self._adopt_unless_migrated(mailbox_id, gmail)
+        new_id = ""
+        if await self.redis.hget(record, f"card:{card_last4}") is None:
+            new_id = str(await self.redis.incr(self.keys.card_sequence))
+        args = [
+            merchant_id,
+            gmail,
+            card_last4,
+            new_id,
+            password_token or "",
+            "" if aliases is None else json.dumps(list(aliases)),
+        ]
+        result = await self._claim(keys=[record], args=args)
+        if result[0] == "need_id":  # the card went away between the read and the script
+            args[3] = str(await self.redis.incr(self.keys.card_sequence))
+            result = await self._claim(keys=[record], args=args)
+        if result[0] != "ok":
+            return result[0], None
+        return "ok", _slot(result[1]).card_id
+
+    async def release(self, mailbox_id: str, gmail: str, merchant_id: str, card_last4: str) -> bool:
+        """Drop a merchant's card from the mailbox; True when it was the mailbox's last card,
+        so the mailbox is nobody's any more and its password is gone."""
+        await self._adopt_unless_migrated(mailbox_id, gmail)
+        released = await self._release(
+            keys=[self.keys.mailbox_owner(mailbox_id)], args=[merchant_id, card_last4]
+        )
+        if released == "released":
+            await self.redis.delete(self.keys.mailbox_password(mailbox_id))
+            return True
+        return False
+
+    # --- state written before ownership existed -------------------------------------------
+
+    async def _adopt_unless_migrated(self, mailbox_id: str, gmail: str) -> None:
+        if await self.redis.exists(self.keys.mailbox_owner(mailbox_id)):
+            return
+        if await self.redis.exists(self.keys.migration(MIGRATION)):
+            return
+        await self.adopt(mailbox_id, gmail)
+
+    async def legacy_cards(self, mailbox_id: str) -> dict[str, CardSlot]:
+        """The card-owner keys of a mailbox (a scan: only for adoption and migration)."""
+        pattern = _glob_escape(self.keys.card_owner(mailbox_id, "")) + "*"
+        keys = [key async for key in self.redis.scan_iter(match=pattern, count=1000)]
+        values = await self.redis.mget(keys) if keys else []
+        return {
+            key.rsplit(":", 1)[1]: _slot(value)
+            for key, value in zip(keys, values, strict=True)
+            if value
+        }
+
+    async def adopt(self, mailbox_id: str, gmail: str) -> None:
+        """Write the record that the mailbox's card-owner keys and stored password describe."""
+        cards = await self.legacy_cards(mailbox_id)
+        password = await self.redis.get(self.keys.mailbox_password(mailbox_id))
+        await self.merge(mailbox_id, gmail, cards, password)
+
+    async def merge(
+        self,
+        mailbox_id: str,
+        gmail: str,
+        cards: dict[str, CardSlot],
+        password_token: str | None = None,
+        also_claimed_by: tuple[str, ...] = (),
+    ) -> bool:
+        """Fill in the record from state written before it existed: the one merchant among
+        the cards (and `also_claimed_by`: merchants whose cards on this mailbox are stored
+        elsewhere) owns the mailbox; several make it disputed. Never overrides what the
+        record already says; False when it belongs to someone else (nothing written)."""
+        merchants = sorted({slot.merchant_id for slot in cards.values()} | set(also_claimed_by))
+        if not merchants:
+            return False
+        one = len(merchants) == 1
+        owner, disputed = (merchants[0], "") if one else ("", " ".join(merchants))
+        pairs = [x for l4, s in sorted(cards.items()) for x in (l4, f"{s.merchant_id}:{s.card_id}")]
+        written = await self._merge(
+            keys=[self.keys.mailbox_owner(mailbox_id)],
+            args=[gmail, owner, disputed, password_token or "", *pairs],
+        )
+        return bool(written)
