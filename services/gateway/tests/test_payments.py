@@ -174,8 +174,9 @@ async def test_subscription_limits_are_403_with_the_originals_message(gw):
     }
 
     lapsed = await gw.merchant("Lapsed", card=False, days=0)
-    await gw.accounts.add_card(lapsed.merchant.merchant_id, "7777", "karta@gmail.com")
-    body = {**SEED_BODY, "card_last4": "7777"}
+    # a mailbox is one merchant's: the lapsed merchant has a mailbox of its own
+    await gw.accounts.add_card(lapsed.merchant.merchant_id, "7777", "lapsed@gmail.com")
+    body = {**SEED_BODY, "card_last4": "7777", "gmail": "lapsed@gmail.com"}
     response = await gw.post("/api/create-payment", lapsed.api_key, body)
     assert response.status_code == 403
     assert response.json() == {"detail": "Faol obuna yo'q! @Autopaycardbot da obuna oling."}

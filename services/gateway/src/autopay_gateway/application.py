@@ -21,6 +21,8 @@ from autopay_contracts import (
     Order,
     OrderCancelled,
     OrderCreated,
+    mailbox_id_for,
+    normalize_gmail,
 )
 from autopay_gateway.adapters.cache import MISSING, TtlCache
 from autopay_gateway.adapters.idempotency import IdempotencyStore
@@ -36,6 +38,7 @@ from autopay_store.accounts import (
     Accounts,
     Card,
     CardTaken,
+    MailboxTaken,
     Merchant,
     SubscriptionExhausted,
     hash_api_key,
@@ -99,11 +102,12 @@ def new_order(
 ) -> Order:
     amount = cmd.amount if cmd.amount is not None else cmd.amount_base
     assert amount is not None
+    gmail = normalize_gmail(card.gmail)
     return Order(
         order_id=order_id,
         merchant_id=merchant.merchant_id,
-        mailbox_id=card.mailbox_id,
-        gmail=card.gmail,
+        mailbox_id=mailbox_id_for(gmail),
+        gmail=gmail,
         card_last4=card.card_last4,
         amount_tiyin=amount * TIYIN_PER_SOM,
         created_at=now,
@@ -145,6 +149,7 @@ class Gateway:
         self.imap = imap
         self.secrets = secrets
         self._merchants: TtlCache[str, Merchant | None] = TtlCache(settings.auth_cache_seconds)
+        # (merchant, card_last4, mailbox id): every spelling of an address is one entry
         self._cards: TtlCache[tuple[str, str, str], Card] = TtlCache(settings.auth_cache_seconds)
         self._tails = range(TIYIN_PER_SOM, (settings.free_tail_max + 1) * TIYIN_PER_SOM, 100)
 
@@ -172,7 +177,7 @@ class Gateway:
             raise ApiError(429, "rate_limited", headers={"Retry-After": retry_after})
 
     async def _find_card(self, merchant_id: str, card_last4: str, gmail: str) -> Card | None:
-        key = (merchant_id, card_last4, gmail)
+        key = (merchant_id, card_last4, mailbox_id_for(gmail))
         card = self._cards.get(key)
         if card is MISSING:
             card = await self.accounts.find_card(merchant_id, card_last4, gmail)
@@ -284,7 +289,7 @@ class Gateway:
             item: dict[str, Any] = {
                 "id": card.card_id,
                 "card_last4": card.card_last4,
-                "gmail": card.gmail,
+                "gmail": normalize_gmail(card.gmail),
             }
             known = health.get(card.mailbox_id)
             if known is not None and known.status:
@@ -303,9 +308,15 @@ class Gateway:
                 code = "imap_auth_failed" if verdict == "auth_failed" else "imap_unreachable"
                 raise ApiError(400, code)
         try:
-            card = await self.accounts.add_card(mid, cmd.card_last4, cmd.gmail, cmd.app_password)
+            card = await self.accounts.add_card(
+                mid, cmd.card_last4, cmd.gmail, cmd.app_password, aliases=cmd.aliases
+            )
         except CardTaken:
             raise ApiError(409, "card_taken") from None
+        except MailboxTaken:
+            log.info("card rejected: mailbox owned by another merchant", merchant_id=mid)
+            raise ApiError(409, "mailbox_taken") from None
+        mailbox = await self.accounts.mailbox(card.gmail)
         event = MailboxRegistered(
             mailbox_id=card.mailbox_id,
             gmail=card.gmail,
@@ -315,6 +326,7 @@ class Gateway:
             imap_tls=self.settings.imap_tls,
             username=card.gmail,
             password_encrypted=self.secrets.encrypt(cmd.app_password),
+            aliases=mailbox.aliases if mailbox else (),
             test_mode=merchant.test_mode,
         )
         with structlog.contextvars.bound_contextvars(mailbox_id=card.mailbox_id):
@@ -339,9 +351,11 @@ class Gateway:
             raise ApiError(404, "card_not_found")
         with structlog.contextvars.bound_contextvars(mailbox_id=card.mailbox_id):
             # Published before the card goes, so a failed publish leaves everything retryable.
-            if not await self._mailbox_in_use(card.mailbox_id, other_than=card.card_last4):
+            if not await self._mailbox_keeps_cards(card):
                 event = MailboxRemoved(
-                    mailbox_id=card.mailbox_id, gmail=card.gmail, revision=revision_of(now)
+                    mailbox_id=card.mailbox_id,
+                    gmail=normalize_gmail(card.gmail),
+                    revision=revision_of(now),
                 )
                 try:
                     await self.publisher.publish(event)
@@ -349,22 +363,16 @@ class Gateway:
                     log.error("mailbox removal not acknowledged", error=str(exc))
                     raise ApiError(503, "unavailable") from None
             await self.accounts.remove_card(mid, card_id)
-            self._cards.discard((mid, card.card_last4, card.gmail))
+            self._cards.discard((mid, card.card_last4, mailbox_id_for(card.gmail)))
             log.info("card removed", merchant_id=mid, card_id=card_id)
         return {"success": True, "id": card_id}
 
-    async def _mailbox_in_use(self, mailbox_id: str, other_than: str) -> bool:
-        """Whether any merchant has another card on this mailbox.
-
-        Scans the card-owner keys of `Accounts` (`<prefix>:card-owner:<mailbox>:<last4>`):
-        removing a card is rare, and there is no per-mailbox index yet.
-        """
-        pattern = self.accounts.keys.global_key("card-owner", _glob_escape(mailbox_id), "*")
-        async for key in self.accounts.redis.scan_iter(match=pattern, count=1000):
-            if key.rsplit(":", 1)[-1] != other_than:
-                return True
-        return False
-
-
-def _glob_escape(value: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in value)
+    async def _mailbox_keeps_cards(self, card: Card) -> bool:
+        """Whether the mailbox has a card other than this one (then it stays watched)."""
+        mailbox = await self.accounts.mailbox(card.gmail)
+        if mailbox is None:
+            return False
+        return any(
+            last4 != card.card_last4 or slot.merchant_id != card.merchant_id
+            for last4, slot in mailbox.cards.items()
+        )

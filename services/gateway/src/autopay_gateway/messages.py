@@ -172,6 +172,25 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "This card and gmail are connected to another account.",
         "ru": "Эта карта и gmail подключены к другому аккаунту.",
     },
+    "mailbox_taken": {
+        "uz": (
+            "Bu gmail pochta qutisi boshqa hisobga ulangan. Bitta pochta qutisi (nuqtalar, +teg "
+            "va googlemail.com farqi hisobga olinmaydi) faqat bitta hisobga tegishli bo'ladi."
+        ),
+        "en": (
+            "This Gmail mailbox is connected to another account. A mailbox (ignoring dots, "
+            "+tags and googlemail.com) belongs to one account only."
+        ),
+        "ru": (
+            "Этот почтовый ящик Gmail подключён к другому аккаунту. Ящик (без учёта точек, "
+            "+меток и googlemail.com) принадлежит только одному аккаунту."
+        ),
+    },
+    "invalid_aliases": {
+        "uz": "aliases noto'g'ri: {max} tagacha email manzillar ro'yxati bo'lishi kerak.",
+        "en": "Invalid aliases: must be a list of up to {max} e-mail addresses.",
+        "ru": "Неверный aliases: должен быть список не более чем из {max} адресов e-mail.",
+    },
     "card_not_found": {
         "uz": "Karta topilmadi.",
         "en": "Card not found.",

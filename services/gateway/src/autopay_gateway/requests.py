@@ -14,16 +14,16 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from autopay_contracts.ids import normalize_gmail
+from autopay_contracts import is_card_last4, normalize_gmail
 from autopay_gateway.messages import ApiError
 
 MAX_CLIENT_USER_ID = 128
 MAX_CLIENT_USER_DATA_BYTES = 4096
 MAX_URL_LENGTH = 2048
 MAX_ORDER_ID = 32
+MAX_ALIASES = 10
 
-_CARD_LAST4 = re.compile(r"^\d{4}$")
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+")
 _LOOPBACK_HOSTS = {"localhost"}
 
 
@@ -43,6 +43,8 @@ class AddCard:
     card_last4: str
     gmail: str
     app_password: str
+    aliases: tuple[str, ...] | None = None
+    """Other addresses that deliver to the mailbox (normalized); None keeps the stored ones."""
 
 
 def decode_object(raw: bytes) -> dict[str, Any]:
@@ -68,20 +70,43 @@ def card_last4(body: dict[str, Any]) -> str:
     if "card_last4" not in body or body["card_last4"] is None:
         raise ApiError(400, "missing", field="card_last4")
     value = body["card_last4"]
-    if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 9999:
-        value = str(value)
-    if not isinstance(value, str) or not _CARD_LAST4.match(value):
+    if not is_card_last4(value):  # a str of exactly four ASCII digits, nothing around them
         raise ApiError(400, "invalid_card_last4")
     return value
+
+
+def _address(value: Any) -> str | None:
+    """The normalized form of an e-mail address, or None when `value` is not one."""
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value.strip()):
+        return None
+    return normalize_gmail(value)
 
 
 def gmail(body: dict[str, Any]) -> str:
     if "gmail" not in body or body["gmail"] is None:
         raise ApiError(400, "missing", field="gmail")
-    value = body["gmail"]
-    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value.strip()):
+    address = _address(body["gmail"])
+    if address is None:
         raise ApiError(400, "invalid_gmail")
-    return normalize_gmail(value)
+    return address
+
+
+def aliases(body: dict[str, Any], mailbox: str) -> tuple[str, ...] | None:
+    """`aliases`: up to `MAX_ALIASES` addresses, normalized, without duplicates or the
+    mailbox's own address. Absent (or null) → None: the stored aliases stay."""
+    value = body.get("aliases")
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_ALIASES:
+        raise ApiError(400, "invalid_aliases", max=MAX_ALIASES)
+    result: list[str] = []
+    for item in value:
+        address = _address(item)
+        if address is None:
+            raise ApiError(400, "invalid_aliases", max=MAX_ALIASES)
+        if address != mailbox and address not in result:
+            result.append(address)
+    return tuple(result)
 
 
 def webhook_url(value: Any, allow_http_loopback: bool) -> str | None:
@@ -166,4 +191,10 @@ def add_card(body: dict[str, Any]) -> AddCard:
         raise ApiError(400, "missing", field="app_password")
     if not isinstance(password, str) or not 1 <= len(password.strip()) <= 128:
         raise ApiError(400, "invalid_app_password")
-    return AddCard(card_last4=card_last4(body), gmail=gmail(body), app_password=password.strip())
+    last4, mailbox = card_last4(body), gmail(body)
+    return AddCard(
+        card_last4=last4,
+        gmail=mailbox,
+        app_password=password.strip(),
+        aliases=aliases(body, mailbox),
+    )
