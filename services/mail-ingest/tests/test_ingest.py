@@ -260,25 +260,51 @@ async def test_same_notification_twice_gives_one_credit(
     assert duplicates() - duplicates_before == 2  # dropped by the dedup markers, not only NATS
 
 
-async def test_non_credit_mail_becomes_credit_rejected(
+def personal_skipped() -> float:
+    return REGISTRY.get_sample_value("autopay_ingest_personal_skipped_total") or 0.0
+
+
+def rejections(reason: str) -> float:
+    return REGISTRY.get_sample_value("autopay_ingest_rejected_total", {"reason": reason}) or 0.0
+
+
+async def test_bank_mail_that_is_not_a_credit_is_rejected_and_personal_mail_skipped(
     settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
 ):
+    """Survives: a bank text without the receiver's authentication (anyone can send one) is
+    recorded `rejected`, never credited; a personal mail in the same inbox is passed unread
+    (no event, no evidence), and neither holds the cursor back from the next credit."""
     await register(nats_client, namespace, imap)
+    skipped_before = personal_skipped()
+    refused_before = rejections("unauthenticated")
     async with running(settings):
         await wait_idle(redis_client, redis_prefix)
         await imap.append(GMAIL, NOT_CREDIT)
         await imap.append(GMAIL, b"Subject: hello\r\nFrom: friend@example.com\r\n\r\nhi\r\n")
-        found = await wait_for(
-            nats_client,
-            namespace,
-            "CREDITS",
-            lambda f: len([e for e in f if isinstance(e, CreditRejected)]) == 2,
-        )
+        last_uid = await imap.append(GMAIL, CREDIT_A)
+        found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 1)
+        await wait_cursor(redis_client, redis_prefix, last_uid)
+        found = await events(nats_client, namespace, "CREDITS")
     rejected = [e for e in found if isinstance(e, CreditRejected)]
-    assert credits(found) == []
-    assert all(e.mailbox_id == MAILBOX_ID and e.evidence_ref for e in rejected)
-    assert rejected[0].kind != "credit" and rejected[0].reason
-    assert rejected[0].record_id != rejected[1].record_id
+    assert [c.credit.amount_tiyin for c in credits(found)] == [AMOUNT_A]
+    assert len(rejected) == 1, rejected
+    assert rejected[0].mailbox_id == MAILBOX_ID and rejected[0].evidence_ref
+    assert (rejected[0].kind, rejected[0].refusal) == ("rejected", "unauthenticated")
+    assert rejected[0].message_id == "<7007700.4@info.uzcard.uz>"
+    assert personal_skipped() - skipped_before == 1
+    assert rejections("unauthenticated") - refused_before == 1
+    evidence = [k async for k in redis_client.scan_iter(match=f"{redis_prefix}:*:evidence:*")]
+    assert len(evidence) == 2  # the refused bank text and the credit; not the personal mail
+    for key in evidence:
+        assert "friend@example.com" not in await redis_client.get(key)
+
+
+async def wait_cursor(redis_client, redis_prefix, uid: int, timeout: float = 5.0) -> None:
+    cursor_key = f"{redis_prefix}:mailbox:{MAILBOX_ID}:cursor"
+    deadline = time.monotonic() + timeout
+    while int((await redis_client.hgetall(cursor_key)).get("last_uid", 0)) < uid:
+        assert time.monotonic() < deadline, f"the cursor did not reach UID {uid}"
+        await asyncio.sleep(0.02)
 
 
 async def test_wrong_password_emits_auth_failed_without_retry_loop(
@@ -460,10 +486,13 @@ async def test_nats_outage_delays_credits_without_losing_or_skipping_them(
 async def test_a_parser_crash_is_recorded_and_the_mailbox_keeps_going(
     settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
 ):
+    """Survives: a bank mail that makes the parser raise (a bug, or input built to crash it).
+    It is recorded `unparsed` with the reason and its bytes kept as evidence, the cursor
+    passes it, and the next credit still arrives."""
     from autopay_bankmail import parse_notification
 
     def parse(raw: bytes, **kwargs):
-        if b"explode" in raw:
+        if b"explode@" in raw:
             raise RecursionError("a mail the parser cannot handle")
         return parse_notification(raw, **kwargs)
 
@@ -472,17 +501,20 @@ async def test_a_parser_crash_is_recorded_and_the_mailbox_keeps_going(
     await app.start()
     try:
         await wait_idle(redis_client, redis_prefix)
-        await imap.append(GMAIL, b"Subject: explode\r\nFrom: x@y.z\r\n\r\nexplode\r\n")
-        await imap.append(GMAIL, CREDIT_A)
+        await imap.append(GMAIL, resent(CREDIT_B, "explode@info.uzcard.uz"))
+        last_uid = await imap.append(GMAIL, CREDIT_A)
         found = await wait_for(
             nats_client,
             namespace,
             "CREDITS",
             lambda f: len(credits(f)) == 1 and any(isinstance(e, CreditRejected) for e in f),
         )
+        await wait_cursor(redis_client, redis_prefix, last_uid)
     finally:
         await app.stop()
     rejected = [e for e in found if isinstance(e, CreditRejected)]
     assert [(e.kind, e.reason) for e in rejected] == [("unparsed", "parser error: RecursionError")]
+    assert rejected[0].message_id == "<explode@info.uzcard.uz>" and rejected[0].evidence_ref
+    assert [c.credit.amount_tiyin for c in credits(found)] == [AMOUNT_A]
     health = await redis_client.hgetall(f"{redis_prefix}:mailbox:{MAILBOX_ID}:health")
     assert health["parse_failures"] == "1" and health["credits"] == "1"

@@ -43,7 +43,15 @@ class IngestSettings(ServiceSettings):
 
     initial_lookback_s: float = 3600.0
     """A mailbox without a cursor (or with a new UIDVALIDITY) is read back this far."""
-    fetch_chunk: int = 25
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    """A candidate mail over this size is recorded `rejected: too_large` from its headers and
+    never read; this is also the most one read returns."""
+    screen_chunk: int = Field(default=50, ge=1, le=200)
+    """New mails screened (headers only) per FETCH. aioimaplib reads a reply recursively, one
+    frame per line, so a reply of several hundred mails would overflow its stack."""
+    fetch_chunk: int = Field(default=10, ge=1, le=100)
+    """Candidates read whole per FETCH: one mailbox holds at most this × `max_message_bytes`
+    of mail in memory at a time."""
     evidence_retention_days: int = 30
     dedup_ttl_days: int = 30
     trusted_receiver: str = "mx.google.com"

@@ -1,16 +1,21 @@
 """mail-ingest's Redis state: cursors, dedup markers, raw evidence and mailbox health.
 
+Nothing here holds personal mail: only the events' identities and the bytes of bank
+candidates are written, so a mailbox full of large personal mail costs no Redis memory.
+
 Keys (prefix = `AUTOPAY_REDIS_PREFIX`, `<m>` = mailbox id):
 
-- `<prefix>:mailbox:<m>:cursor` — hash `uidvalidity`, `last_uid`: the highest UID whose event
-  JetStream acknowledged. Written only by the mailbox's lease holder (see `leases.py`) and
-  never moved backwards within one UIDVALIDITY.
+- `<prefix>:mailbox:<m>:cursor` — hash `uidvalidity`, `last_uid`: the highest UID passed (its
+  event acknowledged by JetStream, or nothing to publish: personal mail). Written only by the
+  mailbox's lease holder (see `leases.py`) and never moved backwards within one UIDVALIDITY.
 - `<prefix>:mailbox:<m>:lease` — the replica id watching the mailbox (see `leases.py`);
   `<prefix>:ingest:replicas` — ZSET of live replicas.
 - `<prefix>:mailbox:<m>:seen:<key>` — dedup marker (TTL `dedup_ttl_days`) per Message-ID
   (`mid:…`), raw-bytes digest (`raw:…`) or credit fingerprint (`fp:…`).
 - `<prefix>:mailbox:<m>:evidence:<sha256>` — the RFC 822 bytes (TTL `evidence_retention_days`);
-  this key is the events' `evidence_ref`.
+  this key is the events' `evidence_ref`. Kept only for bank candidates (by their headers)
+  read whole, so each value is at most `max_message_bytes`; personal mail and candidates over
+  the cap are never stored (their events carry no `evidence_ref`).
 - `<prefix>:mailbox:<m>:health` — hash read by the gateway's my-cards: `status`
   (`connecting|connected|down|auth_failed|throttled|config_error`), `gmail`, `detail`,
   `updated_at`, `last_connected_at`, `last_mail_at`, `credits`, `rejected`, `parse_failures`

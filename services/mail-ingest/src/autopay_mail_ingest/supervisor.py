@@ -132,6 +132,7 @@ class Supervisor:
             imap_tls=event.imap_tls,
             username=event.username,
             password=password,
+            aliases=tuple(event.aliases),
             allow_forwarded=event.allow_forwarded,
             test_mode=event.test_mode,
         )

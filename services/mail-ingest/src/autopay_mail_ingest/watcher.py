@@ -1,12 +1,26 @@
 """One IMAP connection per mailbox: login, catch up from the cursor, IDLE, fetch, repeat.
 
-Every fetched mail becomes exactly one event (credit.received or credit.rejected) published to
-JetStream; the mailbox cursor advances only after JetStream acknowledged it. Any sign of a dead
-connection (BYE, connection lost, a command timing out) throws the client away and reconnects
-with capped, jittered backoff; a refused login slows down to minutes. A publish that JetStream
-does not acknowledge (NATS down) is retried with backoff on the same session, the cursor
-waiting for it. With a `Lease`, the watcher stops as soon as the lease is lost, and neither
-publishes nor moves the cursor after that (see `leases.py`).
+New mail is screened before it is read: one FETCH of `domain.screen_fetch_items()` per
+`screen_chunk` UIDs returns each mail's size, arrival time and a bounded slice of its `From` /
+`Message-ID` headers, and `domain.screen` sorts it:
+
+- personal mail (no bank sender, nor the mailbox itself when forwarders are on) is passed
+  unread: never fetched whole, stored, published or logged, only counted;
+- a candidate over `max_message_bytes` becomes `credit.rejected` (`too_large`) from its
+  headers alone, its body never fetched and no evidence kept;
+- the other candidates are read whole, `fetch_chunk` at a time (so one mailbox holds at most
+  `fetch_chunk × max_message_bytes` of mail), parsed, kept as evidence and published as
+  exactly one `credit.received` or `credit.rejected` event.
+
+The cursor passes every mail whatever it holds: a candidate that cannot be read, parsed or
+turned into an event is published as `credit.rejected` (`unparsed`, with the reason) and
+passed. It stops only for infrastructure: the mailbox cursor advances only after JetStream
+acknowledged the mail's event, a publish that JetStream does not acknowledge (NATS down) is
+retried with backoff on the same session, and a Redis error ends the session, which
+reconnects and reads the same mail again. Any sign of a dead connection (BYE, connection lost,
+a command timing out) throws the client away and reconnects with capped, jittered backoff; a
+refused login slows down to minutes. With a `Lease`, the watcher stops as soon as the lease is
+lost, and neither publishes nor moves the cursor after that (see `leases.py`).
 """
 
 from __future__ import annotations
@@ -30,16 +44,25 @@ from autopay_contracts import (
 )
 from autopay_mail_ingest import metrics
 from autopay_mail_ingest.domain import (
-    FetchedMessage,
+    Outcome,
+    ScreenedMessage,
     SelectedMailbox,
     WatchedMailbox,
     backoff_delay,
+    body_fetch_items,
     build_outcome,
     classify_login_failure,
+    fetch_refusal_is_transient,
+    header_outcome,
     parse_fetch,
+    parse_screen,
     parse_search,
     parse_select,
     raw_digest,
+    rejection_label,
+    screen,
+    screen_fetch_items,
+    too_large_outcome,
     uid_set,
     unparsed,
 )
@@ -50,7 +73,8 @@ from autopay_runtime.logging import get_logger
 
 T = TypeVar("T")
 ParseFn = Callable[..., Notification]
-FETCH_ITEMS = "(UID INTERNALDATE BODY.PEEK[])"
+Evidence = tuple[str, bytes]
+"""(sha256 of the bytes, the bytes) of a candidate read whole: kept as evidence."""
 
 
 class Publisher(Protocol):
@@ -350,20 +374,168 @@ class MailboxWatcher:
         uids: list[int],
         cutoff: datetime | None = None,
     ) -> None:
-        size = max(1, self.settings.fetch_chunk)
-        for start in range(0, len(uids), size):
-            chunk = uids[start : start + size]
-            response = await self._guard(client.uid("fetch", uid_set(chunk), FETCH_ITEMS))
-            if response.result != "OK":
-                raise SessionLost(f"UID FETCH refused: {response.result}")
-            for message in sorted(parse_fetch(response.lines), key=lambda m: m.uid):
-                if message.uid <= self._last_uid:
-                    continue
-                old = cutoff is not None and message.internal_date is not None
-                if not (old and message.internal_date < cutoff):
-                    await self._ingest(message)
-                await self._save_cursor(Cursor(uidvalidity, message.uid))
-                self._last_uid = message.uid
+        """Screen new mail by its headers and read only bank candidates (`domain.screen`).
+
+        Every UID here is passed by the cursor whatever its mail holds: personal mail unread,
+        a candidate over the cap recorded from its headers, a candidate that cannot be read or
+        parsed recorded `unparsed`. Only an IMAP, Redis or NATS failure stops here, by raising
+        before the cursor passes the mail (the session reconnects and reads it again).
+        """
+        step = self.settings.screen_chunk
+        for start in range(0, len(uids), step):
+            chunk = [uid for uid in uids[start : start + step] if uid > self._last_uid]
+            if chunk:
+                await self._ingest_chunk(client, uidvalidity, chunk, cutoff)
+
+    async def _ingest_chunk(
+        self,
+        client: aioimaplib.IMAP4,
+        uidvalidity: int,
+        chunk: list[int],
+        cutoff: datetime | None,
+    ) -> None:
+        cap = self.settings.max_message_bytes
+        screened = await self._screen(client, chunk)
+        verdicts = {
+            uid: screen(screened.get(uid), mailbox=self.mailbox, max_bytes=cap, cutoff=cutoff)
+            for uid in chunk
+        }
+        candidates = [uid for uid in chunk if verdicts[uid] == "candidate"]
+        bodies: dict[int, bytes] = {}
+        asked: set[int] = set()
+        for uid in chunk:
+            verdict = verdicts[uid]
+            if verdict == "personal":
+                metrics.PERSONAL_SKIPPED.inc()
+                continue
+            if verdict == "unscreened":
+                metrics.UNSCREENED.inc()
+                self.log.warning("mail.unscreened", uid=uid)
+                continue
+            if verdict == "old":
+                continue
+            message = screened[uid]
+            if verdict == "too_large":
+                outcome, evidence = self._too_large(message, message.size or 0)
+            else:
+                if uid not in asked:  # read the next candidates whole; drop the last batch
+                    batch = candidates[candidates.index(uid) :][: self.settings.fetch_chunk]
+                    bodies = await self._read(client, batch)
+                    asked = set(batch)
+                outcome, evidence = self._candidate_outcome(message, bodies.pop(uid, None))
+            if outcome is not None:
+                await self._record(uid, outcome, evidence)
+            await self._save_cursor(Cursor(uidvalidity, uid))
+            self._last_uid = uid
+        if chunk[-1] > self._last_uid:  # the rest of the chunk needed nothing recorded
+            await self._save_cursor(Cursor(uidvalidity, chunk[-1]))
+            self._last_uid = chunk[-1]
+
+    async def _screen(
+        self, client: aioimaplib.IMAP4, uids: list[int]
+    ) -> dict[int, ScreenedMessage]:
+        response = await self._guard(client.uid("fetch", uid_set(uids), screen_fetch_items()))
+        self._check_fetch(response)
+        return parse_screen(response.lines)
+
+    async def _read(self, client: aioimaplib.IMAP4, uids: list[int]) -> dict[int, bytes]:
+        """The candidates' bytes (each at most one byte over the cap; see `body_fetch_items`)."""
+        items = body_fetch_items(self.settings.max_message_bytes)
+        response = await self._guard(client.uid("fetch", uid_set(uids), items))
+        self._check_fetch(response)
+        wanted = set(uids)
+        bodies = {m.uid: m.raw for m in parse_fetch(response.lines) if m.uid in wanted}
+        metrics.MAILS_FETCHED.inc(len(bodies))
+        return bodies
+
+    def _check_fetch(self, response: Any) -> None:
+        """A FETCH the server refused for its messages (`NO`, e.g. Gmail's "Some messages could
+        not be FETCHed") is message-specific: the messages it left out are handled as missing.
+        Any other failure, or a `NO` that says the server is busy, ends the session."""
+        if response.result == "OK":
+            return
+        text = bytes(response.lines[-1]).decode(errors="replace") if response.lines else ""
+        if response.result == "NO" and not fetch_refusal_is_transient(text):
+            self.log.warning("imap.fetch_refused", detail=text[:200])
+            return
+        raise SessionLost(f"UID FETCH refused: {response.result} {text[:200]}")
+
+    def _guarded(
+        self, uid: int, build: Callable[[], Outcome], evidence: Evidence | None = None
+    ) -> tuple[Outcome | None, Evidence | None]:
+        """`build()`, or None when even that raises: the mail is then passed, with a log line."""
+        try:
+            return build(), evidence
+        except Exception as exc:
+            self.log.error("mail.unrecordable", uid=uid, error=type(exc).__name__)
+            return None, None
+
+    def _too_large(
+        self, message: ScreenedMessage, size: int
+    ) -> tuple[Outcome | None, Evidence | None]:
+        received_at = message.internal_date or self.clock()
+        return self._guarded(
+            message.uid,
+            lambda: too_large_outcome(
+                message,
+                mailbox=self.mailbox,
+                size=size,
+                max_bytes=self.settings.max_message_bytes,
+                received_at=received_at,
+            ),
+        )
+
+    def _candidate_outcome(
+        self, message: ScreenedMessage, raw: bytes | None
+    ) -> tuple[Outcome | None, Evidence | None]:
+        """What a candidate becomes; nothing a mail holds makes this raise."""
+        mbx, cap = self.mailbox, self.settings.max_message_bytes
+        received_at = message.internal_date or self.clock()
+        uid = message.uid
+
+        def header_only(reason: str) -> tuple[Outcome | None, Evidence | None]:
+            return self._guarded(
+                uid,
+                lambda: header_outcome(
+                    message,
+                    mailbox=mbx,
+                    kind="unparsed",
+                    reason=reason,
+                    received_at=received_at,
+                ),
+            )
+
+        if raw is None:
+            self.log.warning("mail.body_missing", uid=uid)
+            return header_only("the server sent no message body")
+        if len(raw) > cap:  # RFC822.SIZE understated it; the bounded read caught it
+            return self._too_large(message, len(raw))
+        try:
+            notification = self.parse(
+                raw,
+                mailbox=mbx.gmail,
+                aliases=mbx.aliases,
+                allow_forwarded=mbx.allow_forwarded,
+                trusted_receiver=self.settings.trusted_receiver,
+            )
+        except Exception as exc:
+            self.log.error("mail.parser_error", uid=uid, error=type(exc).__name__)
+            notification = unparsed(f"parser error: {type(exc).__name__}")
+        digest = raw_digest(raw)
+        evidence = (digest, raw)
+        evidence_ref = self.store.evidence_key(mbx.mailbox_id, digest)
+
+        def outcome_of(n: Notification) -> Outcome:
+            return build_outcome(
+                n, mailbox=mbx, raw=raw, received_at=received_at, evidence_ref=evidence_ref
+            )
+
+        try:
+            return outcome_of(notification), evidence
+        except Exception as exc:  # e.g. a parser result that no event can hold
+            self.log.error("mail.outcome_error", uid=uid, error=type(exc).__name__)
+            reason = f"cannot record the parsed mail: {type(exc).__name__}"
+            return self._guarded(uid, lambda: outcome_of(unparsed(reason)), evidence)
 
     async def _save_cursor(self, cursor: Cursor) -> None:
         fence = None
@@ -402,55 +574,41 @@ class MailboxWatcher:
 
     # --- one mail -----------------------------------------------------------------------------
 
-    async def _ingest(self, message: FetchedMessage) -> None:
-        metrics.MAILS_FETCHED.inc()
+    async def _record(self, uid: int, outcome: Outcome, evidence: Evidence | None) -> None:
+        """Publish what a candidate became, once (dedup markers), its bytes kept as evidence.
+        Redis and NATS failures raise (or retry) here, holding the cursor before this mail."""
         mbx = self.mailbox
-        raw = message.raw
-        received_at = message.internal_date or self.clock()
-        try:
-            notification = self.parse(
-                raw,
-                mailbox=mbx.gmail,
-                allow_forwarded=mbx.allow_forwarded,
-                trusted_receiver=self.settings.trusted_receiver,
-            )
-        except Exception as exc:
-            self.log.error("mail.parser_error", uid=message.uid, error=type(exc).__name__)
-            notification = unparsed(f"parser error: {type(exc).__name__}")
-        digest = raw_digest(raw)
-        outcome = build_outcome(
-            notification,
-            mailbox=mbx,
-            raw=raw,
-            received_at=received_at,
-            evidence_ref=self.store.evidence_key(mbx.mailbox_id, digest),
-        )
+        event = outcome.event
+        received_at = event.credit.received_at if outcome.is_credit else event.received_at
         if await self.store.already_seen(mbx.mailbox_id, outcome.message_key, outcome.fingerprint):
             metrics.DUPLICATES.inc()
-            self.log.info("mail.duplicate", uid=message.uid, event_id=outcome.event.event_id)
+            self.log.info("mail.duplicate", uid=uid, event_id=event.event_id)
             return
-        await self.store.keep_evidence(mbx.mailbox_id, digest, raw)
-        await self._publish(outcome.event)
+        if evidence is not None:
+            await self.store.keep_evidence(mbx.mailbox_id, *evidence)
+        await self._publish(event)
         await self.store.mark_seen(mbx.mailbox_id, outcome.message_key, outcome.fingerprint)
-        event = outcome.event
         if outcome.is_credit:
             metrics.CREDITS.inc()
             counters: tuple[str, ...] = ("credits",)
             self.log.info(
                 "credit.received",
-                uid=message.uid,
+                uid=uid,
                 credit_id=event.credit.credit_id,
                 amount_tiyin=event.credit.amount_tiyin,
                 card_last4=event.credit.card_last4,
             )
         else:
-            metrics.REJECTED.inc()
+            metrics.REJECTED.labels(reason=rejection_label(event)).inc()
+            if event.refusal == "too_large":
+                metrics.TOO_LARGE.inc()
             counters = ("rejected", "parse_failures") if event.kind == "unparsed" else ("rejected",)
             self.log.info(
                 "credit.rejected",
-                uid=message.uid,
+                uid=uid,
                 record_id=event.record_id,
                 kind=event.kind,
+                refusal=event.refusal,
                 reason=event.reason,
             )
         with contextlib.suppress(Exception):
