@@ -42,6 +42,7 @@ def settings(nats_url, redis_url, namespace, redis_prefix) -> MatcherSettings:
         redis_prefix=redis_prefix,
         expiry_scan_interval_seconds=0.05,
         retry_delay_seconds=0.2,
+        retry_max_delay_seconds=1.0,
     )
 
 

@@ -1,4 +1,5 @@
-"""Composition root: wires Redis, the NATS broker, the credit consumer and the expiry scanner."""
+"""Composition root: wires Redis, the NATS broker, the credit consumer, the expiry scanner and
+the reconciler."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from autopay_contracts import (
     CreditAmbiguous,
     CreditMatched,
     CreditUnmatched,
+    DeadLetter,
     OrderExpired,
     OrderPaid,
 )
 from autopay_contracts.streams import CREDITS
 from autopay_matcher.consumer import CreditConsumer
+from autopay_matcher.reconciler import Reconciler
 from autopay_matcher.service import Clock, ExpiryScanner, Matcher, system_clock
 from autopay_matcher.settings import MatcherSettings
 from autopay_runtime.connections import dependency_checks, redis_client
@@ -24,14 +27,25 @@ from autopay_runtime.health import health_routes
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
+from autopay_store.reconcile import ReconcileState
 
 GRACEFUL_TIMEOUT_S = 15.0
-PUBLISHED_EVENTS = (OrderPaid, OrderExpired, CreditMatched, CreditUnmatched, CreditAmbiguous)
+PUBLISHED_EVENTS = (
+    OrderPaid,
+    OrderExpired,
+    CreditMatched,
+    CreditUnmatched,
+    CreditAmbiguous,
+    DeadLetter,
+)
+UNLIMITED = -1
+"""The consumer's delivery limit: none. A credit is never dropped for an outage."""
 
 
 def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFastStream:
     ns = settings.ns
     redis = redis_client(settings.redis_url, "matcher")
+    keys = Keys(settings.redis_prefix)
     broker = NatsBroker(
         settings.nats_url,
         name="matcher",
@@ -40,7 +54,7 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
     )
     book = OrderBook(
         redis,
-        Keys(settings.redis_prefix),
+        keys,
         quarantine_s=settings.quarantine_seconds,
         window_lead_s=settings.window_lead_seconds,
         retention_s=settings.order_retention_seconds,
@@ -54,18 +68,38 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
         settings.expiry_scan_interval_seconds,
         settings.expiry_lease_seconds,
         settings.expiry_batch,
+        max_backoff_s=settings.retry_max_delay_seconds,
     )
+
+    def jetstream():
+        return broker.config.connection_state.stream
+
     consumer = CreditConsumer(
-        lambda: broker.config.connection_state.stream,
+        jetstream,
         matcher,
+        publisher,
         subject=ns.credit("*", "received"),
         stream=CREDITS.name(ns),
         durable=settings.consumer_name,
-        config=ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=settings.max_deliver),
+        config=_consumer_config(settings),
         batch=settings.fetch_batch,
         fetch_timeout_s=settings.fetch_timeout_seconds,
         retry_delay_s=settings.retry_delay_seconds,
+        retry_max_delay_s=settings.retry_max_delay_seconds,
+        decision_timeout_s=settings.decision_timeout_seconds,
         graceful_timeout_s=GRACEFUL_TIMEOUT_S,
+    )
+    reconciler = Reconciler(
+        jetstream,
+        matcher,
+        ReconcileState(redis, keys, CREDITS.name(ns)),
+        stream=CREDITS.name(ns),
+        subject=ns.all_of(CREDITS.aggregate),
+        durable=settings.consumer_name,
+        interval_s=settings.reconcile_interval_seconds,
+        min_age_s=settings.reconcile_min_age_seconds,
+        batch=settings.reconcile_batch,
+        decision_timeout_s=settings.decision_timeout_seconds,
     )
     _document_credit_subscription(broker, settings)
 
@@ -75,11 +109,15 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
     app = AsgiFastStream(
         broker,
         asgi_routes=health_routes(dependency_checks(broker, redis, ns)),
-        after_startup=[consumer.start, scanner.start],
-        on_shutdown=[consumer.stop, scanner.stop],
+        after_startup=[consumer.start, scanner.start, reconciler.start],
+        on_shutdown=[consumer.stop, scanner.stop, reconciler.stop],
         after_shutdown=[close_redis],
     )
     return app
+
+
+def _consumer_config(settings: MatcherSettings) -> ConsumerConfig:
+    return ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=UNLIMITED)
 
 
 def _document_credit_subscription(broker: NatsBroker, settings: MatcherSettings) -> None:
@@ -91,7 +129,7 @@ def _document_credit_subscription(broker: NatsBroker, settings: MatcherSettings)
         stream=JStream(CREDITS.name(ns), declare=False),
         durable=settings.consumer_name,
         pull_sub=PullSub(batch_size=settings.fetch_batch, timeout=settings.fetch_timeout_seconds),
-        config=ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=settings.max_deliver),
+        config=_consumer_config(settings),
         ack_policy=AckPolicy.MANUAL,
     )
 

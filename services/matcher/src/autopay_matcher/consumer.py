@@ -3,9 +3,17 @@
 FastStream's per-message machinery (middlewares, logging, dependency injection, its publisher
 stack) cost more CPU than deciding the credit. This loop keeps the same at-least-once contract
 batch by batch: fetch up to `batch` credits, decide them in one Redis round trip, publish every
-outcome event and wait for its PubAck, then ack each credit whose events were all stored. A
-credit whose decision or any publish failed is nacked with a delay (the redelivery is a
-`duplicate` and republishes the stored decision); an undecodable message is terminated.
+outcome event and wait for its PubAck, then ack each credit whose events were all stored.
+
+No credit is dropped for an infrastructure failure. A credit whose decision or any publish
+failed (Redis down, out of memory or hung; NATS not acknowledging) is nacked with a delay that
+doubles with each delivery up to a cap, and the durable has no delivery limit, so it comes back
+for as long as the outage lasts; the redelivery is a `duplicate` once Redis has the decision and
+republishes the stored outcome. A batch waits at most `decision_timeout_s` for its decision, so
+a hung Redis cannot stall the loop past the consumer's ack wait.
+
+A message that is not a `credit.received` is recorded as a dead letter first (see
+`deadletters`), and only terminated once that record has its PubAck.
 """
 
 from __future__ import annotations
@@ -13,16 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from redis.exceptions import RedisError
 
-from autopay_contracts import Credit, CreditReceived, parse_event
+from autopay_contracts import Credit
 from autopay_matcher import metrics
+from autopay_matcher.deadletters import NotACredit, dead_letter, decode_credit
+from autopay_matcher.durable import ensure_durable
+from autopay_matcher.retry import redelivery_delay
 from autopay_matcher.service import Matcher
 from autopay_runtime.logging import get_logger
+from autopay_runtime.publishing import EventPublisher, PublishFailed
 
 
 class CreditConsumer:
@@ -30,6 +43,7 @@ class CreditConsumer:
         self,
         jetstream: Callable[[], JetStreamContext],
         matcher: Matcher,
+        publisher: EventPublisher,
         *,
         subject: str,
         stream: str,
@@ -38,10 +52,13 @@ class CreditConsumer:
         batch: int,
         fetch_timeout_s: float,
         retry_delay_s: float,
+        retry_max_delay_s: float,
+        decision_timeout_s: float,
         graceful_timeout_s: float,
     ) -> None:
         self.jetstream = jetstream
         self.matcher = matcher
+        self.publisher = publisher
         self.subject = subject
         self.stream = stream
         self.durable = durable
@@ -49,6 +66,8 @@ class CreditConsumer:
         self.batch = batch
         self.fetch_timeout_s = fetch_timeout_s
         self.retry_delay_s = retry_delay_s
+        self.retry_max_delay_s = retry_max_delay_s
+        self.decision_timeout_s = decision_timeout_s
         self.graceful_timeout_s = graceful_timeout_s
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task | None = None
@@ -60,9 +79,9 @@ class CreditConsumer:
         if self._task is not None:
             return
         self._stopping = False
-        self._sub = await self.jetstream().pull_subscribe(
-            self.subject, self.durable, stream=self.stream, config=self.config
-        )
+        js = self.jetstream()
+        await ensure_durable(js, self.stream, self.subject, self.durable, self.config)
+        self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         self._task = asyncio.create_task(self._run(), name="credit-consumer")
 
     async def stop(self) -> None:
@@ -103,44 +122,90 @@ class CreditConsumer:
     async def handle(self, msgs: list[Msg]) -> None:
         credits: list[Credit] = []
         delivered: list[Msg] = []
+        poison: list[tuple[Msg, NotACredit]] = []
         for msg in msgs:
-            credit = _credit(msg)
-            if credit is None:
-                self._log.error("undecodable credit event, dropped", subject=msg.subject)
-                await msg.term()
+            try:
+                credits.append(decode_credit(msg.data))
+            except NotACredit as exc:
+                poison.append((msg, exc))
             else:
-                credits.append(credit)
                 delivered.append(msg)
-        if not credits:
-            return
+        if poison:
+            await self._dead_letter(poison)
+        if credits:
+            await self._decide(delivered, credits)
+
+    async def _decide(self, delivered: list[Msg], credits: list[Credit]) -> None:
         try:
-            results: list = await self.matcher.handle_credits(credits)
-        except Exception as exc:
+            results: list = await asyncio.wait_for(
+                self.matcher.handle_credits(credits), self.decision_timeout_s
+            )
+        except Exception as exc:  # TimeoutError included: Redis hung
             results = [exc] * len(credits)
         for msg, credit, result in zip(delivered, credits, results, strict=True):
+            deliveries = _deliveries(msg)
             if not isinstance(result, Exception):
                 await msg.ack()
+                metrics.DELIVERIES.observe(deliveries)
+                if deliveries > 1:
+                    self._log.info(
+                        "credit decided after redeliveries",
+                        credit_id=credit.credit_id,
+                        deliveries=deliveries,
+                    )
                 continue
-            if isinstance(result, RedisError):
-                metrics.RETRIES.labels(cause="redis").inc()
-                self._log.warning(
-                    "redis unavailable, credit redelivered",
-                    credit_id=credit.credit_id,
-                    error=f"{type(result).__name__}: {result}",
+            cause = _cause(result)
+            metrics.RETRIES.labels(cause=cause).inc()
+            delay = redelivery_delay(deliveries, self.retry_delay_s, self.retry_max_delay_s)
+            log = self._log.error if cause == "error" else self._log.warning
+            log(
+                "credit not decided, redelivered",
+                credit_id=credit.credit_id,
+                cause=cause,
+                deliveries=deliveries,
+                retry_in_s=delay,
+                error=f"{type(result).__name__}: {result}",
+            )
+            await msg.nak(delay=delay)
+
+    async def _dead_letter(self, poison: list[tuple[Msg, NotACredit]]) -> None:
+        now = datetime.now(UTC)
+        letters = [dead_letter(msg, str(exc), now) for msg, exc in poison]
+        acks = await self.publisher.publish_many(letters)
+        for (msg, exc), letter, ack in zip(poison, letters, acks, strict=True):
+            where = {"source_seq": letter.source_seq, "subject": msg.subject, "kind": exc.kind}
+            if isinstance(ack, Exception):
+                delay = redelivery_delay(
+                    _deliveries(msg), self.retry_delay_s, self.retry_max_delay_s
                 )
-            else:
-                metrics.RETRIES.labels(cause="error").inc()
                 self._log.error(
-                    "credit failed, redelivered",
-                    credit_id=credit.credit_id,
-                    error=f"{type(result).__name__}: {result}",
+                    "dead letter not stored; message redelivered", **where, error=str(ack)
                 )
-            await msg.nak(delay=self.retry_delay_s)
+                await msg.nak(delay=delay)
+                continue
+            if not ack.duplicate:
+                metrics.DEAD_LETTERS.labels(kind=exc.kind).inc()
+            self._log.error(
+                "message on the credit subject is not a credit; recorded as a dead letter",
+                **where,
+                dead_letter_seq=ack.seq,
+                reason=letter.reason,
+            )
+            await msg.term()
 
 
-def _credit(msg: Msg) -> Credit | None:
+def _deliveries(msg: Msg) -> int:
     try:
-        event = parse_event(msg.data)
-    except Exception:
-        return None
-    return event.credit if isinstance(event, CreditReceived) else None
+        return int(msg.metadata.num_delivered)
+    except Exception:  # not a JetStream message (tests): count it as a first delivery
+        return 1
+
+
+def _cause(error: BaseException) -> str:
+    if isinstance(error, RedisError):
+        return "redis"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, PublishFailed):
+        return "publish"
+    return "error"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from autopay_contracts import Credit
 from autopay_matcher import metrics
+from autopay_matcher.background import BackgroundLoop
 from autopay_matcher.outcomes import expired_event, outcome_events
+from autopay_matcher.retry import redelivery_delay
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.orders import MatchOutcome, OrderBook
@@ -100,36 +101,53 @@ class Matcher:
         return len(order_ids)
 
 
-class ExpiryScanner:
-    """Runs `Matcher.expire_due` every `interval_s` in the background of the app."""
+class ExpiryScanner(BackgroundLoop):
+    """Runs `Matcher.expire_due` every `interval_s` in the background of the app.
+
+    A failing pass (Redis down or hung) is retried with a doubling pause, up to
+    `max_backoff_s`, for as long as it fails; the first pass that works resets the pace, so
+    the scanner resumes by itself after an outage of any length."""
+
+    name = "expiry-scanner"
 
     def __init__(
-        self, matcher: Matcher, interval_s: float, lease_s: float = 30.0, batch: int = 500
+        self,
+        matcher: Matcher,
+        interval_s: float,
+        lease_s: float = 30.0,
+        batch: int = 500,
+        max_backoff_s: float = 30.0,
     ) -> None:
+        super().__init__()
         self.matcher = matcher
         self.interval_s = interval_s
         self.lease_s = lease_s
         self.batch = batch
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="expiry-scanner")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self.max_backoff_s = max_backoff_s
 
     async def _run(self) -> None:
         log = get_logger(task="expiry-scanner")
-        while True:
+        failures = 0
+        while not self.stopping:
             try:
                 due = await self.matcher.expire_due(self.lease_s, self.batch)
-            except Exception:
-                log.exception("expiry pass failed")
-                due = 0
+            except Exception as exc:
+                failures += 1
+                metrics.EXPIRY_FAILURES.inc()
+                pause = redelivery_delay(failures, self.interval_s, self.max_backoff_s)
+                if failures == 1:
+                    log.exception("expiry pass failed; retrying", retry_in_s=pause)
+                else:
+                    log.warning(
+                        "expiry pass failed again",
+                        failures=failures,
+                        retry_in_s=pause,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                await self.pause(pause)
+                continue
+            if failures:
+                log.info("expiry passes work again", after_failures=failures)
+                failures = 0
             if due < self.batch:
-                await asyncio.sleep(self.interval_s)
+                await self.pause(self.interval_s)

@@ -1,5 +1,9 @@
 """Matcher configuration, from `AUTOPAY_*` environment variables."""
 
+from __future__ import annotations
+
+from pydantic import model_validator
+
 from autopay_runtime.settings import ServiceSettings
 
 
@@ -20,6 +24,26 @@ class MatcherSettings(ServiceSettings):
     fetch_batch: int = 256
     fetch_timeout_seconds: float = 1.0
     ack_wait_seconds: float = 30.0
-    max_deliver: int = 20
+    """Must exceed `decision_timeout_seconds`, so a batch in hand is nacked by the matcher before
+    JetStream gives it to another replica."""
     retry_delay_seconds: float = 1.0
+    """Delay before a credit whose decision failed is delivered again; doubles with every
+    delivery up to `retry_max_delay_seconds`. There is no delivery limit."""
+    retry_max_delay_seconds: float = 30.0
+    decision_timeout_seconds: float = 10.0
+    """Longest wait for one batch's decision and outcome events (a hung Redis or NATS), after
+    which the batch is nacked."""
     publish_timeout_seconds: float = 5.0
+
+    reconcile_interval_seconds: float = 60.0
+    """How often the reconciler looks for received credits without a decision (also at start)."""
+    reconcile_min_age_seconds: float = 180.0
+    """A credit younger than this is left to the consumer; older and undecided, it is decided
+    by the reconciler."""
+    reconcile_batch: int = 256
+
+    @model_validator(mode="after")
+    def _nack_before_ack_wait(self) -> MatcherSettings:
+        if self.ack_wait_seconds <= self.decision_timeout_seconds:
+            raise ValueError("ack_wait_seconds must exceed decision_timeout_seconds")
+        return self
