@@ -43,6 +43,19 @@ def test_parse_mail_forwarded_needs_the_flag():
     plain = json.loads(runner.invoke(app, ["parse-mail", forwarded]).output)
     allowed = json.loads(runner.invoke(app, ["parse-mail", forwarded, "--allow-forwarded"]).output)
     assert plain["kind"] == "rejected" and allowed["kind"] == "credit"
+    assert plain["reason"].startswith("forwarder_disabled: ")
+
+
+def test_parse_mail_alias_option(tmp_path):
+    """A notification to an alias is refused as replayed unless the alias is declared."""
+    raw = (CORPUS / "002-uzcard-email-credit.eml").read_bytes()
+    path = tmp_path / "alias.eml"
+    path.write_bytes(raw.replace(b"To: merchant.one@gmail.com", b"To: kassa@shop.example"))
+    args = ["parse-mail", str(path), "--mailbox", "merchant.one@gmail.com"]
+    refused = json.loads(runner.invoke(app, args).output)
+    accepted = json.loads(runner.invoke(app, [*args, "--alias", "kassa@shop.example"]).output)
+    assert refused["reason"].startswith("replayed: ")
+    assert accepted["kind"] == "credit"
 
 
 @pytest.fixture

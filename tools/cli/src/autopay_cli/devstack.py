@@ -263,6 +263,7 @@ class Supervisor:
                     log_file=self.logs / f"{server.name}.log",
                 )
                 setattr(self, server.name, restarted)
+                changed = True  # run.json lists the new pid
         for child in self.children.values():
             if child.alive() or self._stopping:
                 continue

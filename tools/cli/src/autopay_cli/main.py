@@ -12,6 +12,7 @@ import typer
 
 from autopay_cli import devstack
 from autopay_cli.config import STACK_FILE, load_settings, read_json
+from autopay_cli.deadletters import app as dead_letters
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 dev = typer.Typer(no_args_is_help=True, help="The local stack: everything on this machine.")
@@ -23,6 +24,7 @@ app.add_typer(dev, name="dev")
 app.add_typer(admin, name="admin")
 admin.add_typer(merchant, name="merchant")
 admin.add_typer(card, name="card")
+admin.add_typer(dead_letters, name="dead-letters")
 app.add_typer(nats_cmd, name="nats")
 
 StateDir = Annotated[Path, typer.Option("--state-dir", help="The dev stack's state directory.")]
@@ -238,20 +240,44 @@ def card_add(
     gmail: Annotated[str, typer.Option()],
     app_password: Annotated[str | None, typer.Option("--app-password")] = None,
     allow_forwarded: Annotated[bool, typer.Option("--allow-forwarded")] = False,
+    alias: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--alias",
+            help="Another address that delivers to this mailbox (repeatable); replaces the "
+            "declared ones. Without it they stay.",
+        ),
+    ] = None,
     state_dir: OptionalStateDir = None,
 ) -> None:
-    """Connect a card (and its Gmail mailbox) for a merchant."""
+    """Connect a card (and its Gmail mailbox) for a merchant. A mailbox (any spelling of its
+    address) belongs to the first merchant that connects a card on it."""
     from autopay_cli.operations import Operator
+    from autopay_contracts import is_card_last4
+    from autopay_store.accounts import CardTaken, MailboxTaken
 
+    if not is_card_last4(card_last4):
+        typer.echo("error: --card-last4 must be exactly four digits (0-9)", err=True)
+        raise typer.Exit(2)
+    if any("@" not in a for a in alias or ()):
+        typer.echo("error: --alias must be an e-mail address", err=True)
+        raise typer.Exit(2)
     settings = load_settings(state_dir)
     if state_dir is not None and app_password is None:
         app_password = read_json(state_dir / "run.json")["imap_password"]
+    aliases = tuple(alias) if alias else None
 
     async def run():
         async with Operator(settings) as op:
-            return await op.add_card(merchant_id, card_last4, gmail, app_password, allow_forwarded)
+            return await op.add_card(
+                merchant_id, card_last4, gmail, app_password, allow_forwarded, aliases
+            )
 
-    added = asyncio.run(run())
+    try:
+        added = asyncio.run(run())
+    except (CardTaken, MailboxTaken) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     _print_json({"id": added.card_id, "card_last4": added.card_last4, "gmail": added.gmail})
 
 
@@ -303,16 +329,61 @@ def admin_rebuild_orders(
     )
 
 
+@admin.command("migrate-mailboxes")
+def admin_migrate_mailboxes(
+    state_dir: OptionalStateDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Move state stored under mailbox ids of the old address rule (dots, +tags and
+    googlemail.com were significant) to the normalized mailbox ids, and give every mailbox its
+    owner record. Mailboxes with cards of several merchants are reported, not moved, and stay
+    closed to new cards until settled. Idempotent: run it once after upgrading."""
+    import nats
+    import redis.asyncio as aioredis
+
+    from autopay_store.migrations import migrate_mailboxes
+
+    settings = load_settings(state_dir)
+
+    async def run():
+        client = await nats.connect(settings.nats_url)
+        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            return await migrate_mailboxes(redis, settings.keys, client.jetstream(), settings.ns)
+        finally:
+            await redis.aclose()
+            await client.drain()
+
+    report = asyncio.run(run()).as_dict()
+    if as_json:
+        _print_json(report)
+        return
+    for moved in report["moved"]:
+        typer.echo(f"moved {', '.join(moved['from'])} → {moved['mailbox_id']} ({moved['gmail']})")
+    for conflict in report["conflicts"]:
+        typer.echo(
+            f"conflict: {conflict['gmail']} has cards of merchants "
+            f"{', '.join(conflict['merchants'])}; left as it is"
+        )
+    counts = {k: v for k, v in report.items() if k not in ("moved", "conflicts")}
+    typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+
+
 @app.command("parse-mail")
 def parse_mail(
     files: Annotated[list[Path], typer.Argument(help="RFC 822 files (.eml).")],
     mailbox: Annotated[str | None, typer.Option(help="The mailbox address; default: To.")] = None,
     allow_forwarded: Annotated[bool, typer.Option("--allow-forwarded")] = False,
+    alias: Annotated[
+        list[str] | None,
+        typer.Option("--alias", help="Another address the mailbox receives as (repeatable)."),
+    ] = None,
 ) -> None:
-    """Classify bank notifications; one JSON object per file, in order."""
+    """Classify bank notifications; one JSON object per file, in order. A refused mail's
+    `reason` starts with the refusal (`forged`, `replayed`, `misaligned`, ...)."""
     from autopay_bankmail.report import parse_mail_records
 
-    for record in parse_mail_records(files, mailbox, allow_forwarded):
+    for record in parse_mail_records(files, mailbox, allow_forwarded, alias or ()):
         _print_json(record)
 
 

@@ -54,19 +54,30 @@ class Operator:
         gmail: str,
         app_password: str | None,
         allow_forwarded: bool = False,
+        aliases: tuple[str, ...] | None = None,
     ) -> Card:
-        """Connect a card and tell mail-ingest to watch its mailbox (when a password is known)."""
+        """Connect a card and tell mail-ingest to watch its mailbox (when a password is known).
+        `aliases` replace the mailbox's declared aliases (None keeps them). Raises `CardTaken`
+        or `MailboxTaken` when the card or the mailbox belongs to another merchant."""
         if await self.accounts.get_merchant(merchant_id) is None:
             raise KeyError(f"merchant {merchant_id} does not exist")
-        card = await self.accounts.add_card(merchant_id, card_last4, gmail, app_password)
+        card = await self.accounts.add_card(
+            merchant_id, card_last4, gmail, app_password, aliases=aliases
+        )
         password = app_password or await self.accounts.app_password(card.mailbox_id)
         if password is not None:
-            await publish_mailbox(self.settings, card, password, allow_forwarded)
+            mailbox = await self.accounts.mailbox(card.gmail)
+            declared = mailbox.aliases if mailbox else ()
+            await publish_mailbox(self.settings, card, password, allow_forwarded, declared)
         return card
 
 
 async def publish_mailbox(
-    settings: CliSettings, card: Card, app_password: str, allow_forwarded: bool = False
+    settings: CliSettings,
+    card: Card,
+    app_password: str,
+    allow_forwarded: bool = False,
+    aliases: tuple[str, ...] = (),
 ) -> None:
     event = MailboxRegistered(
         mailbox_id=card.mailbox_id,
@@ -77,6 +88,7 @@ async def publish_mailbox(
         imap_tls=settings.imap_tls,
         username=card.gmail,
         password_encrypted=settings.secret_box().encrypt(app_password),
+        aliases=aliases,
         allow_forwarded=allow_forwarded,
     )
     client = await nats.connect(settings.nats_url)
