@@ -46,6 +46,7 @@ from autopay_mail_ingest.store import IngestStore
 from autopay_mail_ingest.watcher import MailboxWatcher, SessionLost
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
+from autopay_testing.hostile_mail import MailCase, genuine_cases, hostile_cases
 from autopay_testing.imap import ImapServer
 from autopay_testing.servers import free_port, start_redis
 
@@ -163,16 +164,19 @@ async def imap() -> AsyncIterator[ImapServer]:
         yield server
 
 
-async def register(nats_client, ns: Namespace, host: str, port: int) -> None:
+async def register(
+    nats_client, ns: Namespace, host: str, port: int, gmail: str = GMAIL, **config: object
+) -> None:
     event = MailboxRegistered(
-        mailbox_id=MAILBOX_ID,
-        gmail=GMAIL,
+        mailbox_id=mailbox_id_for(gmail),
+        gmail=gmail,
         revision=1,
         imap_host=host,
         imap_port=port,
         imap_tls=False,
-        username=GMAIL,
+        username=gmail,
         password_encrypted=SecretBox(KEY).encrypt(APP_PASSWORD),
+        **config,
     )
     await nats_client.jetstream().publish(
         event.subject(ns), event.to_bytes(), headers=event.headers()
@@ -197,17 +201,17 @@ async def until(check: Callable[[], object], timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def cursor_at(redis, prefix: str, uid: int) -> Callable[[], object]:
+def cursor_at(redis, prefix: str, uid: int, mailbox_id: str = MAILBOX_ID) -> Callable[[], object]:
     async def check() -> bool:
-        cursor = await redis.hgetall(f"{prefix}:mailbox:{MAILBOX_ID}:cursor")
+        cursor = await redis.hgetall(f"{prefix}:mailbox:{mailbox_id}:cursor")
         return int(cursor.get("last_uid", cursor.get(b"last_uid", 0))) >= uid
 
     return check
 
 
-def connected(redis, prefix: str) -> Callable[[], object]:
+def connected(redis, prefix: str, mailbox_id: str = MAILBOX_ID) -> Callable[[], object]:
     async def check() -> bool:
-        status = await redis.hget(f"{prefix}:mailbox:{MAILBOX_ID}:health", "status")
+        status = await redis.hget(f"{prefix}:mailbox:{mailbox_id}:health", "status")
         return status in ("connected", b"connected")
 
     return check
@@ -225,11 +229,11 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels or None) or 0.0
 
 
-async def append_all(imap: ImapServer, raws: list[bytes]) -> list[int]:
+async def append_all(imap: ImapServer, raws: list[bytes], user: str = GMAIL) -> list[int]:
     """APPEND every mail over one IMAP connection; returns their UIDs."""
     client = imap.client(timeout=60)
     await client.wait_hello_from_server()
-    await client.login(GMAIL, APP_PASSWORD)
+    await client.login(user, APP_PASSWORD)
     uids = []
     try:
         for raw in raws:
@@ -284,6 +288,108 @@ async def test_bank_mail_over_the_cap_is_refused_from_its_headers_and_never_down
     for key in [k async for k in redis_client.scan_iter(match=f"{redis_prefix}*")]:
         if await redis_client.type(key) == "string":
             assert await redis_client.strlen(key) < settings.max_message_bytes, key
+
+
+FORWARDING = "kassa.forwards@gmail.com"
+"""A second mailbox of the attack test, the one that accepts forwarded texts."""
+ALIAS = "cashier@shop.example"
+
+
+def message_id_of(raw: bytes) -> str:
+    head = raw.partition(b"\r\n\r\n")[0].decode()
+    return next(
+        line.split(":", 1)[1].strip()
+        for line in head.split("\r\n")
+        if line.lower().startswith("message-id:")
+    )
+
+
+def numbered(build, mailbox: str, first_amount: int) -> list[MailCase]:
+    """Every case of `build` for `mailbox`, each with an amount of its own (so no two genuine
+    ones are one credit to the dedup, and each outcome can be told apart)."""
+    when = datetime(2026, 5, 16, 9, 1, tzinfo=TASHKENT)
+    count = len(build(mailbox, "6412", first_amount, when))
+    return [build(mailbox, "6412", first_amount + 100 * i, when)[i] for i in range(count)]
+
+
+async def test_live_every_attack_class_is_refused_and_genuine_mail_still_pays(
+    settings, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    """Every attack class of the threat model, through a live mail-ingest reading a real IMAP
+    server. Survives: anyone mailing the merchant's Gmail with any headers and envelope sender
+    (quoted-local-part domains, comment injection through the envelope sender, SPF-only,
+    dmarc=fail, misaligned and lookalike signing domains, a lookalike authserv-id, display-name
+    and double-From spoofs), a genuine notification for the attacker's own card re-sent to the
+    merchant (replayed), and spoofed forwarders. None of them publishes a `credit.received`;
+    each bank candidate is recorded `rejected` with its own refusal, and a mail whose headers
+    make it no candidate is passed unread. Genuine mail in every real shape (no DMARC record,
+    DKIM only, an organizational-domain signature, To in a dotted, +tag or googlemail.com
+    spelling, a declared alias, a forwarded SMS) is credited."""
+    plain = {  # forwarders off: the bank-mail cases
+        "hostile": [c for c in numbered(hostile_cases, GMAIL, 7_000_000) if not c.allow_forwarded],
+        "genuine": [c for c in numbered(genuine_cases, GMAIL, 8_000_000) if not c.allow_forwarded],
+    }
+    forwarding = {  # forwarders on: the forwarder cases
+        "hostile": [c for c in numbered(hostile_cases, FORWARDING, 7_500_000) if c.allow_forwarded],
+        "genuine": [c for c in numbered(genuine_cases, FORWARDING, 8_500_000) if c.allow_forwarded],
+    }
+    assert len(plain["hostile"]) >= 15 and forwarding["hostile"] and forwarding["genuine"]
+    rejected_before = {
+        c.refusal: sample("autopay_ingest_rejected_total", reason=c.refusal)
+        for group in (plain, forwarding)
+        for c in group["hostile"]
+    }
+    async with ImapServer({GMAIL: APP_PASSWORD, FORWARDING: APP_PASSWORD}) as imap:
+        await register(nats_client, namespace, imap.host, imap.port, aliases=(ALIAS,))
+        await register(
+            nats_client, namespace, imap.host, imap.port, FORWARDING, allow_forwarded=True
+        )
+        app = build_app(settings)
+        await app.start()
+        try:
+            for gmail in (GMAIL, FORWARDING):
+                await until(connected(redis_client, redis_prefix, mailbox_id_for(gmail)), 10, gmail)
+            for gmail, group in ((GMAIL, plain), (FORWARDING, forwarding)):
+                raws = [c.raw for c in group["hostile"] + group["genuine"]]
+                last_uid = (await append_all(imap, raws, user=gmail))[-1]
+                await until(
+                    cursor_at(redis_client, redis_prefix, last_uid, mailbox_id_for(gmail)),
+                    30,
+                    f"the cursor of {gmail}",
+                )
+            found = await events(nats_client, namespace, "CREDITS")
+        finally:
+            await app.stop()
+
+    credited = {c.credit.message_id: c for c in credits_of(found)}
+    refused = {e.message_id: e for e in rejected_of(found)}
+    for gmail, group in ((GMAIL, plain), (FORWARDING, forwarding)):
+        for case in group["hostile"]:
+            message_id = message_id_of(case.raw)
+            assert message_id not in credited, f"{case.name} was credited"
+            if case.candidate:
+                assert message_id in refused, f"{case.name} was not recorded"
+                event = refused[message_id]
+                assert (event.kind, event.refusal) == ("rejected", case.refusal), case.name
+                assert event.mailbox_id == mailbox_id_for(gmail), case.name
+            else:
+                assert message_id not in refused, f"{case.name} was read, not passed"
+        for case in group["genuine"]:
+            message_id = message_id_of(case.raw)
+            assert message_id in credited, f"{case.name}: {refused.get(message_id)}"
+            assert credited[message_id].credit.mailbox_id == mailbox_id_for(gmail)
+    amounts = sorted(c.credit.amount_tiyin for c in credits_of(found))
+    genuine = plain["genuine"] + forwarding["genuine"]
+    assert len(amounts) == len(genuine) == len(set(amounts))
+    for refusal in {c.refusal for g in (plain, forwarding) for c in g["hostile"] if c.candidate}:
+        expected = sum(
+            1
+            for g in (plain, forwarding)
+            for c in g["hostile"]
+            if c.candidate and c.refusal == refusal
+        )
+        grown = sample("autopay_ingest_rejected_total", reason=refusal) - rejected_before[refusal]
+        assert grown == expected, refusal
 
 
 async def test_a_parse_result_no_event_can_hold_is_recorded_unparsed(

@@ -5,7 +5,8 @@ mailbox, card, amount and bank time, with the headers an attacker controls rewri
 topmost `Authentication-Results` header stands for what the receiving server (mx.google.com)
 would write for that mail, since the receiver always prepends its own verdict.
 
-Used by the parser tests and by the live mail-ingest tests, so both check the same attacks.
+Used by the parser tests (`libs/bankmail/tests/test_trust.py`) and by the live mail-ingest
+test (`services/mail-ingest/tests/test_screening.py`), so both check the same attacks.
 """
 
 from __future__ import annotations
