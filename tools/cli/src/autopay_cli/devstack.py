@@ -145,7 +145,8 @@ class Supervisor:
             [
                 *(sys.executable, "-m", "autopay_testing.imap", "--host", "127.0.0.1"),
                 *("--port", str(settings.imap_port), "--user", f"{DEMO_GMAIL}:{imap_password}"),
-                *("--any-user-password", imap_password),
+                # one argument, `=`-joined: a random password may begin with "-"
+                f"--any-user-password={imap_password}",
             ],
             settings.imap_port,
             {},
