@@ -1,7 +1,6 @@
 """The matcher against real NATS JetStream and Redis, run in-process."""
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ from autopay_matcher.bootstrap import build_app
 from autopay_matcher.settings import MatcherSettings
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
+from autopay_testing.jetstream import publish_event, stored
 
 GMAIL = "karta@gmail.com"
 MBX = mailbox_id_for(GMAIL)
@@ -89,24 +89,7 @@ def make_credit(credit_id: str, at: datetime, amount: int = 5_003_700, **kw) -> 
 
 
 async def send_credit(nats_client, ns: Namespace, credit: Credit, msg_id: str | None = None):
-    evt = CreditReceived(credit=credit)
-    headers = evt.headers() if msg_id is None else {"Nats-Msg-Id": msg_id}
-    await nats_client.jetstream().publish(
-        evt.subject(ns), evt.to_bytes(), headers=headers, stream=CREDITS.name(ns)
-    )
-
-
-async def stored(nats_client, stream: str, subject_suffix: str) -> list[dict]:
-    js = nats_client.jetstream()
-    info = await js.stream_info(stream)
-    found: list[dict] = []
-    if not info.state.messages:
-        return found
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        msg = await js.get_msg(stream, seq)
-        if msg.subject.endswith(subject_suffix):
-            found.append(json.loads(msg.data))
-    return found
+    await publish_event(nats_client, ns, CreditReceived(credit=credit), msg_id)
 
 
 async def eventually(probe, timeout: float = 10.0):
