@@ -69,7 +69,7 @@ class Republisher:
                         log.warning("order event still not acknowledged", error=str(exc))
                         return published  # JetStream is unavailable: the next pass tries again
                     published += 1
-                    log.info("order event published after the request", event=event.event_type)
+                    log.info("order event published after the request", event_type=event.event_type)
                 await self.orders.published(kind, order_id)
         return published
 
