@@ -152,6 +152,41 @@ async def test_gateway_killed_between_the_cancel_write_and_its_publish(
     assert lost is not None and lost.status == "cancelled"  # Redis lost: the streams say it
 
 
+async def test_gateway_killed_between_the_create_write_and_its_publish(
+    settings, streams, nats_client, namespace, redis_client, redis_prefix, secret_key
+):
+    """Survives: gateway killed (SIGKILL) after storing an order in Redis and before
+    publishing `order.created`. The restarted gateway publishes it from the outbox, so the
+    order the book holds (and may match) is in the stream too, and a rebuild finds it."""
+    accounts = Accounts(redis_client, Keys(redis_prefix), SecretBox(secret_key))
+    shop = await accounts.create_merchant("Shop", now=datetime.now(UTC))
+    await accounts.add_card(shop.merchant.merchant_id, **CARD)
+    port = free_port()
+    headers = {"x-api-key": shop.api_key}
+    events = order_events(nats_client, namespace, "10001")
+    book = OrderBook(redis_client, Keys(redis_prefix))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        with gateway_process(settings, port, AUTOPAY_TEST_CRASH_POINT="create-after-write") as gw:
+            await ready(client, gw)
+            with pytest.raises(httpx.TransportError):
+                await client.post("/api/create-payment", json=BODY, headers=headers)
+            assert gw.wait(10) == -9
+        assert (await book.get("10001")).status == "waiting"
+        assert await events() == []
+        with gateway_process(settings, port) as gw:
+            await ready(client, gw)
+            await eventually_async(
+                lambda: _has(events, "order.created"), what="order.created published"
+            )
+            await eventually_async(
+                lambda: _empty(redis_client, Keys(redis_prefix).outbox), what="outbox emptied"
+            )
+    assert await events() == ["order.created"]
+    lost = await rebuilt_elsewhere(nats_client, namespace, redis_client, redis_prefix, "10001")
+    assert lost is not None and lost.status == "waiting"
+    assert lost.order == (await book.get("10001")).order
+
+
 async def _has(events, event_type: str) -> bool:
     return event_type in await events()
 
