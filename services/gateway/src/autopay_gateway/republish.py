@@ -55,11 +55,11 @@ class Republisher:
         self.attempts = attempts
         self.clock = clock
 
-    async def run_once(self) -> int:
-        """One pass; returns how many events were published."""
+    async def run_once(self, batch: int = 200) -> int:
+        """One pass over at most `batch` entries; returns how many events were published."""
         cutoff = self.clock() - timedelta(seconds=self.grace_s)
         published = 0
-        for kind, order_id in await self.orders.unpublished(cutoff):
+        for kind, order_id in await self.orders.unpublished(cutoff, limit=batch):
             event = pending_event(kind, await self.orders.get(order_id))
             with structlog.contextvars.bound_contextvars(order_id=order_id):
                 if event is not None:
@@ -75,9 +75,12 @@ class Republisher:
 
     async def run(self) -> None:
         """`run_once` now (a restart after a crash) and then every `interval_s`."""
+        batch = 200
         while True:
+            published = 0
             try:
-                await self.run_once()
+                published = await self.run_once(batch)
             except Exception:
                 log.exception("republishing unpublished order events failed")
-            await asyncio.sleep(self.interval_s)
+            if published < batch:  # else a backlog (after an outage): the next batch at once
+                await asyncio.sleep(self.interval_s)
