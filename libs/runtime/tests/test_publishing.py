@@ -5,6 +5,7 @@ from faststream.nats import NatsBroker
 
 from autopay_contracts import (
     MailboxConnected,
+    Namespace,
     Order,
     OrderCreated,
     OrderPaid,
@@ -75,5 +76,39 @@ async def test_publish_many_returns_each_ack_or_failure(nats_url, nats_client, n
         assert isinstance(missing, PublishFailed)
         with pytest.raises(TypeError):
             await publisher.publish_many([MailboxConnected(mailbox_id="m", gmail="g", at=NOW)])
+    finally:
+        await broker.stop()
+
+
+async def test_publish_acked_retries_the_same_id_and_says_whether_it_was_refused(
+    nats_url, namespace, streams
+):
+    """Survives: a publish whose PubAck was lost (it landed): the retry of the same
+    `Nats-Msg-Id` is acknowledged as a duplicate. A publish no stream takes is `refused`."""
+    from autopay_runtime.publishing import PublishFailed
+
+    broker = NatsBroker(nats_url)
+    publisher = EventPublisher(broker, namespace, [OrderCreated])
+    await broker.start()
+    try:
+        real = publisher.publish
+        calls: list[int] = []
+
+        async def lose_first_ack(event):
+            ack = await real(event)
+            calls.append(ack.seq)
+            if len(calls) == 1:
+                raise PublishFailed("order.created: TimeoutError: no PubAck")
+            return ack
+
+        publisher.publish = lose_first_ack  # type: ignore[method-assign]
+        ack = await publisher.publish_acked(OrderCreated(order=ORDER), attempts=3, backoff_s=0)
+        assert ack.duplicate and calls == [ack.seq, ack.seq]
+        publisher.publish = real  # type: ignore[method-assign]
+
+        elsewhere = EventPublisher(broker, Namespace(namespace.root + "x"), [OrderCreated])
+        with pytest.raises(PublishFailed) as failed:
+            await elsewhere.publish_acked(OrderCreated(order=ORDER), attempts=2, backoff_s=0)
+        assert failed.value.refused
     finally:
         await broker.stop()

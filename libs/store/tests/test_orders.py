@@ -361,3 +361,29 @@ async def test_racing_credits_for_one_order_pay_it_once(book):
     outcomes = await asyncio.gather(*(book.match_credit(credit(f"c{i}"), T0) for i in range(20)))
     assert [o.kind for o in outcomes].count("matched") == 1
     assert [o.kind for o in outcomes].count("unmatched") == 19
+
+
+async def test_outbox_lists_creates_and_cancels_until_published(book):
+    """Survives (with the gateway's sweep): a process killed between an order transition in
+    Redis and the PubAck of its event. The entry is written with the transition and stays
+    until `published`; refusals and voids leave nothing to publish behind."""
+    later = T0 + timedelta(hours=1)
+    await book.create(order("10001"))
+    await book.create(order("10002", amount=1_000_000))
+    with pytest.raises(AmountReserved):
+        await book.create(order("10003"))  # refused: nothing to publish
+    assert await book.unpublished(later) == [("created", "10001"), ("created", "10002")]
+    assert await book.unpublished(T0 - timedelta(seconds=1)) == []  # younger than the cutoff
+    await book.published("created", "10001")
+    await book.cancel("10001", T0 + timedelta(seconds=5))
+    await book.void("10002")
+    assert await book.unpublished(later) == [("cancelled", "10001")]
+    await book.published("cancelled", "10001")
+    await book.create(order("10004", amount=2_000_000))
+    await book.match_credit(credit("c1", amount=2_000_000), T0)
+    await book.published("created", "10004")
+    with pytest.raises(TransitionNotAllowed):
+        await book.cancel("10004", T0)  # refused: nothing cancelled, nothing to publish
+    with pytest.raises(KeyError):
+        await book.cancel("77777", T0)
+    assert await book.unpublished(later) == []

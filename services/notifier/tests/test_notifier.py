@@ -401,3 +401,95 @@ async def test_undecodable_order_event_is_dropped_and_the_next_one_delivered(
         await eventually(lambda: receiver.requests)
     await consumed(nats_client, namespace, 2)  # the bad one is settled, not left pending
     assert len(receiver.requests) == 1
+
+
+async def test_an_attempt_that_raises_is_counted_and_ends_exhausted_on_schedule(
+    notifier, nats_client, namespace, accounts, store
+):
+    """Survives: an exception inside a webhook attempt (a bug, an error class the HTTP client
+    does not map, here a TLS failure nobody catches). Each one is a failed attempt with its
+    error, retried on the schedule ([0.2, 0.2, 0.2]: four attempts), then `webhook.exhausted`;
+    before, the attempt was never recorded and came back after every lease, forever."""
+
+    class UnmappedTlsFailure(Exception):
+        pass
+
+    calls: list[str] = []
+
+    async def send(url: str, body: bytes, headers: dict[str, str]):
+        calls.append(headers["webhook-id"])
+        raise UnmappedTlsFailure("handshake broke in an unexpected way")
+
+    notifier.state_notifier.sender.send = send
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    events = webhook_events(nats_client, namespace)
+    event = paid(make_order(merchant.merchant.merchant_id, "60001", "http://127.0.0.1:9/hook"))
+    await publish(nats_client, namespace, event)
+    seen = await eventually(lambda: _done(events, "WebhookExhausted"))
+
+    assert [(type(e).__name__, e.attempt) for e in seen] == [
+        ("WebhookFailed", 1),
+        ("WebhookFailed", 2),
+        ("WebhookFailed", 3),
+        ("WebhookExhausted", 4),
+    ]
+    assert all("UnmappedTlsFailure" in e.error for e in seen)
+    assert all(e.next_attempt_at is not None for e in seen[:3])
+    assert calls == [event.event_id] * 4
+    delivery = await store.delivery(event.event_id)
+    assert delivery["state"] == "exhausted" and delivery["attempts"] == "4"
+    log = await store.log("60001")
+    assert [e["outcome"] for e in log] == ["retry", "retry", "retry", "exhausted"]
+    assert await store.pending_count() == 0
+
+
+async def test_a_new_consumer_starts_inside_the_delivery_record_retention(
+    settings, streams, redis_client, nats_client, namespace, accounts, store
+):
+    """Survives: a fresh notifier (new durable consumer) on an ORDERS stream that keeps paid
+    events longer (90 days) than the delivery records that say a webhook was sent (30 days).
+    The consumer starts `delivery_retention_s - consumer_start_margin_s` ago, so an event older
+    than that is never given to it (its webhook is not sent again), a younger one is."""
+    import asyncio
+
+    js = nats_client.jetstream()
+    orders = namespace.stream_name("ORDERS")
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    mid = merchant.merchant.merchant_id
+    async with Receiver() as receiver:
+        old = paid(make_order(mid, "70001", receiver.url()))
+        young = paid(make_order(mid, "70002", receiver.url()))
+        await publish(nats_client, namespace, old)
+        old_at = (await js.get_msg(orders, 1)).time
+        await asyncio.sleep(2.0)  # two stored times far enough apart to start between them
+        await publish(nats_client, namespace, young)
+        young_at = (await js.get_msg(orders, 2)).time
+        start = old_at + (young_at - old_at) / 2
+        # "Old" is relative: a retention ending between the two events makes the first one
+        # older than any delivery record could be.
+        lookback = (datetime.now(UTC) - start).total_seconds()
+        retention = int(lookback) + 3600
+        fresh = settings.model_copy(
+            update={
+                "delivery_retention_s": retention,
+                "consumer_start_margin_s": retention - lookback,
+            }
+        )
+        async with running(fresh):
+            info = await js.consumer_info(orders, "notifier")
+            await eventually(lambda: receiver.requests)
+            await eventually(lambda: _acked(js, orders, 2))
+        async with running(fresh.model_copy(update={"consumer_start_margin_s": retention})):
+            again = await js.consumer_info(orders, "notifier")  # existing durable: kept as is
+
+    assert info.config.deliver_policy == "by_start_time"
+    assert old_at < info.config.opt_start_time < young_at
+    assert again.config.opt_start_time == info.config.opt_start_time
+    assert [json.loads(r.body)["order_id"] for r in receiver.requests] == ["70002"]
+    assert await store.delivery(old.event_id) == {}
+    assert (await store.delivery(young.event_id))["state"] == "delivered"
+
+
+async def _acked(js, stream: str, seq: int) -> bool:
+    info = await js.consumer_info(stream, "notifier")
+    return info.delivered.stream_seq >= seq and info.num_ack_pending == 0

@@ -4,7 +4,11 @@
 pattern with the owner token as a wildcard, the pydantic schema), so the AsyncAPI document
 generated from the service's app lists exactly what it publishes. Each publish goes to the
 event's concrete subject, in its stream, with its deterministic `Nats-Msg-Id`, and awaits the
-PubAck: a publish that raises was not stored.
+PubAck. A publish that raises may or may not have been stored: a timeout or a lost connection
+says nothing about it, only a refusal (no stream listens, JetStream answered with an error) says
+it was not. `publish_acked` therefore retries the *same* `Nats-Msg-Id` until a PubAck: a copy
+that had landed comes back `duplicate` (within the stream's duplicate window), so the caller
+learns the truth instead of guessing.
 """
 
 from __future__ import annotations
@@ -13,13 +17,20 @@ import asyncio
 from collections.abc import Iterable, Sequence
 
 from faststream.nats import NatsBroker
+from nats.errors import NoRespondersError
 from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError
 
 from autopay_contracts import Event, Namespace, stream_for
 
 
 class PublishFailed(Exception):
-    """JetStream did not acknowledge the event (timeout, no stream, broker down)."""
+    """JetStream did not acknowledge the event (timeout, no stream, broker down).
+
+    `refused` is True when JetStream (or NATS) answered that it did not store it; otherwise
+    the event may have been stored all the same."""
+
+    refused: bool = False
 
 
 class EventPublisher:
@@ -56,7 +67,27 @@ class EventPublisher:
                 timeout=self.timeout_s,
             )
         except Exception as exc:
-            raise PublishFailed(f"{event.event_type}: {type(exc).__name__}: {exc}") from exc
+            raise _failed(event, exc) from exc
+
+    async def publish_acked(
+        self, event: Event, attempts: int = 3, backoff_s: float = 0.1
+    ) -> PubAck:
+        """`publish`, retried with the same `Nats-Msg-Id` until JetStream acknowledges it
+        (`duplicate` when an earlier attempt had landed), at most `attempts` times.
+
+        Raises the last `PublishFailed`; its `refused` is True only when every attempt was
+        refused, i.e. when none of them can have stored the event."""
+        refused = True
+        for attempt in range(1, max(1, attempts) + 1):
+            try:
+                return await self.publish(event)
+            except PublishFailed as exc:
+                refused = refused and exc.refused
+                if attempt >= attempts:
+                    exc.refused = refused
+                    raise
+            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     async def publish_many(self, events: Sequence[Event]) -> list[PubAck | PublishFailed]:
         """Publishes the events concurrently through the broker's own JetStream context (same
@@ -98,5 +129,6 @@ class EventPublisher:
 
 def _failed(event: Event, exc: BaseException) -> PublishFailed:
     failed = PublishFailed(f"{event.event_type}: {type(exc).__name__}: {exc}")
+    failed.refused = isinstance(exc, NoRespondersError | NoStreamResponseError | APIError)
     failed.__cause__ = exc
     return failed

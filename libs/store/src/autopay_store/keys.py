@@ -34,6 +34,12 @@ class Keys:
         """ZSET of `<mailbox_id>:<card_last4>:<order_id>` scored by expiry time (epoch s)."""
         return f"{self.prefix}:deadlines"
 
+    @property
+    def outbox(self) -> str:
+        """ZSET of `<event>:<order_id>` (`created`, `cancelled`) scored by when (epoch s): an
+        order transition written to Redis whose event JetStream has not acknowledged yet."""
+        return f"{self.prefix}:outbox"
+
     def merchant(self, merchant_id: str, suffix: str = "") -> str:
         tail = f":{suffix}" if suffix else ""
         return f"{self.prefix}:merchant:{merchant_id}{tail}"

@@ -16,9 +16,15 @@ Layout. Per card, under the hash tag `{c:<mailbox_id>:<card_last4>}`:
 - `releases`: zset amount → hold end of an ended holder, so scripts prune released holds;
 - `credits`: hash credit id → JSON of the first outcome; `credits-seen`: zset credit id → decided
   time, to prune decisions older than the retention.
-Global: the order id sequence, order id → card locator, the deadlines zset. The global keys are
-written outside the card scripts (Redis Cluster cannot span slots): the locator and deadline go
-in *before* the order exists, so a crash in between leaves only a harmless dangling pointer.
+Global: the order id sequence, order id → card locator, the deadlines zset, the outbox. The
+global keys are written outside the card scripts (Redis Cluster cannot span slots): the locator,
+deadline and outbox entry go in *before* the order exists (or is cancelled), so a crash in
+between leaves only a harmless dangling pointer.
+
+The outbox lists the creates and cancels whose event is not acknowledged yet: an
+entry is written before the transition and removed once JetStream acknowledged the event
+(`published`), so a process killed between the two leaves the entry for `unpublished`, and the
+event is published after all (same deterministic id: JetStream drops a copy that did land).
 Match scripts address order keys they discover (the amount's holders) by the card's key prefix;
 those keys carry the same hash tag, so they are in the script's slot.
 """
@@ -40,6 +46,7 @@ from autopay_store.keys import Keys
 
 OrderStatus = Literal["waiting", "paid", "expired", "cancelled"]
 MatchKind = Literal["matched", "unmatched", "ambiguous", "duplicate"]
+OutboxEvent = Literal["created", "cancelled"]
 
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 
@@ -379,6 +386,10 @@ def _record(fields: dict[str, str]) -> OrderRecord | None:
     )
 
 
+def _outbox_member(event: OutboxEvent, order_id: str) -> str:
+    return f"{event}:{order_id}"
+
+
 def _minute(at: datetime) -> int:
     ms = _ms(at)
     return ms - ms % 60_000
@@ -477,6 +488,7 @@ class OrderBook:
                 self.keys.deadlines,
                 self._deadline_member(order.mailbox_id, order.card_last4, order.order_id),
             )
+            pipe.zrem(self.keys.outbox, _outbox_member("created", order.order_id))
             await pipe.execute()
 
     # --- orders -------------------------------------------------------------------------
@@ -556,9 +568,15 @@ class OrderBook:
                 ex=ttl,
             )
             pipe.zadd(self.keys.deadlines, {member: order.expires_at.timestamp()})
+            pipe.zadd(
+                self.keys.outbox,
+                {_outbox_member("created", order.order_id): order.created_at.timestamp()},
+            )
             pipe.evalsha(script.sha, len(keys), *keys, *args)
-            located, scheduled, result = await pipe.execute(raise_on_error=False)
-        failed = next((w for w in (located, scheduled) if isinstance(w, BaseException)), None)
+            located, scheduled, pending, result = await pipe.execute(raise_on_error=False)
+        failed = next(
+            (w for w in (located, scheduled, pending) if isinstance(w, BaseException)), None
+        )
         if isinstance(result, NoScriptError) and failed is None:
             result = await script(keys=keys, args=args)
         elif isinstance(result, BaseException) and failed is None:
@@ -650,11 +668,18 @@ class OrderBook:
 
     async def cancel(self, order_id: str, at: datetime) -> OrderRecord:
         """`waiting → cancelled`; idempotent on an already cancelled order.
-        Raises `TransitionNotAllowed` for paid/expired orders, KeyError when unknown."""
+        Raises `TransitionNotAllowed` for paid/expired orders, KeyError when unknown.
+
+        The outbox entry `cancelled` goes in first: until `published("cancelled", id)`, the
+        cancel is listed by `unpublished` (after a crash before the script, the entry only says
+        to look: the order is not cancelled, so there is nothing to publish)."""
+        member = _outbox_member("cancelled", order_id)
+        await self.redis.zadd(self.keys.outbox, {member: at.timestamp()})
         outcome, where = await self._transition(self._cancel, order_id, at)
-        if outcome == "unknown":
-            raise KeyError(order_id)
         if outcome not in ("ok", "cancelled"):
+            await self.redis.zrem(self.keys.outbox, member)  # nothing cancelled, nothing to say
+            if outcome == "unknown":
+                raise KeyError(order_id)
             raise TransitionNotAllowed(outcome)  # type: ignore[arg-type]
         if outcome == "ok" and where:
             await self.redis.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
@@ -680,7 +705,28 @@ class OrderBook:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(self.keys.order_locator(order_id))
             pipe.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
+            pipe.zrem(self.keys.outbox, _outbox_member("created", order_id))
             await pipe.execute()
+
+    # --- outbox -------------------------------------------------------------------------
+
+    async def published(self, event: OutboxEvent, order_id: str) -> None:
+        """JetStream acknowledged the order's `created` / `cancelled` event."""
+        await self.redis.zrem(self.keys.outbox, _outbox_member(event, order_id))
+
+    async def unpublished(
+        self, written_before: datetime, limit: int = 200
+    ) -> list[tuple[OutboxEvent, str]]:
+        """Creates and cancels written before `written_before` whose event is not known to be
+        acknowledged, oldest first: `(event, order_id)`."""
+        members = await self.redis.zrangebyscore(
+            self.keys.outbox, "-inf", written_before.timestamp(), start=0, num=limit
+        )
+        pending: list[tuple[OutboxEvent, str]] = []
+        for member in members:
+            event, _, order_id = _s(member).partition(":")
+            pending.append((event, order_id))  # type: ignore[arg-type]
+        return pending
 
     # --- credits ------------------------------------------------------------------------
 

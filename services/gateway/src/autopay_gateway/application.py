@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
 from autopay_gateway.adapters.ratelimit import RateLimiter
 from autopay_gateway.clock import tashkent
+from autopay_gateway.faults import crash_point
 from autopay_gateway.messages import ApiError
 from autopay_gateway.requests import AddCard, CreatePayment
 from autopay_gateway.settings import GatewaySettings
@@ -152,6 +154,7 @@ class Gateway:
         # (merchant, card_last4, mailbox id): every spelling of an address is one entry
         self._cards: TtlCache[tuple[str, str, str], Card] = TtlCache(settings.auth_cache_seconds)
         self._tails = range(TIYIN_PER_SOM, (settings.free_tail_max + 1) * TIYIN_PER_SOM, 100)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- access ---------------------------------------------------------------------------
     async def authenticate(self, api_key: str | None) -> Caller:
@@ -226,19 +229,49 @@ class Gateway:
             raise
         order = record.order
         with structlog.contextvars.bound_contextvars(order_id=order.order_id, merchant_id=mid):
+            crash_point(self.settings.test_crash_point, "create-after-write")
             try:
-                await self.publisher.publish(OrderCreated(order=order))
+                await self.publisher.publish_acked(
+                    OrderCreated(order=order), self.settings.publish_attempts
+                )
             except PublishFailed as exc:
-                log.error("order.created not acknowledged; order voided", error=str(exc))
-                with contextlib.suppress(Exception):
-                    await self.orders.void(order.order_id)
+                await self._withdraw(order, now, exc)
                 await self._release(mid)
                 raise ApiError(503, "unavailable") from None
+            crash_point(self.settings.test_crash_point, "create-after-publish")
+            # Off the request's path: a lost removal only makes the sweep publish it again.
+            self._background(self.orders.published("created", order.order_id))
             log.info("payment created", amount_tiyin=order.amount_tiyin, test_mode=order.test_mode)
         result: dict[str, Any] = {"success": True, "order_id": order.order_id}
         if cmd.amount_base is not None:
             result["amount"] = order.amount_tiyin // TIYIN_PER_SOM
         return result
+
+    async def _withdraw(self, order: Order, now: datetime, exc: PublishFailed) -> None:
+        """`order.created` was never acknowledged: the order must not stay payable. Refused by
+        every attempt, it was stored nowhere, and the order is voided. Otherwise it may be in
+        the stream: the order is cancelled instead (the outbox then publishes `order.created`
+        and `order.cancelled`), so the stream, a rebuild and Redis all end at `cancelled`."""
+        if exc.refused:
+            log.error("order.created refused by JetStream; order voided", error=str(exc))
+            with contextlib.suppress(Exception):
+                await self.orders.void(order.order_id)
+            return
+        log.error("order.created not acknowledged; order cancelled", error=str(exc))
+        try:
+            await self.orders.cancel(order.order_id, now)
+        except Exception:
+            log.exception("could not cancel an unacknowledged order")
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background write failed", error=type(task.exception()).__name__)
 
     async def _release(self, merchant_id: str) -> None:
         try:
@@ -266,13 +299,17 @@ class Gateway:
         except KeyError:
             raise ApiError(404, "order_not_found") from None
         with structlog.contextvars.bound_contextvars(order_id=order_id):
+            crash_point(self.settings.test_crash_point, "cancel-after-write")
             event = OrderCancelled(order=record.order, cancelled_at=record.ended_at or now)
             try:
-                await self.publisher.publish(event)
+                await self.publisher.publish_acked(event, self.settings.publish_attempts)
             except PublishFailed as exc:
-                # The order is cancelled in the book; a retry of this call republishes.
+                # The order is cancelled in the book and its outbox entry stays: the sweep
+                # (`republish`) publishes the event, and a retry of this call does too.
                 log.error("order.cancelled not acknowledged", error=str(exc))
                 raise ApiError(503, "unavailable") from None
+            crash_point(self.settings.test_crash_point, "cancel-after-publish")
+            await self.orders.published("cancelled", order_id)
             log.info("payment cancelled")
         return {"success": True, "order_id": order_id, "status": "cancelled"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -19,6 +20,7 @@ from autopay_gateway.adapters.redis_batching import batching_redis_client
 from autopay_gateway.api import router
 from autopay_gateway.application import Gateway
 from autopay_gateway.http import JsonResponse, MetricsMiddleware, install_error_handlers
+from autopay_gateway.republish import Republisher
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.connections import dependency_checks
 from autopay_runtime.health import failing_checks
@@ -47,15 +49,16 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
         redis = batching_redis_client(settings.redis_url, "gateway")
         await broker.connect()
         keys = Keys(settings.redis_prefix)
+        orders = OrderBook(
+            redis,
+            keys,
+            quarantine_s=settings.quarantine_seconds,
+            window_lead_s=settings.window_lead_seconds,
+        )
         app.state.gateway = Gateway(
             settings=settings,
             accounts=Accounts(redis, keys, secrets),
-            orders=OrderBook(
-                redis,
-                keys,
-                quarantine_s=settings.quarantine_seconds,
-                window_lead_s=settings.window_lead_seconds,
-            ),
+            orders=orders,
             publisher=publisher,
             idempotency=IdempotencyStore(redis, keys, settings.idempotency_ttl_seconds),
             limiter=RateLimiter(redis, keys),
@@ -64,9 +67,20 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             secrets=secrets,
         )
         app.state.readiness = dependency_checks(broker, redis, settings.ns)
+        republisher = Republisher(
+            orders,
+            publisher,
+            grace_s=settings.outbox_grace_seconds,
+            interval_s=settings.outbox_interval_seconds,
+            attempts=settings.publish_attempts,
+        )
+        sweep = asyncio.ensure_future(republisher.run())
         try:
             yield
         finally:
+            sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
             await broker.stop()
             await redis.aclose()
 

@@ -1,5 +1,7 @@
 """Gateway settings, read from `AUTOPAY_*` environment variables."""
 
+from typing import Literal
+
 from pydantic import Field
 
 from autopay_runtime.settings import ServiceSettings
@@ -21,5 +23,19 @@ class GatewaySettings(ServiceSettings):
     imap_timeout_seconds: float = 10.0
 
     publish_timeout_seconds: float = 2.0
+    publish_attempts: int = Field(
+        3, ge=1, description="Publishes of the same Nats-Msg-Id before an event counts as failed"
+    )
+    outbox_grace_seconds: float = Field(
+        30.0, gt=0, description="An unpublished create/cancel this old is published by a sweep"
+    )
+    outbox_interval_seconds: float = Field(10.0, gt=0, description="How often the sweep runs")
+    test_crash_point: Literal[
+        "",
+        "cancel-after-write",
+        "cancel-after-publish",
+        "create-after-write",
+        "create-after-publish",
+    ] = Field("", description="Tests only: SIGKILL the process at this point (see faults.py)")
     auth_cache_seconds: float = Field(1.0, ge=0, description="How long a merchant is cached")
     idempotency_ttl_seconds: int = 24 * 3600

@@ -105,6 +105,7 @@ def build_app(settings: NotifierSettings) -> AsgiFastStream:
         settings.ns,
         durable=settings.durable,
         fetch_batch=settings.fetch_batch,
+        lookback_s=settings.consumer_lookback_s,
     )
 
     async def start_scheduler() -> None:

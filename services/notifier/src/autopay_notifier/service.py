@@ -101,6 +101,14 @@ class _Lane:
         return max(self.avg_attempt_s, now - oldest)
 
 
+def attempt_error(exc: BaseException) -> str:
+    """The recorded error of an attempt that raised: its class and the start of its message
+    (the request's body and headers, signatures included, are never part of it)."""
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"attempt failed: {name}: {text[:200]}" if text else f"attempt failed: {name}"
+
+
 def _dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 
@@ -247,8 +255,10 @@ class Notifier:
                 try:
                     await self.attempt(claim)
                 except Exception:
+                    # Only bookkeeping fails here (Redis down while recording): the attempt
+                    # itself is always recorded, so it is tried again once the lease ends.
                     log.exception(
-                        "delivery attempt crashed; retried when its lease ends",
+                        "delivery attempt not recorded; retried when its lease ends",
                         order_id=claim.order_id,
                         delivery_id=claim.delivery_id,
                     )
@@ -272,7 +282,13 @@ class Notifier:
             order_id=claim.order_id, delivery_id=claim.delivery_id, attempt=claim.attempt
         )
         started = self.clock()
-        result = await self._send(claim, started)
+        try:
+            result = await self._send(claim, started)
+        except Exception as exc:
+            # A bug, or an error class the sender does not map (a TLS failure, ...): still a
+            # failed attempt, counted and retried on the schedule, so it ends `exhausted`.
+            result = AttemptResult(error=attempt_error(exc), duration_s=self.clock() - started)
+            bound.warning("webhook attempt raised", error=result.error, exc_info=True)
         decision = decide(self.policy, claim.attempt, result, self.rand())
         finished = self.clock()
         next_due = finished + decision.delay_s if decision.delay_s is not None else None

@@ -44,3 +44,14 @@ class NotifierSettings(ServiceSettings):
 
     delivery_retention_s: int = 30 * 24 * 3600
     delivery_log_max: int = 100
+    consumer_start_margin_s: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="A new consumer starts this long inside the delivery-record retention",
+    )
+
+    @property
+    def consumer_lookback_s(self) -> float:
+        """How far back a new durable consumer starts: never before the oldest event whose
+        delivery record may still exist."""
+        return max(0.0, self.delivery_retention_s - self.consumer_start_margin_s)
