@@ -270,6 +270,15 @@ class Supervisor:
         metrics.WATCHED_MAILBOXES.set(len(self._running))
         if running is None:
             return
-        running.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await running.task
+        await _cancel(running.task)
+
+
+async def _cancel(task: asyncio.Task, retry_s: float = 0.5) -> None:
+    """Cancel a watcher and wait until it has ended, cancelling again while it runs on (an
+    inner `asyncio.wait_for` may swallow one cancellation on Python 3.11)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=retry_s)
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.result()

@@ -261,6 +261,7 @@ class MailboxWatcher:
         """Await an IMAP step, failing fast when the connection drops or the step stalls
         (aioimaplib leaves pending commands hanging on connection loss)."""
         timeout = self.settings.imap_command_timeout_s if limit_s is None else limit_s
+        _raise_if_cancelling()
         task = asyncio.ensure_future(awaitable)
         lost = asyncio.ensure_future(self._lost.wait())
         try:
@@ -270,6 +271,7 @@ class MailboxWatcher:
         finally:
             lost.cancel()
         if task in done:
+            _raise_if_cancelling()
             return task.result()
         task.cancel()
         if lost in done:
@@ -613,3 +615,16 @@ class MailboxWatcher:
             )
         with contextlib.suppress(Exception):
             await self.store.record_mail(mbx.mailbox_id, received_at, counters)
+
+
+def _raise_if_cancelling() -> None:
+    """Surface a cancellation that an inner await swallowed.
+
+    On Python 3.11 `asyncio.wait_for` (used inside redis-py, nats-py and aioimaplib) returns its
+    result instead of raising when the cancellation arrives just as the awaited future
+    completes; the task then goes on with a pending cancel request and, stopped by its
+    supervisor, would enter the next IMAP step and hold its connection for a whole command
+    timeout. Every IMAP step checks first."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
