@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from standardwebhooks import Webhook
 
 from autopay_contracts import Order, OrderCancelled, OrderExpired, OrderPaid, parse_event
@@ -479,8 +480,15 @@ async def test_a_new_consumer_starts_inside_the_delivery_record_retention(
             info = await js.consumer_info(orders, "notifier")
             await eventually(lambda: receiver.requests)
             await eventually(lambda: _acked(js, orders, 2))
-        async with running(fresh.model_copy(update={"consumer_start_margin_s": retention})):
-            again = await js.consumer_info(orders, "notifier")  # existing durable: kept as is
+            # the receiver's 200 comes before the notifier records it: stop only after that
+            await eventually(lambda: _finished(store, young.event_id))
+        # A restarted notifier asks for a later start; the existing durable is bound as it is
+        # (nats-py's pull_subscribe creates a durable only when it does not exist).
+        later = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=datetime.now(UTC)
+        )
+        await js.pull_subscribe(info.config.filter_subject, "notifier", orders, config=later)
+        again = await js.consumer_info(orders, "notifier")
 
     assert info.config.deliver_policy == "by_start_time"
     assert old_at < info.config.opt_start_time < young_at
@@ -488,6 +496,10 @@ async def test_a_new_consumer_starts_inside_the_delivery_record_retention(
     assert [json.loads(r.body)["order_id"] for r in receiver.requests] == ["70002"]
     assert await store.delivery(old.event_id) == {}
     assert (await store.delivery(young.event_id))["state"] == "delivered"
+
+
+async def _finished(store, delivery_id: str) -> bool:
+    return "state" in await store.delivery(delivery_id)
 
 
 async def _acked(js, stream: str, seq: int) -> bool:
