@@ -64,3 +64,19 @@ async def test_server_errors_are_not_remembered(settings, start_gateway):
         assert failed.status_code == 503
         claims = [k async for k in gw.accounts.redis.scan_iter(f"{settings.redis_prefix}*idem*")]
         assert claims == []
+
+
+async def test_check_payment_ignores_the_key_and_always_shows_the_current_status(gw):
+    """Survives: a client (or a proxy) that sends an Idempotency-Key on every request; a
+    replayed check-payment must never freeze a stale `waiting` for 24 h."""
+    shop = await gw.merchant()
+    await gw.post("/api/create-payment", shop.api_key, BODY)
+    check = {"order_id": "10001"}
+    first = await gw.post("/api/check-payment", shop.api_key, check, **{"idempotency-key": "c1"})
+    assert first.json()["status"] == "waiting"
+    cancelled = await gw.post("/api/cancel-payment", shop.api_key, check)
+    assert cancelled.json()["status"] == "cancelled"
+    again = await gw.post("/api/check-payment", shop.api_key, check, **{"idempotency-key": "c1"})
+    assert again.status_code == 200
+    assert again.json()["status"] == "cancelled"
+    assert "idempotent-replayed" not in again.headers

@@ -71,6 +71,14 @@ async def _post(request: Request, action: Action) -> Response:
     return Response(stored.body, stored.status, media_type=JSON)
 
 
+async def _read(request: Request, action: Action) -> Response:
+    """Run a POST that changes nothing (check-payment): every call answers with the current
+    state, so an `Idempotency-Key` is not honoured there (a replay would freeze a stale status)."""
+    caller = await _caller(request)
+    data = body.decode_object(await request.body())
+    return JsonResponse(await action(_gateway(request), caller, data))
+
+
 async def _create_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
     cmd = body.create_payment(
         data,
@@ -100,7 +108,7 @@ async def create_payment(request: Request) -> Response:
 
 @router.post("/check-payment")
 async def check_payment(request: Request) -> Response:
-    return await _post(request, _check_payment)
+    return await _read(request, _check_payment)
 
 
 @router.post("/cancel-payment")

@@ -85,6 +85,11 @@ LATENCY = Histogram(
 )
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The method label's values: any other method a client sends is counted as `other`, so no
+client can add series (the route label is a template or `unmatched`, the status a code)."""
+
+
 class MetricsMiddleware:
     """Counts requests and observes latency by route template (pure ASGI, cheap)."""
 
@@ -108,7 +113,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            counter, latency = _series(scope["method"], route, status)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            counter, latency = _series(method, route, status)
             counter.inc()
             latency.observe(time.perf_counter() - started)
 
