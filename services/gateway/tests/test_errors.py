@@ -168,3 +168,30 @@ def test_every_message_has_three_languages():
 )
 def test_language_negotiation(header, language):
     assert negotiate(header) == language
+
+
+async def test_a_body_over_64_kib_is_413_with_or_without_content_length(gw):
+    """Survives: a merchant (or a leaked key) posting a huge body to exhaust the gateway's
+    memory; it is refused by its declared length, or while streaming when it declares none."""
+    shop = await gw.merchant()
+    big = b'{"amount": 50037, "card_last4": "6412", "gmail": "' + b"k" * 200_000 + b'"}'
+    headers = {"x-api-key": shop.api_key, "content-type": "application/json"}
+    declared = await gw.client.post("/api/create-payment", content=big, headers=headers)
+    assert declared.status_code == 413
+    assert declared.json() == {"detail": "So'rov tanasi juda katta: ko'pi bilan 64 KiB."}
+
+    async def chunked():
+        for start in range(0, len(big), 16_384):
+            yield big[start : start + 16_384]
+
+    streamed = await gw.client.post("/api/create-payment", content=chunked(), headers=headers)
+    assert streamed.status_code == 413
+    assert "content-length" not in streamed.request.headers
+    assert (await gw.accounts.get_merchant(shop.merchant.merchant_id)).payments_used == 0
+
+    small = await gw.post(
+        "/api/create-payment",
+        shop.api_key,
+        {"amount": 50037, "card_last4": "6412", "gmail": "karta@gmail.com"},
+    )
+    assert small.status_code == 200

@@ -31,11 +31,31 @@ async def _caller(request: Request) -> Caller:
     return caller
 
 
+MAX_BODY_BYTES = 64 * 1024
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused with 413 past `MAX_BODY_BYTES`: by its Content-Length before
+    anything is read, and while reading when it has none (chunked), so a large body is never
+    buffered whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, "body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _post(request: Request, action: Action) -> Response:
     """Run a POST, honouring `Idempotency-Key` (replay the first answer, refuse a changed body)."""
     gateway = _gateway(request)
     caller = await _caller(request)
-    raw = await request.body()
+    raw = await _body(request)
     key = request.headers.get("idempotency-key")
     if key is None:
         return JsonResponse(await action(gateway, caller, body.decode_object(raw)))
@@ -75,7 +95,7 @@ async def _read(request: Request, action: Action) -> Response:
     """Run a POST that changes nothing (check-payment): every call answers with the current
     state, so an `Idempotency-Key` is not honoured there (a replay would freeze a stale status)."""
     caller = await _caller(request)
-    data = body.decode_object(await request.body())
+    data = body.decode_object(await _body(request))
     return JsonResponse(await action(_gateway(request), caller, data))
 
 

@@ -206,6 +206,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "A request with this Idempotency-Key is still in progress. Wait a moment.",
         "ru": "Запрос с этим Idempotency-Key ещё выполняется. Подождите.",
     },
+    "body_too_large": {
+        "uz": "So'rov tanasi juda katta: ko'pi bilan 64 KiB.",
+        "en": "Request body too large: at most 64 KiB.",
+        "ru": "Тело запроса слишком большое: не более 64 КиБ.",
+    },
     "invalid_idempotency_key": {
         "uz": "Idempotency-Key noto'g'ri: 1 dan 255 gacha belgi bo'lishi kerak.",
         "en": "Invalid Idempotency-Key: must be 1 to 255 characters.",
