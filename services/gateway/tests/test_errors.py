@@ -195,3 +195,39 @@ async def test_a_body_over_64_kib_is_413_with_or_without_content_length(gw):
         {"amount": 50037, "card_last4": "6412", "gmail": "karta@gmail.com"},
     )
     assert small.status_code == 200
+
+
+async def test_wrong_keys_are_throttled_per_address_and_never_enter_the_cache(gw):
+    """Survives: someone guessing API keys at speed from one address, and a flood of wrong
+    keys meant to fill the authentication cache and push the valid merchants out of it."""
+    shop = await gw.merchant()
+    await gw.post("/api/check-payment", shop.api_key, {"order_id": "1"})  # cached
+    cached = len(gw.app.state.gateway._merchants)
+    answers = [
+        (await gw.post("/api/check-payment", f"ap_live_guess{i}", {"order_id": "1"}))
+        for i in range(150)
+    ]
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) == {401, 429}
+    assert statuses[: gw.settings.failed_auth_burst] == [401] * gw.settings.failed_auth_burst
+    throttled = next(a for a in answers if a.status_code == 429)
+    assert int(throttled.headers["retry-after"]) >= 1
+    assert len(gw.app.state.gateway._merchants) == cached  # no wrong key was cached
+    valid = await gw.post("/api/check-payment", shop.api_key, {"order_id": "1"})
+    assert valid.status_code == 404  # a valid key still works (the order does not exist)
+
+
+async def test_no_subscription_is_403_before_a_bad_card_or_parameter(gw):
+    """The order of checks: subscription and quota (403) come before parameters and card
+    connection (400), so a merchant learns first that it must pay."""
+    lapsed = await gw.merchant("Lapsed", card=False, days=-1)
+    unknown_card = {"amount": 50037, "card_last4": "9999", "gmail": "nobody@gmail.com"}
+    for payload in (unknown_card, {**unknown_card, "card_last4": "12"}, {}):
+        answer = await gw.post("/api/create-payment", lapsed.api_key, payload)
+        assert answer.status_code == 403, (payload, answer.text)
+    used_up = await gw.merchant("Used up", card=False, max_payments=0)
+    answer = await gw.post("/api/create-payment", used_up.api_key, unknown_card)
+    assert answer.status_code == 403
+    active = await gw.merchant("Active", card=False)
+    answer = await gw.post("/api/create-payment", active.api_key, unknown_card)
+    assert answer.status_code == 400

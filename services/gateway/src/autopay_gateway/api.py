@@ -26,7 +26,8 @@ def _gateway(request: Request) -> Gateway:
 
 async def _caller(request: Request) -> Caller:
     gateway = _gateway(request)
-    caller = await gateway.authenticate(request.headers.get("x-api-key"))
+    address = request.client.host if request.client is not None else "unknown"
+    caller = await gateway.authenticate(request.headers.get("x-api-key"), address)
     await gateway.throttle(caller)
     return caller
 
@@ -100,6 +101,7 @@ async def _read(request: Request, action: Action) -> Response:
 
 
 async def _create_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+    gateway.require_subscription(caller.merchant, utcnow())
     cmd = body.create_payment(
         data,
         max_amount=gateway.settings.max_amount,

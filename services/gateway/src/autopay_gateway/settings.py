@@ -37,5 +37,9 @@ class GatewaySettings(ServiceSettings):
         "create-after-write",
         "create-after-publish",
     ] = Field("", description="Tests only: SIGKILL the process at this point (see faults.py)")
+    failed_auth_per_s: float = Field(
+        1.0, ge=0, description="Failed key checks allowed per client address per second"
+    )
+    failed_auth_burst: int = Field(30, ge=1, description="Failed key checks an address may burst")
     auth_cache_seconds: float = Field(1.0, ge=0, description="How long a merchant is cached")
     idempotency_ttl_seconds: int = 24 * 3600

@@ -1,8 +1,11 @@
-"""A tiny in-process TTL cache (authenticated merchants, connected cards) for the hot path."""
+"""A tiny in-process TTL cache with least-recently-used eviction (authenticated merchants,
+connected cards) for the hot path. When full, the entry used longest ago makes room; nothing
+else is evicted, so a flood of new keys cannot flush the entries in use."""
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -14,7 +17,7 @@ class TtlCache(Generic[K, V]):
     def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._items: dict[K, tuple[float, V]] = {}
+        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
 
     def get(self, key: K, default: object = _MISSING) -> V | object:
         item = self._items.get(key)
@@ -24,20 +27,25 @@ class TtlCache(Generic[K, V]):
         if expires < time.monotonic():
             self._items.pop(key, None)
             return default
+        self._items.move_to_end(key)
         return value
 
     def put(self, key: K, value: V) -> None:
         if self.ttl_s <= 0:
             return
-        if len(self._items) >= self.max_entries:
-            self._items.clear()
         self._items[key] = (time.monotonic() + self.ttl_s, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
 
     def discard(self, key: K) -> None:
         self._items.pop(key, None)
 
     def clear(self) -> None:
         self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 MISSING = _MISSING
