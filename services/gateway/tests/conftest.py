@@ -72,6 +72,7 @@ def settings(nats_url, redis_url, redis_prefix, namespace, secret_key) -> Gatewa
         imap_port=closed_port(),
         imap_tls=False,
         imap_timeout_seconds=3,
+        login_checks_per_minute=1000,  # test_cards.py checks the real limit
     )
 
 

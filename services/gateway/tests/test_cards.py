@@ -100,3 +100,32 @@ async def test_a_card_of_another_merchant_is_409(gw):
     response = await gw.post("/api/cards", other.api_key, body)
     assert response.status_code == 409
     assert response.json() == {"detail": "Bu karta va gmail boshqa hisobga ulangan."}
+
+
+async def test_imap_login_checks_are_limited_per_merchant_and_per_mailbox(
+    settings, start_gateway, streams
+):
+    """Survives: a merchant (or a leaked key) making the platform log in to Gmail at speed, to
+    guess an app password or to get a mailbox throttled by Google. Past the limit the answer
+    is 429 and no login is attempted; the limit holds per mailbox across merchants too."""
+    async with imap.ImapServer({"shop@gmail.com": "the right one"}) as server:
+        settings = settings.model_copy(
+            update={"imap_port": server.port, "login_checks_per_minute": 3}
+        )
+        async with start_gateway(settings) as gw:
+            guesser = await gw.merchant("Guesser", card=False)
+            tries = [
+                await gw.post("/api/cards", guesser.api_key, {**NEW_CARD, "app_password": f"p{i}"})
+                for i in range(5)
+            ]
+            assert [t.status_code for t in tries] == [400, 400, 400, 429, 429]
+            assert int(tries[3].headers["retry-after"]) >= 1
+            other_mailbox = {**NEW_CARD, "gmail": "other@gmail.com"}
+            assert (await gw.post("/api/cards", guesser.api_key, other_mailbox)).status_code == 429
+            accomplice = await gw.merchant("Accomplice", card=False)
+            same_mailbox = await gw.post("/api/cards", accomplice.api_key, NEW_CARD)
+            assert same_mailbox.status_code == 429
+            elsewhere = await gw.post(
+                "/api/cards", accomplice.api_key, {**NEW_CARD, "gmail": "third@gmail.com"}
+            )
+            assert elsewhere.status_code == 400  # its own budget, another mailbox: checked

@@ -362,9 +362,23 @@ class Gateway:
             result.append(item)
         return {"cards": result}
 
+    async def _limit_login_checks(self, merchant_id: str, mailbox_id: str) -> None:
+        """At most `login_checks_per_minute` IMAP logins per merchant and per mailbox (429
+        past that), so no merchant can make the platform log in to Gmail at speed, whether to
+        guess a password or to get a mailbox throttled by Google."""
+        rate = self.settings.login_checks_per_minute / 60.0
+        burst = self.settings.login_checks_per_minute
+        now = time.time()
+        for bucket in (f"login-checks:merchant:{merchant_id}", f"login-checks:{mailbox_id}"):
+            wait = await self.limiter.take(bucket, rate, burst, now)
+            if wait > 0:
+                retry_after = str(max(1, int(wait + 0.999)))
+                raise ApiError(429, "login_checks_limited", headers={"Retry-After": retry_after})
+
     async def add_card(self, merchant: Merchant, cmd: AddCard, now: datetime) -> dict[str, Any]:
         mid = merchant.merchant_id
         if not merchant.test_mode:
+            await self._limit_login_checks(mid, mailbox_id_for(cmd.gmail))
             verdict = await self.imap.check(cmd.gmail, cmd.app_password)
             if verdict != "ok":
                 log.info("card rejected: mailbox login failed", verdict=verdict, merchant_id=mid)

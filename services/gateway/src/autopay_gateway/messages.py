@@ -206,6 +206,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "A request with this Idempotency-Key is still in progress. Wait a moment.",
         "ru": "Запрос с этим Idempotency-Key ещё выполняется. Подождите.",
     },
+    "login_checks_limited": {
+        "uz": "Gmail kirishini tekshirish juda ko'p: bir daqiqadan so'ng qayta urinib ko'ring.",
+        "en": "Too many Gmail login checks: try again in a minute.",
+        "ru": "Слишком много проверок входа в Gmail: повторите через минуту.",
+    },
     "body_too_large": {
         "uz": "So'rov tanasi juda katta: ko'pi bilan 64 KiB.",
         "en": "Request body too large: at most 64 KiB.",

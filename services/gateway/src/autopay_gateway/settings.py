@@ -41,5 +41,8 @@ class GatewaySettings(ServiceSettings):
         1.0, ge=0, description="Failed key checks allowed per client address per second"
     )
     failed_auth_burst: int = Field(30, ge=1, description="Failed key checks an address may burst")
+    login_checks_per_minute: int = Field(
+        5, ge=1, description="IMAP login checks (POST /api/cards) per merchant and per mailbox"
+    )
     auth_cache_seconds: float = Field(1.0, ge=0, description="How long a merchant is cached")
     idempotency_ttl_seconds: int = 24 * 3600
