@@ -116,3 +116,25 @@ def test_migrate_mailboxes_moves_a_dotted_mailbox_once(
     assert (second["moved"], second["cards"], second["owners"], second["events"]) == ([], 0, 0, 0)
     text = runner.invoke(app, ["admin", "migrate-mailboxes"])
     assert text.exit_code == 0 and "cards=0" in text.output
+
+
+def test_secrets_reencrypt_moves_everything_to_the_new_key(
+    cli_env, monkeypatch, nats_url, namespace
+):
+    """The operator's key rotation: new key first, reencrypt, then the old key can go."""
+    import os
+
+    old = os.environ["AUTOPAY_SECRET_KEYS"]
+    shop = merchant()
+    assert add_card(shop, "6412", "karta@gmail.com").exit_code == 0
+    new = SecretBox.generate_key()
+    monkeypatch.setenv("AUTOPAY_SECRET_KEYS", f"{new},{old}")
+    result = runner.invoke(app, ["admin", "secrets", "reencrypt", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["reencrypted"] == 3 and report["republished"] == 1  # secret, password, event
+    assert report["unreadable"] == []
+    event = registered(nats_url, namespace, "karta@gmail.com")
+    assert SecretBox(new).decrypt(event.password_encrypted) == "pw"
+    again = json.loads(runner.invoke(app, ["admin", "secrets", "reencrypt", "--json"]).output)
+    assert again["reencrypted"] == 0

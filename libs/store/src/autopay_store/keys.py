@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def glob_escape(value: str) -> str:
+    """`value` as a literal inside a SCAN/KEYS match pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in value)
+
+
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "ap"

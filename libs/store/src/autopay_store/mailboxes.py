@@ -26,7 +26,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from autopay_store.keys import Keys
+from autopay_store.keys import Keys, glob_escape
 
 MIGRATION = "mailbox-owners"
 """The migration after which every mailbox with cards has its record (no adoption needed)."""
@@ -138,10 +138,6 @@ def _ownership(mailbox_id: str, data: dict[str, str]) -> MailboxOwnership:
     )
 
 
-def _glob_escape(value: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in value)
-
-
 class MailboxOwners:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
@@ -216,7 +212,7 @@ class MailboxOwners:
 
     async def legacy_cards(self, mailbox_id: str) -> dict[str, CardSlot]:
         """The card-owner keys of a mailbox (a scan: only for adoption and migration)."""
-        pattern = _glob_escape(self.keys.card_owner(mailbox_id, "")) + "*"
+        pattern = glob_escape(self.keys.card_owner(mailbox_id, "")) + "*"
         keys = [key async for key in self.redis.scan_iter(match=pattern, count=1000)]
         values = await self.redis.mget(keys) if keys else []
         return {

@@ -41,7 +41,7 @@ from autopay_contracts import (
 )
 from autopay_contracts.streams import MAILBOX_CONFIG
 from autopay_store.accounts import Card
-from autopay_store.keys import Keys
+from autopay_store.keys import Keys, glob_escape
 from autopay_store.mailboxes import MIGRATION, CardSlot, MailboxOwners
 from autopay_store.rebuild import read_stream
 from autopay_store.relocation import Moved, Relocation
@@ -109,10 +109,6 @@ class _Mailbox:
         return {self.mailbox_id, *self.legacy}
 
 
-def _glob_escape(value: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in value)
-
-
 class MailboxMigration:
     def __init__(
         self,
@@ -160,7 +156,7 @@ class MailboxMigration:
     async def _inventory(self, config: dict[str, Event]) -> _Inventory:
         found = _Inventory()
         prefix = self.keys.prefix + ":"
-        async for key in self.redis.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+        async for key in self.redis.scan_iter(match=glob_escape(prefix) + "*", count=1000):
             rest = key[len(prefix) :]
             if rest.startswith("{c:") and "}:" in rest:
                 tag, suffix = rest[3:].split("}:", 1)

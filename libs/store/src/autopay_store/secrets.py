@@ -15,7 +15,8 @@ class SecretBox:
         items = [k for k in items if k]
         if not items:
             raise ValueError("at least one Fernet key is required (AUTOPAY_SECRET_KEYS)")
-        self._fernet = MultiFernet([Fernet(k.encode()) for k in items])
+        self._fernets = [Fernet(k.encode()) for k in items]
+        self._fernet = MultiFernet(self._fernets)
 
     @staticmethod
     def generate_key() -> str:
@@ -28,4 +29,13 @@ class SecretBox:
         return self._fernet.decrypt(token.encode()).decode()
 
     def rotate(self, token: str) -> str:
+        """The same secret encrypted under the newest key (any configured key must open it)."""
         return self._fernet.rotate(token.encode()).decode()
+
+    def is_current(self, token: str) -> bool:
+        """Whether the newest key opens this token (then there is nothing to rotate)."""
+        try:
+            self._fernets[0].decrypt(token.encode())
+        except Exception:
+            return False
+        return True

@@ -19,11 +19,13 @@ dev = typer.Typer(no_args_is_help=True, help="The local stack: everything on thi
 admin = typer.Typer(no_args_is_help=True, help="Operator actions on merchants and cards.")
 merchant = typer.Typer(no_args_is_help=True, help="Merchants, their keys and subscriptions.")
 card = typer.Typer(no_args_is_help=True, help="Cards connected for a merchant.")
+secrets_cmd = typer.Typer(no_args_is_help=True, help="Secrets stored encrypted (Fernet keys).")
 nats_cmd = typer.Typer(no_args_is_help=True, help="NATS JetStream provisioning.")
 app.add_typer(dev, name="dev")
 app.add_typer(admin, name="admin")
 admin.add_typer(merchant, name="merchant")
 admin.add_typer(card, name="card")
+admin.add_typer(secrets_cmd, name="secrets")
 admin.add_typer(dead_letters, name="dead-letters")
 app.add_typer(nats_cmd, name="nats")
 
@@ -327,6 +329,46 @@ def admin_rebuild_orders(
             "order_sequence": report.order_sequence,
         }
     )
+
+
+@secrets_cmd.command("reencrypt")
+def admin_secrets_reencrypt(
+    state_dir: OptionalStateDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-encrypt every stored secret (webhook signing secrets, app passwords, the passwords in
+    MAILBOX_CONFIG) under the first key of AUTOPAY_SECRET_KEYS. Rotate a key by putting the new
+    one first everywhere, running this, then removing the old one. Idempotent."""
+    import nats
+    import redis.asyncio as aioredis
+
+    from autopay_store.reencrypt import reencrypt_secrets
+
+    settings = load_settings(state_dir)
+
+    async def run():
+        client = await nats.connect(settings.nats_url)
+        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            return await reencrypt_secrets(
+                redis, settings.keys, settings.secret_box(), client.jetstream(), settings.ns
+            )
+        finally:
+            await redis.aclose()
+            await client.drain()
+
+    report = asyncio.run(run()).as_dict()
+    if as_json:
+        _print_json(report)
+    else:
+        typer.echo(
+            f"re-encrypted {report['reencrypted']} (republished {report['republished']}), "
+            f"already current {report['current']}, changed meanwhile {report['changed_meanwhile']}"
+        )
+        for where in report["unreadable"]:
+            typer.echo(f"unreadable with the configured keys: {where}")
+    if report["unreadable"]:
+        raise typer.Exit(1)
 
 
 @admin.command("migrate-mailboxes")
