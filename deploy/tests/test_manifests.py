@@ -220,7 +220,10 @@ def assert_service_deployment(deployment: dict, objects: list[dict]) -> None:
 
     annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
     assert annotations.get("prometheus.io/scrape") == "true", name
-    assert annotations.get("prometheus.io/port") == "8080", name
+    # The gateway's HTTP port is public: its metrics are on their own port.
+    metrics = http_ports.get("metrics", 8080) if name == "gateway" else 8080
+    assert name != "gateway" or metrics != 8080, "the gateway's metrics on the public port"
+    assert annotations.get("prometheus.io/port") == str(metrics), name
     assert annotations.get("prometheus.io/path") == "/metrics", name
 
     folder, module = SERVICES[name]

@@ -1,12 +1,20 @@
-"""/healthz, /readyz, /metrics."""
+"""/healthz, /readyz, and the metrics (served on their own internal port, not the public one)."""
 
 from __future__ import annotations
 
+import os
 import random
 import string
+import subprocess
+import sys
 
+import httpx
+from prometheus_client import generate_latest
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
+
+from autopay_testing.servers import free_port
+from autopay_testing.waiting import eventually_async
 
 
 async def test_health_and_readiness(gw):
@@ -15,12 +23,16 @@ async def test_health_and_readiness(gw):
     assert ready.status_code == 200 and ready.json() == {"status": "ready"}
 
 
+async def test_the_public_app_does_not_serve_metrics(gw):
+    assert (await gw.client.get("/metrics")).status_code == 404
+
+
 async def test_metrics_count_requests_by_route_and_status(gw):
     shop = await gw.merchant()
     body = {"amount": 777, "card_last4": "6412", "gmail": "karta@gmail.com"}
     await gw.post("/api/create-payment", shop.api_key, body)
     await gw.post("/api/create-payment", shop.api_key, body)
-    text = (await gw.client.get("/metrics")).text
+    text = generate_latest().decode()
     assert (
         'autopay_gateway_requests_total{method="POST",route="/api/create-payment",status="409"}'
         in text
@@ -50,9 +62,9 @@ async def test_client_chosen_methods_and_paths_add_no_metric_series(gw):
             await gw.client.request(method, rng.choice([path, "/api/check-payment"]))
 
     await burst(20)  # adds the fixed `other` / `unmatched` series once
-    before = gateway_series((await gw.client.get("/metrics")).text)
+    before = gateway_series(generate_latest().decode())
     await burst(2_000)
-    after = gateway_series((await gw.client.get("/metrics")).text)
+    after = gateway_series(generate_latest().decode())
     assert after == before, sorted(after - before)[:5]
     assert any('method="other"' in series for series in after)
 
@@ -70,3 +82,50 @@ async def test_logs_carry_the_order_id_but_never_the_key_or_body(gw):
     created = [entry for entry in logs if entry["event"] == "payment created"]
     assert created and created[0]["order_id"] == "10001"
     assert shop.api_key not in repr(logs) and "private-data-xyz" not in repr(logs)
+
+
+async def test_a_gateway_process_serves_metrics_on_its_internal_port_only(settings, streams):
+    """The real process: `/metrics` answers on `metrics_port` and is a 404 on the public port,
+    so nothing on the Internet-facing listener reads the platform's figures."""
+    public, internal = free_port(), free_port()
+    variables = {
+        **os.environ,
+        "AUTOPAY_NATS_URL": settings.nats_url,
+        "AUTOPAY_REDIS_URL": settings.redis_url,
+        "AUTOPAY_NAMESPACE": settings.namespace,
+        "AUTOPAY_REDIS_PREFIX": settings.redis_prefix,
+        "AUTOPAY_SECRET_KEYS": settings.secret_keys,
+        "AUTOPAY_HTTP_PORT": str(public),
+        "AUTOPAY_METRICS_PORT": str(internal),
+        "AUTOPAY_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autopay_gateway"],
+        env=variables,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+
+            async def ready() -> bool:
+                assert process.poll() is None, "the gateway exited"
+                try:
+                    response = await client.get(f"http://127.0.0.1:{public}/readyz")
+                except httpx.TransportError:
+                    return False
+                return response.status_code == 200
+
+            await eventually_async(ready, what="gateway ready")
+            await client.get(f"http://127.0.0.1:{public}/healthz")
+            scraped = await client.get(f"http://127.0.0.1:{internal}/metrics")
+            assert scraped.status_code == 200
+            assert "autopay_gateway_requests_total" in scraped.text
+            assert (await client.get(f"http://127.0.0.1:{public}/metrics")).status_code == 404
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

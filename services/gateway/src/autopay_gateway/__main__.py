@@ -2,6 +2,8 @@
 
 import gc
 
+from prometheus_client import start_http_server
+
 from autopay_gateway.bootstrap import build_app
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.health import serve
@@ -12,6 +14,10 @@ def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
     app = build_app(settings)
+    if settings.metrics_port:
+        # Its own port, in its own thread: the public port serves the API and health only, so
+        # the Internet never reads the metrics and a scrape never waits behind API requests.
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
     # Everything imported and built so far lives as long as the process: keep it out of the
     # cyclic collector's full passes, which otherwise walk it all and stall requests.
     gc.collect()

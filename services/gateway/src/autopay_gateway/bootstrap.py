@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from autopay_contracts import MailboxRegistered, MailboxRemoved, OrderCancelled, OrderCreated
@@ -34,7 +33,8 @@ PUBLISHED_EVENTS = (OrderCreated, OrderCancelled, MailboxRegistered, MailboxRemo
 
 
 def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -> FastAPI:
-    """The gateway as an ASGI app; connections open in its lifespan."""
+    """The gateway as an ASGI app; connections open in its lifespan. `/metrics` is not on it:
+    `__main__` serves the metrics on the internal `metrics_port`."""
     secrets = SecretBox(settings.secret_keys)
     broker = NatsBroker(settings.nats_url, name="gateway")
     publisher = EventPublisher(
@@ -106,9 +106,5 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
         if failing:
             return JsonResponse({"status": "not ready", "failing": failing}, 503)
         return JsonResponse({"status": "ready"})
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -44,5 +44,11 @@ class GatewaySettings(ServiceSettings):
     login_checks_per_minute: int = Field(
         5, ge=1, description="IMAP login checks (POST /api/cards) per merchant and per mailbox"
     )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Where `/metrics` listens: an internal address, never public"
+    )
+    metrics_port: int = Field(
+        9090, ge=0, description="`/metrics` port, apart from the public API's (0: not served)"
+    )
     auth_cache_seconds: float = Field(1.0, ge=0, description="How long a merchant is cached")
     idempotency_ttl_seconds: int = 24 * 3600

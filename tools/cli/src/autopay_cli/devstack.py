@@ -156,8 +156,12 @@ class Supervisor:
         demo = asyncio.run(self._bootstrap_demo(settings, imap_password, persisted))
         ports = {name: persisted.get(f"{name}_port") or free_port() for name in SERVICES}
         env = self._service_env(settings)
+        metrics_port = persisted.get("gateway_metrics_port") or free_port()
         for name, module in SERVICES.items():
-            self._add_child(name, [sys.executable, "-m", module], ports[name], env)
+            child_env = env
+            if name == "gateway":  # its /metrics is on an internal port, apart from the API
+                child_env = {**env, "AUTOPAY_METRICS_PORT": str(metrics_port)}
+            self._add_child(name, [sys.executable, "-m", module], ports[name], child_env)
         run = {
             "supervisor_pid": os.getpid(),
             "env": settings.model_dump(),
@@ -168,6 +172,7 @@ class Supervisor:
             "secret_key": persisted["secret_key"],
             "demo": demo,
             **{f"{name}_port": port for name, port in ports.items()},
+            "gateway_metrics_port": metrics_port,
         }
         self._write_run(run)
         self._wait_ready()
