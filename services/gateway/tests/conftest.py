@@ -18,6 +18,7 @@ from autopay_gateway.settings import GatewaySettings
 from autopay_store.accounts import Accounts, NewMerchant
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
+from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
 
 CARD = {"card_last4": "6412", "gmail": "karta@gmail.com"}
@@ -38,6 +39,7 @@ class Gateway:
     orders: OrderBook
     secrets: SecretBox
     ns: Namespace
+    sandbox_cards: SandboxCards
 
     async def merchant(self, name: str = "Shop", card: bool = True, **kw) -> NewMerchant:
         new = await self.accounts.create_merchant(name, now=datetime.now(UTC), **kw)
@@ -93,6 +95,7 @@ async def running(settings: GatewaySettings, redis_client, **build) -> AsyncIter
                 orders=OrderBook(redis_client, keys),
                 secrets=secrets,
                 ns=settings.ns,
+                sandbox_cards=SandboxCards(redis_client, keys),
             )
 
 

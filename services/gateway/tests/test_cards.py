@@ -93,13 +93,16 @@ async def test_removing_one_of_two_cards_on_a_mailbox_keeps_it_watched(gw, nats_
     assert info.state.messages == 0
 
 
-async def test_a_card_of_another_merchant_is_409(gw):
-    await gw.merchant("Owner")
-    other = await gw.merchant("Other", card=False, test_mode=True)
-    body = {"card_last4": "6412", "gmail": "karta@gmail.com", "app_password": "x"}
-    response = await gw.post("/api/cards", other.api_key, body)
-    assert response.status_code == 409
-    assert response.json() == {"detail": "Bu karta va gmail boshqa hisobga ulangan."}
+async def test_a_card_of_another_merchant_is_409(settings, start_gateway, streams):
+    async with imap.ImapServer({"karta@gmail.com": "x"}) as server:
+        settings = settings.model_copy(update={"imap_port": server.port})
+        async with start_gateway(settings) as gw:
+            await gw.merchant("Owner")
+            other = await gw.merchant("Other", card=False)
+            body = {"card_last4": "6412", "gmail": "karta@gmail.com", "app_password": "x"}
+            response = await gw.post("/api/cards", other.api_key, body)
+            assert response.status_code == 409
+            assert response.json() == {"detail": "Bu karta va gmail boshqa hisobga ulangan."}
 
 
 async def test_imap_login_checks_are_limited_per_merchant_and_per_mailbox(

@@ -6,7 +6,13 @@ import contextlib
 
 import pytest
 
-from autopay_contracts import MailboxRegistered, MailboxRemoved, mailbox_id_for, parse_event
+from autopay_contracts import (
+    MailboxRegistered,
+    MailboxRemoved,
+    is_sandbox_mailbox,
+    mailbox_id_for,
+    parse_event,
+)
 
 imap = pytest.importorskip("autopay_testing.imap")
 
@@ -167,15 +173,21 @@ async def test_a_hostile_tenant_cannot_take_over_a_mailbox(
             card("KARTA@gmail.com", "1111", aliases=["attacker@gmail.com"]),
             {**card("k.arta@gmail.com", "2222"), "app_password": "wrong password"},
         ]
-        for key in (hostile.api_key, test_key):
-            for attempt in attempts:
-                response = await gw.post("/api/cards", key, attempt)
-                assert response.status_code in (400, 409), response.text
-            removed = await delete(gw, key, owned["id"])
-            assert removed.status_code == 404
-            pay = {"amount": 50037, "card_last4": "6412", "gmail": "k.arta+x@gmail.com"}
-            refused = await gw.post("/api/create-payment", key, pay)
-            assert refused.status_code == 400
+        pay = {"amount": 50037, "card_last4": "6412", "gmail": "k.arta+x@gmail.com"}
+        for attempt in attempts:
+            response = await gw.post("/api/cards", hostile.api_key, attempt)
+            assert response.status_code in (400, 409), response.text
+        assert (await delete(gw, hostile.api_key, owned["id"])).status_code == 404
+        assert (await gw.post("/api/create-payment", hostile.api_key, pay)).status_code == 400
+        # The test key only ever reaches its own sandbox: its cards and orders are there.
+        for attempt in attempts:
+            response = await gw.post("/api/cards", test_key, attempt)
+            assert response.status_code == 200, response.text
+        assert (await delete(gw, test_key, owned["id"])).status_code == 404
+        sandboxed = await gw.post("/api/create-payment", test_key, pay)
+        assert sandboxed.status_code == 200, sandboxed.text
+        order = (await gw.orders.get(sandboxed.json()["order_id"])).order
+        assert order.test_mode and is_sandbox_mailbox(order.mailbox_id)
 
         mailbox = await gw.accounts.mailbox("karta@gmail.com")
         assert mailbox.owner == owner.merchant.merchant_id

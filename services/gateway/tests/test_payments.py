@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from autopay_contracts import OrderCancelled, OrderCreated, parse_event
+from autopay_contracts import OrderCancelled, OrderCreated, parse_event, sandbox_mailbox_id_for
 from autopay_contracts.events import Credit
 from autopay_gateway.clock import TASHKENT
 
@@ -187,10 +187,18 @@ async def test_subscription_limits_are_403_with_the_originals_message(gw):
 
 
 async def test_test_mode_key_creates_test_mode_orders(gw):
+    """A test-mode merchant pays only into its sandbox cards; its orders are test orders under
+    the sandbox mailbox id."""
     shop = await gw.merchant(test_mode=True)
     assert shop.api_key.startswith("ap_test_")
-    assert (await gw.post("/api/create-payment", shop.api_key, SEED_BODY)).status_code == 200
-    assert (await gw.orders.get("10001")).order.test_mode
+    assert (await gw.post("/api/create-payment", shop.api_key, SEED_BODY)).status_code == 400
+    mid = shop.merchant.merchant_id
+    await gw.sandbox_cards.add(mid, SEED_BODY["card_last4"], SEED_BODY["gmail"])
+    response = await gw.post("/api/create-payment", shop.api_key, SEED_BODY)
+    assert response.status_code == 200, response.text
+    order = (await gw.orders.get(response.json()["order_id"])).order
+    assert order.test_mode
+    assert order.mailbox_id == sandbox_mailbox_id_for(mid, SEED_BODY["gmail"])
 
 
 async def test_subscription_and_my_cards(gw, redis_client):

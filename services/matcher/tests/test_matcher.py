@@ -7,9 +7,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from autopay_contracts import CreditReceived, Namespace, Order, mailbox_id_for
+from autopay_contracts import (
+    CreditReceived,
+    Namespace,
+    Order,
+    mailbox_id_for,
+    sandbox_mailbox_id_for,
+)
 from autopay_contracts.events import Credit
-from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_contracts.streams import CREDITS, DEADLETTERS, ORDERS
 from autopay_matcher.bootstrap import build_app
 from autopay_matcher.settings import MatcherSettings
 from autopay_store.keys import Keys
@@ -346,3 +352,49 @@ async def test_a_credit_whose_event_is_not_stored_is_retried_while_its_batch_is_
     assert paid[0]["order"]["order_id"] == "10001" and paid[0]["credit_id"] == "c1"
     await eventually(lambda: _consumer_idle(nats_client, CREDITS.name(namespace)))
     assert len(await stored(nats_client, CREDITS.name(namespace), ".matched")) == 1
+
+
+async def test_credits_never_cross_between_live_and_sandbox(
+    app, book, clock, nats_client, namespace
+):
+    """Attack: a live bank mail for the amount a test order waits for, a sandbox credit for a
+    live order's amount, and credits claiming the other world's mailbox. A live order (live
+    mailbox id) and a test order (sandbox id) wait for the same amount on the same card; each
+    is paid only by its own world's credit, and a credit whose flag and mailbox disagree is a
+    dead letter, never a payment."""
+    sandbox = sandbox_mailbox_id_for("7", GMAIL)
+    live_order = make_order("10001", clock.at)
+    test_order = make_order("10002", clock.at).model_copy(
+        update={"mailbox_id": sandbox, "test_mode": True}
+    )
+    await book.create(live_order)
+    await book.create(test_order)
+    clock.at += timedelta(minutes=1)
+    forged = [
+        make_credit("c-test-on-live", clock.at, test_mode=True),
+        make_credit("c-live-on-sandbox", clock.at).model_copy(update={"mailbox_id": sandbox}),
+    ]
+    for credit in forged:
+        await send_credit(nats_client, namespace, credit)
+    letters = await eventually(lambda: _two(stored(nats_client, DEADLETTERS.name(namespace))))
+    assert all(letter["reason"].startswith("wrong_world") for letter in letters)
+    assert (await book.get("10001")).status == "waiting"
+    assert (await book.get("10002")).status == "waiting"
+
+    await send_credit(nats_client, namespace, make_credit("c-live", clock.at))
+    paid = await eventually(lambda: stored(nats_client, ORDERS.name(namespace), ".paid"))
+    assert [(p["order"]["order_id"], p["credit_id"]) for p in paid] == [("10001", "c-live")]
+    assert (await book.get("10002")).status == "waiting"
+
+    sandbox_credit = make_credit("c-sandbox", clock.at, test_mode=True).model_copy(
+        update={"mailbox_id": sandbox}
+    )
+    await send_credit(nats_client, namespace, sandbox_credit)
+    paid = await eventually(lambda: _two(stored(nats_client, ORDERS.name(namespace), ".paid")))
+    assert paid[1]["order"]["order_id"] == "10002" and paid[1]["credit_id"] == "c-sandbox"
+    assert paid[1]["order"]["test_mode"] is True
+
+
+async def _two(found):
+    result = await found
+    return result if len(result) >= 2 else []

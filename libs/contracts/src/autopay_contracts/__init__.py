@@ -27,6 +27,7 @@ from autopay_contracts.events import (
     OrderExpired,
     OrderPaid,
     Refusal,
+    SandboxTransferRequested,
     WebhookDelivered,
     WebhookExhausted,
     WebhookFailed,
@@ -35,9 +36,11 @@ from autopay_contracts.events import (
 )
 from autopay_contracts.ids import (
     event_id,
+    is_sandbox_mailbox,
     legacy_mailbox_id_for,
     mailbox_id_for,
     normalize_gmail,
+    sandbox_mailbox_id_for,
 )
 from autopay_contracts.namespace import Namespace
 from autopay_contracts.streams import STREAMS, StreamSpec, provision_streams, stream_for
@@ -68,16 +71,19 @@ __all__ = [
     "OrderExpired",
     "OrderPaid",
     "Refusal",
+    "SandboxTransferRequested",
     "StreamSpec",
     "WebhookDelivered",
     "WebhookExhausted",
     "WebhookFailed",
     "event_id",
     "is_card_last4",
+    "is_sandbox_mailbox",
     "legacy_mailbox_id_for",
     "mailbox_id_for",
     "normalize_gmail",
     "parse_event",
     "provision_streams",
+    "sandbox_mailbox_id_for",
     "stream_for",
 ]

@@ -369,6 +369,33 @@ class MailboxRemoved(_MailboxConfigEvent):
     event_type: ClassVar[str] = "mailbox-config.removed"
 
 
+# --- sandbox ------------------------------------------------------------------------------
+
+
+class SandboxTransferRequested(Event):
+    """A test-mode merchant asked for a simulated incoming transfer to one of its sandbox cards.
+
+    Mail-ingest turns it into a realistic bank e-mail, reads it with the real parser and
+    publishes the resulting credit (marked `test_mode`) under the sandbox mailbox id, which it
+    derives from `merchant_id` and `gmail` itself: the request cannot name a live mailbox."""
+
+    event_type: ClassVar[str] = "sandbox.transfer_requested"
+    aggregate: ClassVar[str] = "sandbox"
+    transfer_id: str
+    merchant_id: str
+    gmail: str
+    card_last4: str = Field(pattern=CARD_LAST4_PATTERN)
+    amount_tiyin: int = Field(gt=0)
+    requested_at: AwareDatetime
+    format: str = "uzcard-email"
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.transfer_id,)
+
+    def owner_id(self) -> str:
+        return self.merchant_id
+
+
 # --- dead letters -------------------------------------------------------------------------
 
 
@@ -421,6 +448,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MailboxUp,
         MailboxRegistered,
         MailboxRemoved,
+        SandboxTransferRequested,
         DeadLetter,
     )
 }

@@ -52,3 +52,23 @@ def legacy_mailbox_id_for(gmail: str) -> str:
     Used only to find and migrate state stored under it."""
     digest = hashlib.sha256(gmail.strip().lower().encode()).hexdigest()
     return f"mbx{digest[:16]}"
+
+
+SANDBOX_MAILBOX_PREFIX = "tst"
+LIVE_MAILBOX_PREFIX = "mbx"
+
+
+def sandbox_mailbox_id_for(merchant_id: str, gmail: str) -> str:
+    """The id of a merchant's sandbox (test-mode) mailbox for this address.
+
+    The sandbox is a separate world: a test card's orders and credits live under this id, never
+    under the live `mailbox_id_for(gmail)`, so the order book (keyed by mailbox and card) cannot
+    match a live credit with a test order or the other way round. It includes the merchant, so
+    one merchant's sandbox cannot reach another's either."""
+    digest = hashlib.sha256(f"{merchant_id}:{normalize_gmail(gmail)}".encode()).hexdigest()
+    return f"{SANDBOX_MAILBOX_PREFIX}{digest[:16]}"
+
+
+def is_sandbox_mailbox(mailbox_id: str) -> bool:
+    """Whether this mailbox id belongs to the sandbox world (see `sandbox_mailbox_id_for`)."""
+    return mailbox_id.startswith(SANDBOX_MAILBOX_PREFIX)

@@ -62,5 +62,8 @@ class Namespace:
     def mailbox_config(self, mailbox_id: str = "*") -> str:
         return self.subject("mailbox-config", mailbox_id, "current")
 
+    def sandbox(self, merchant_id: str = "*", event: str = "*") -> str:
+        return self.subject("sandbox", merchant_id, event)
+
     def deadletter(self, service: str = "*", event: str = "*") -> str:
         return self.subject("deadletter", service, event)

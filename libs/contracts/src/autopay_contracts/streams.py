@@ -65,6 +65,13 @@ MAILBOX_CONFIG = StreamSpec(
     max_msgs_per_subject=1,
 )
 
+SANDBOX = StreamSpec(
+    "SANDBOX",
+    "sandbox",
+    "Test-mode requests (simulated transfers), turned into sandbox credits by mail-ingest",
+    1 * DAY,
+)
+
 DEADLETTERS = StreamSpec(
     "DEADLETTERS",
     "deadletter",
@@ -78,6 +85,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     WEBHOOKS,
     MAILBOXES,
     MAILBOX_CONFIG,
+    SANDBOX,
     DEADLETTERS,
 )
 _BY_AGGREGATE = {spec.aggregate: spec for spec in STREAMS}

@@ -60,6 +60,10 @@ class Keys:
     def card_sequence(self) -> str:
         return f"{self.prefix}:seq:card"
 
+    def sandbox_cards(self, merchant_id: str) -> str:
+        """Hash `<card_last4>:<gmail>` → card JSON of one merchant's sandbox cards."""
+        return self.merchant(merchant_id, "sandbox-cards")
+
     # --- per mailbox (the mailbox id is the digest of the normalized address) ---------------
     def card_owner(self, mailbox_id: str, card_last4: str) -> str:
         """`<merchant_id>:<card_id>` of the card `card_last4` on this mailbox."""

@@ -52,17 +52,24 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def _post(request: Request, action: Action) -> Response:
-    """Run a POST, honouring `Idempotency-Key` (replay the first answer, refuse a changed body)."""
+Guard = Callable[[Gateway, Caller], None]
+
+
+async def _post(request: Request, action: Action, guard: Guard | None = None) -> Response:
+    """Run a POST, honouring `Idempotency-Key` (replay the first answer, refuse a changed body).
+    `guard` is the call's 403 check, made before the body is looked at (the order of checks)."""
     gateway = _gateway(request)
     caller = await _caller(request)
+    if guard is not None:
+        guard(gateway, caller)
     raw = await _body(request)
     key = request.headers.get("idempotency-key")
     if key is None:
         return JsonResponse(await action(gateway, caller, body.decode_object(raw)))
     if not 1 <= len(key) <= 255:
         raise ApiError(400, "invalid_idempotency_key")
-    merchant_id = caller.merchant.merchant_id
+    # The sandbox has its own keys' space: a test call can never replay into a live one.
+    merchant_id = caller.merchant.merchant_id + (":test" if caller.merchant.test_mode else "")
     fp = fingerprint("POST", request.url.path, raw)
     claim = await gateway.idempotency.claim(merchant_id, key, fp)
     if claim.outcome == "mismatch":
@@ -100,8 +107,16 @@ async def _read(request: Request, action: Action) -> Response:
     return JsonResponse(await action(_gateway(request), caller, data))
 
 
-async def _create_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+def _subscribed(gateway: Gateway, caller: Caller) -> None:
     gateway.require_subscription(caller.merchant, utcnow())
+
+
+def _sandbox_key(gateway: Gateway, caller: Caller) -> None:
+    if not caller.merchant.test_mode:
+        raise ApiError(403, "sandbox_only")
+
+
+async def _create_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
     cmd = body.create_payment(
         data,
         max_amount=gateway.settings.max_amount,
@@ -119,13 +134,19 @@ async def _cancel_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]
 
 
 async def _add_card(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
-    return await gateway.add_card(caller.merchant, body.add_card(data), utcnow())
+    cmd = body.add_card(data, sandbox=caller.merchant.test_mode)
+    return await gateway.add_card(caller.merchant, cmd, utcnow())
+
+
+async def _sandbox_transfer(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+    cmd = body.sandbox_transfer(data, max_amount=gateway.settings.max_amount)
+    return await gateway.sandbox_transfer(caller.merchant, cmd, utcnow())
 
 
 @router.post("/create-payment")
 async def create_payment(request: Request) -> Response:
     """Create a payment: `amount` (or `amount_base`), `card_last4`, `gmail`, ..."""
-    return await _post(request, _create_payment)
+    return await _post(request, _create_payment, _subscribed)
 
 
 @router.post("/check-payment")
@@ -159,3 +180,9 @@ async def add_card(request: Request) -> Response:
 async def remove_card(request: Request, card_id: int) -> Response:
     caller = await _caller(request)
     return JsonResponse(await _gateway(request).remove_card(caller.merchant, card_id, utcnow()))
+
+
+@router.post("/sandbox/transfer")
+async def sandbox_transfer(request: Request) -> Response:
+    """Test keys only: a simulated bank transfer `{card_last4, gmail, amount}` to a sandbox card."""
+    return await _post(request, _sandbox_transfer, _sandbox_key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from autopay_contracts import (
     Order,
     OrderCancelled,
     OrderCreated,
+    SandboxTransferRequested,
     mailbox_id_for,
     normalize_gmail,
 )
@@ -33,7 +35,7 @@ from autopay_gateway.adapters.ratelimit import RateLimiter
 from autopay_gateway.clock import tashkent
 from autopay_gateway.faults import crash_point
 from autopay_gateway.messages import ApiError
-from autopay_gateway.requests import AddCard, CreatePayment
+from autopay_gateway.requests import AddCard, CreatePayment, SandboxTransfer
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import (
@@ -52,6 +54,7 @@ from autopay_store.orders import (
     OrderRecord,
     TransitionNotAllowed,
 )
+from autopay_store.sandbox import SandboxCards, TooManySandboxCards
 from autopay_store.secrets import SecretBox
 
 log = structlog.get_logger("autopay_gateway")
@@ -105,10 +108,11 @@ def new_order(
     amount = cmd.amount if cmd.amount is not None else cmd.amount_base
     assert amount is not None
     gmail = normalize_gmail(card.gmail)
+    # A test order lives under its sandbox card's mailbox id, a live one under the mailbox's.
     return Order(
         order_id=order_id,
         merchant_id=merchant.merchant_id,
-        mailbox_id=mailbox_id_for(gmail),
+        mailbox_id=card.mailbox_id if merchant.test_mode else mailbox_id_for(gmail),
         gmail=gmail,
         card_last4=card.card_last4,
         amount_tiyin=amount * TIYIN_PER_SOM,
@@ -119,6 +123,10 @@ def new_order(
         webhook_url=cmd.webhook_url,
         test_mode=merchant.test_mode,
     )
+
+
+def _card_view(card: Card) -> dict[str, Any]:
+    return {"id": card.card_id, "card_last4": card.card_last4, "gmail": normalize_gmail(card.gmail)}
 
 
 def revision_of(now: datetime) -> int:
@@ -140,6 +148,7 @@ class Gateway:
         health: MailboxHealthReader,
         imap: ImapLoginChecker,
         secrets: SecretBox,
+        sandbox: SandboxCards,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -150,9 +159,12 @@ class Gateway:
         self.health = health
         self.imap = imap
         self.secrets = secrets
+        self.sandbox = sandbox
         self._merchants: TtlCache[str, Merchant | None] = TtlCache(settings.auth_cache_seconds)
-        # (merchant, card_last4, mailbox id): every spelling of an address is one entry
-        self._cards: TtlCache[tuple[str, str, str], Card] = TtlCache(settings.auth_cache_seconds)
+        # (merchant, world, card_last4, mailbox id): every spelling of an address is one entry
+        self._cards: TtlCache[tuple[str, bool, str, str], Card] = TtlCache(
+            settings.auth_cache_seconds
+        )
         self._tails = range(TIYIN_PER_SOM, (settings.free_tail_max + 1) * TIYIN_PER_SOM, 100)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -205,21 +217,31 @@ class Gateway:
             retry_after = str(max(1, int(wait + 0.999)))
             raise ApiError(429, "rate_limited", headers={"Retry-After": retry_after})
 
-    async def _find_card(self, merchant_id: str, card_last4: str, gmail: str) -> Card | None:
-        key = (merchant_id, card_last4, mailbox_id_for(gmail))
+    async def _find_card(self, merchant: Merchant, card_last4: str, gmail: str) -> Card | None:
+        """The caller's card in the caller's world: a test key sees only sandbox cards."""
+        mid, test = merchant.merchant_id, merchant.test_mode
+        key = (mid, test, card_last4, mailbox_id_for(gmail))
         card = self._cards.get(key)
         if card is MISSING:
-            card = await self.accounts.find_card(merchant_id, card_last4, gmail)
+            if test:
+                card = await self.sandbox.find(mid, card_last4, gmail)
+            else:
+                card = await self.accounts.find_card(mid, card_last4, gmail)
             if card is not None:
                 self._cards.put(key, card)
         return card  # type: ignore[return-value]
+
+    async def _cards_of(self, merchant: Merchant) -> list[Card]:
+        if merchant.test_mode:
+            return await self.sandbox.list(merchant.merchant_id)
+        return await self.accounts.list_cards(merchant.merchant_id)
 
     # --- payments -------------------------------------------------------------------------
     async def create_payment(
         self, merchant: Merchant, cmd: CreatePayment, now: datetime
     ) -> dict[str, Any]:
         mid = merchant.merchant_id
-        card = await self._find_card(mid, cmd.card_last4, cmd.gmail)
+        card = await self._find_card(merchant, cmd.card_last4, cmd.gmail)
         if card is None:
             raise ApiError(400, "card_not_connected")
         # One round trip: the slot and the id are independent, so both go out together (the
@@ -306,8 +328,14 @@ class Gateway:
             log.exception("could not release a payment slot", merchant_id=merchant_id)
 
     async def _own_order(self, merchant: Merchant, order_id: str) -> OrderRecord:
+        """The caller's order in the caller's world: a test key cannot see or cancel a live
+        order, nor a live key a test one (404, as for another merchant's)."""
         record = await self.orders.get(order_id)
-        if record is None or record.order.merchant_id != merchant.merchant_id:
+        if (
+            record is None
+            or record.order.merchant_id != merchant.merchant_id
+            or record.order.test_mode != merchant.test_mode
+        ):
             raise ApiError(404, "order_not_found")
         return record
 
@@ -345,15 +373,13 @@ class Gateway:
         return subscription_view(fresh, now)
 
     async def my_cards(self, merchant: Merchant) -> dict[str, Any]:
-        cards = await self.accounts.list_cards(merchant.merchant_id)
+        cards = await self._cards_of(merchant)
+        if merchant.test_mode:
+            return {"cards": [_card_view(card) | {"status": "sandbox"} for card in cards]}
         health = await self.health.read([card.mailbox_id for card in cards])
         result = []
         for card in cards:
-            item: dict[str, Any] = {
-                "id": card.card_id,
-                "card_last4": card.card_last4,
-                "gmail": normalize_gmail(card.gmail),
-            }
+            item = _card_view(card)
             known = health.get(card.mailbox_id)
             if known is not None and known.status:
                 item["status"] = known.status
@@ -377,13 +403,15 @@ class Gateway:
 
     async def add_card(self, merchant: Merchant, cmd: AddCard, now: datetime) -> dict[str, Any]:
         mid = merchant.merchant_id
-        if not merchant.test_mode:
-            await self._limit_login_checks(mid, mailbox_id_for(cmd.gmail))
-            verdict = await self.imap.check(cmd.gmail, cmd.app_password)
-            if verdict != "ok":
-                log.info("card rejected: mailbox login failed", verdict=verdict, merchant_id=mid)
-                code = "imap_auth_failed" if verdict == "auth_failed" else "imap_unreachable"
-                raise ApiError(400, code)
+        if merchant.test_mode:
+            return await self._add_sandbox_card(merchant, cmd)
+        assert cmd.app_password is not None  # required of a live key by `requests.add_card`
+        await self._limit_login_checks(mid, mailbox_id_for(cmd.gmail))
+        verdict = await self.imap.check(cmd.gmail, cmd.app_password)
+        if verdict != "ok":
+            log.info("card rejected: mailbox login failed", verdict=verdict, merchant_id=mid)
+            code = "imap_auth_failed" if verdict == "auth_failed" else "imap_unreachable"
+            raise ApiError(400, code)
         try:
             card = await self.accounts.add_card(
                 mid, cmd.card_last4, cmd.gmail, cmd.app_password, aliases=cmd.aliases
@@ -404,7 +432,6 @@ class Gateway:
             username=card.gmail,
             password_encrypted=self.secrets.encrypt(cmd.app_password),
             aliases=mailbox.aliases if mailbox else (),
-            test_mode=merchant.test_mode,
         )
         with structlog.contextvars.bound_contextvars(mailbox_id=card.mailbox_id):
             try:
@@ -414,15 +441,27 @@ class Gateway:
                 log.error("mailbox registration not acknowledged", error=str(exc))
                 raise ApiError(503, "unavailable") from None
             log.info("card connected", merchant_id=mid, card_id=card.card_id)
-        return {
-            "success": True,
-            "id": card.card_id,
-            "card_last4": card.card_last4,
-            "gmail": card.gmail,
-        }
+        return {"success": True} | _card_view(card)
+
+    async def _add_sandbox_card(self, merchant: Merchant, cmd: AddCard) -> dict[str, Any]:
+        """A test key's card: in the merchant's sandbox only. No IMAP login, no password kept,
+        no mailbox claimed and nothing watched, so a test key can neither squat a live
+        mailbox nor change a live card, password or watcher."""
+        try:
+            card = await self.sandbox.add(merchant.merchant_id, cmd.card_last4, cmd.gmail)
+        except TooManySandboxCards:
+            raise ApiError(409, "too_many_sandbox_cards") from None
+        log.info("sandbox card connected", merchant_id=merchant.merchant_id, card_id=card.card_id)
+        return {"success": True} | _card_view(card)
 
     async def remove_card(self, merchant: Merchant, card_id: int, now: datetime) -> dict[str, Any]:
         mid = merchant.merchant_id
+        if merchant.test_mode:
+            removed = await self.sandbox.remove(mid, card_id)
+            if removed is None:
+                raise ApiError(404, "card_not_found")
+            self._cards.discard((mid, True, removed.card_last4, mailbox_id_for(removed.gmail)))
+            return {"success": True, "id": card_id}
         card = next((c for c in await self.accounts.list_cards(mid) if c.card_id == card_id), None)
         if card is None:
             raise ApiError(404, "card_not_found")
@@ -440,9 +479,45 @@ class Gateway:
                     log.error("mailbox removal not acknowledged", error=str(exc))
                     raise ApiError(503, "unavailable") from None
             await self.accounts.remove_card(mid, card_id)
-            self._cards.discard((mid, card.card_last4, mailbox_id_for(card.gmail)))
+            self._cards.discard((mid, False, card.card_last4, mailbox_id_for(card.gmail)))
             log.info("card removed", merchant_id=mid, card_id=card_id)
         return {"success": True, "id": card_id}
+
+    # --- sandbox ----------------------------------------------------------------------------
+    async def sandbox_transfer(
+        self, merchant: Merchant, cmd: SandboxTransfer, now: datetime
+    ) -> dict[str, Any]:
+        """A simulated incoming transfer to a sandbox card. Mail-ingest builds the bank e-mail
+        and reads it with the real parser; the matcher and the notifier then treat the credit
+        as any other, within the sandbox world. A live key gets 403."""
+        if not merchant.test_mode:
+            raise ApiError(403, "sandbox_only")
+        card = await self._find_card(merchant, cmd.card_last4, cmd.gmail)
+        if card is None:
+            raise ApiError(400, "card_not_connected")
+        transfer_id = "sbx" + uuid.uuid4().hex
+        event = SandboxTransferRequested(
+            transfer_id=transfer_id,
+            merchant_id=merchant.merchant_id,
+            gmail=card.gmail,
+            card_last4=card.card_last4,
+            amount_tiyin=cmd.amount * TIYIN_PER_SOM,
+            requested_at=now,
+        )
+        try:
+            await self.publisher.publish_acked(event, self.settings.publish_attempts)
+        except PublishFailed as exc:
+            log.error("sandbox transfer not acknowledged", error=str(exc))
+            raise ApiError(503, "unavailable") from None
+        log.info("sandbox transfer requested", merchant_id=merchant.merchant_id)
+        return {
+            "success": True,
+            "test": True,
+            "transfer_id": transfer_id,
+            "amount": cmd.amount,
+            "card_last4": card.card_last4,
+            "gmail": card.gmail,
+        }
 
     async def _mailbox_keeps_cards(self, card: Card) -> bool:
         """Whether the mailbox has a card other than this one (then it stays watched)."""

@@ -10,7 +10,13 @@ from fastapi import FastAPI
 from faststream.nats import NatsBroker
 from starlette.responses import Response
 
-from autopay_contracts import MailboxRegistered, MailboxRemoved, OrderCancelled, OrderCreated
+from autopay_contracts import (
+    MailboxRegistered,
+    MailboxRemoved,
+    OrderCancelled,
+    OrderCreated,
+    SandboxTransferRequested,
+)
 from autopay_gateway.adapters.idempotency import IdempotencyStore
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
@@ -27,9 +33,16 @@ from autopay_runtime.publishing import EventPublisher
 from autopay_store.accounts import Accounts
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
+from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
 
-PUBLISHED_EVENTS = (OrderCreated, OrderCancelled, MailboxRegistered, MailboxRemoved)
+PUBLISHED_EVENTS = (
+    OrderCreated,
+    OrderCancelled,
+    MailboxRegistered,
+    MailboxRemoved,
+    SandboxTransferRequested,
+)
 
 
 def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -> FastAPI:
@@ -65,6 +78,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             health=MailboxHealthReader(redis, keys),
             imap=imap,
             secrets=secrets,
+            sandbox=SandboxCards(redis, keys),
         )
         app.state.readiness = dependency_checks(broker, redis, settings.ns)
         republisher = Republisher(

@@ -167,6 +167,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ru": "Не удалось подключиться к IMAP-серверу Gmail. Повторите попытку позже. "
         + _HINT_APP_PASSWORD["ru"],
     },
+    "too_many_sandbox_cards": {
+        "uz": "Test rejimida kartalar soni chegarasiga yetildi.",
+        "en": "The sandbox card limit has been reached.",
+        "ru": "Достигнут предел числа тестовых карт.",
+    },
     "card_taken": {
         "uz": "Bu karta va gmail boshqa hisobga ulangan.",
         "en": "This card and gmail are connected to another account.",

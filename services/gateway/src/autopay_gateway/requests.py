@@ -42,7 +42,8 @@ class CreatePayment:
 class AddCard:
     card_last4: str
     gmail: str
-    app_password: str
+    app_password: str | None
+    """Required of a live key; a sandbox card (test key) needs none and keeps none."""
     aliases: tuple[str, ...] | None = None
     """Other addresses that deliver to the mailbox (normalized); None keeps the stored ones."""
 
@@ -185,16 +186,37 @@ def order_id(body: dict[str, Any]) -> str:
     return value.strip()
 
 
-def add_card(body: dict[str, Any]) -> AddCard:
+def add_card(body: dict[str, Any], *, sandbox: bool = False) -> AddCard:
+    """A live card needs its app password; a sandbox card ignores one (it is never stored)."""
     password = body.get("app_password")
-    if password is None:
+    if sandbox:
+        password = None
+    elif password is None:
         raise ApiError(400, "missing", field="app_password")
-    if not isinstance(password, str) or not 1 <= len(password.strip()) <= 128:
+    elif not isinstance(password, str) or not 1 <= len(password.strip()) <= 128:
         raise ApiError(400, "invalid_app_password")
     last4, mailbox = card_last4(body), gmail(body)
     return AddCard(
         card_last4=last4,
         gmail=mailbox,
-        app_password=password.strip(),
-        aliases=aliases(body, mailbox),
+        app_password=password.strip() if password is not None else None,
+        aliases=None if sandbox else aliases(body, mailbox),
+    )
+
+
+@dataclass(frozen=True)
+class SandboxTransfer:
+    card_last4: str
+    gmail: str
+    amount: int
+    """So'm, as in create-payment."""
+
+
+def sandbox_transfer(body: dict[str, Any], *, max_amount: int) -> SandboxTransfer:
+    if body.get("amount") is None:
+        raise ApiError(400, "missing", field="amount")
+    return SandboxTransfer(
+        card_last4=card_last4(body),
+        gmail=gmail(body),
+        amount=_amount(body, "amount", max_amount),
     )

@@ -17,6 +17,7 @@ from autopay_contracts import (
     MailboxDown,
     MailboxUp,
 )
+from autopay_mail_ingest import sandbox
 from autopay_mail_ingest.config_feed import ConfigFeed
 from autopay_mail_ingest.domain import WatchedMailbox
 from autopay_mail_ingest.leases import Lease, LeaseStore
@@ -89,6 +90,7 @@ def build_app(
         slack=settings.lease_slack,
     )
 
+    sandbox.register(broker, publisher, ns, settings.sandbox_durable)
     feed = ConfigFeed(lambda: broker.config.connection_state.stream, ns, supervisor.apply)
 
     async def close_redis() -> None:

@@ -56,6 +56,8 @@ class IngestSettings(ServiceSettings):
     dedup_ttl_days: int = 30
     trusted_receiver: str = "mx.google.com"
     client_name: str = "autopay-mail-ingest"
+    sandbox_durable: str = "mail-ingest-sandbox"
+    """The durable consumer of sandbox transfer requests, shared by every replica."""
 
     @property
     def evidence_ttl_s(self) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from autopay_contracts import Event, MailboxRegistered, MailboxRemoved
+from autopay_contracts import Event, MailboxRegistered, MailboxRemoved, is_sandbox_mailbox
 from autopay_mail_ingest import metrics
 from autopay_mail_ingest.domain import WatchedMailbox
 from autopay_mail_ingest.leases import Lease, LeaseStore
@@ -88,6 +88,11 @@ class Supervisor:
             if event.revision < self._revisions.get(event.mailbox_id, 0):
                 return
             known = self._mailboxes.get(event.mailbox_id)
+            if isinstance(event, MailboxRegistered) and _sandbox(event):
+                # Never watched: a sandbox card has no mailbox to log in to, and a test key
+                # must not be able to make the platform log in anywhere.
+                self.log.warning("mailbox.sandbox_not_watched", mailbox_id=event.mailbox_id)
+                return
             if isinstance(event, MailboxRegistered):
                 if known is not None and known.revision == event.revision:
                     return
@@ -134,7 +139,6 @@ class Supervisor:
             password=password,
             aliases=tuple(event.aliases),
             allow_forwarded=event.allow_forwarded,
-            test_mode=event.test_mode,
         )
 
     # --- lease loop ---------------------------------------------------------------------------
@@ -282,3 +286,7 @@ async def _cancel(task: asyncio.Task, retry_s: float = 0.5) -> None:
     if not task.cancelled():
         with contextlib.suppress(Exception):
             task.result()
+
+
+def _sandbox(event: MailboxRegistered) -> bool:
+    return event.test_mode or is_sandbox_mailbox(event.mailbox_id)

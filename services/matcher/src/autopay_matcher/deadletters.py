@@ -16,7 +16,7 @@ from typing import Literal
 
 from nats.aio.msg import Msg
 
-from autopay_contracts import Credit, CreditReceived, DeadLetter, parse_event
+from autopay_contracts import Credit, CreditReceived, DeadLetter, is_sandbox_mailbox, parse_event
 
 SERVICE = "matcher"
 MAX_DATA_BYTES = 256 * 1024
@@ -24,8 +24,8 @@ MAX_DATA_BYTES = 256 * 1024
 the whole message is still in its source stream under `source_seq`."""
 MAX_REASON_CHARS = 500
 
-PoisonKind = Literal["undecodable", "unexpected_type"]
-POISON_KINDS: tuple[PoisonKind, ...] = ("undecodable", "unexpected_type")
+PoisonKind = Literal["undecodable", "unexpected_type", "wrong_world"]
+POISON_KINDS: tuple[PoisonKind, ...] = ("undecodable", "unexpected_type", "wrong_world")
 
 
 class NotACredit(Exception):
@@ -44,7 +44,13 @@ def decode_credit(data: bytes) -> Credit:
         raise NotACredit("undecodable", f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(event, CreditReceived):
         raise NotACredit("unexpected_type", f"a {event.event_type} event on the credit subject")
-    return event.credit
+    credit = event.credit
+    if credit.test_mode != is_sandbox_mailbox(credit.mailbox_id):
+        # Live and sandbox credits never cross: a test credit only under a sandbox mailbox id
+        # (where only test orders are), a live one only under a live mailbox id.
+        world = "test" if credit.test_mode else "live"
+        raise NotACredit("wrong_world", f"a {world} credit on mailbox {credit.mailbox_id}")
+    return credit
 
 
 def dead_letter(msg: Msg, reason: str, recorded_at: datetime) -> DeadLetter:

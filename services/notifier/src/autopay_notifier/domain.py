@@ -71,8 +71,9 @@ def tashkent_iso(at: datetime) -> str:
 
 
 def webhook_payload(event: OrderEvent) -> dict[str, Any]:
+    """The original's payload; a test-mode (sandbox) order's also carries `"test": true`."""
     order = event.order
-    return {
+    payload = {
         "order_id": order.order_id,
         "status": event.event_name,
         "amount": order.amount_tiyin // 100,
@@ -82,6 +83,9 @@ def webhook_payload(event: OrderEvent) -> dict[str, Any]:
         "client_user_data": order.client_user_data if order.client_user_data is not None else {},
         "paid_at": tashkent_iso(event.paid_at) if isinstance(event, OrderPaid) else None,
     }
+    if order.test_mode:
+        payload["test"] = True
+    return payload
 
 
 def encode_body(payload: dict[str, Any]) -> bytes:

@@ -218,11 +218,14 @@ class Supervisor:
             demo = persisted.get("demo")
             if demo and await op.accounts.authenticate(demo["api_key"]):
                 await op.add_card(demo["merchant_id"], DEMO_CARD, DEMO_GMAIL, imap_password)
+                await op.add_sandbox_card(demo["merchant_id"], DEMO_CARD, DEMO_GMAIL)
                 return demo
             created = await op.create_merchant("Demo shop", "Asosiy", 100_000, 365, test=False)
             merchant_id = created.merchant.merchant_id
             test_key = await op.accounts.rotate_api_key(merchant_id, test=True)
             await op.add_card(merchant_id, DEMO_CARD, DEMO_GMAIL, imap_password)
+            # The test key's world: the same card in the sandbox, paid by sandbox transfers.
+            await op.add_sandbox_card(merchant_id, DEMO_CARD, DEMO_GMAIL)
             return {
                 "merchant_id": merchant_id,
                 "api_key": created.api_key,

@@ -138,6 +138,35 @@ def dev_send_credit(
     _print_json({"appended": True, "amount": amount, "message_id": message_id})
 
 
+@dev.command("sandbox-merchant")
+def dev_sandbox_merchant(
+    state_dir: StateDir = Path(".autopay"),
+    name: Annotated[str, typer.Option()] = "Sandbox shop",
+    card_last4: Annotated[str, typer.Option("--card-last4")] = "4242",
+    gmail: Annotated[str, typer.Option()] = "sandbox@gmail.com",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A test-mode merchant with a sandbox card, in the running dev stack. Its key pays
+    nothing real: `POST /api/sandbox/transfer` is the bank there."""
+    from autopay_cli.operations import Operator
+
+    async def run():
+        async with Operator(load_settings(state_dir)) as op:
+            return await op.create_sandbox_merchant(name, card_last4, gmail)
+
+    created, sandbox_card = asyncio.run(run())
+    result = {
+        "merchant_id": created.merchant.merchant_id,
+        "test_api_key": created.api_key,
+        "card": {"card_last4": sandbox_card.card_last4, "gmail": sandbox_card.gmail},
+    }
+    if as_json:
+        _print_json(result)
+    else:
+        typer.echo(f"merchant_id: {result['merchant_id']}\ntest_api_key: {created.api_key}")
+        typer.echo(f"card: {sandbox_card.card_last4} {sandbox_card.gmail}")
+
+
 @merchant.command("create")
 def merchant_create(
     name: Annotated[str, typer.Option()],

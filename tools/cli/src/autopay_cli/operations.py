@@ -12,6 +12,7 @@ from autopay_cli.config import CliSettings
 from autopay_contracts import MailboxRegistered, provision_streams
 from autopay_contracts.streams import MAILBOX_CONFIG
 from autopay_store.accounts import Accounts, Card, NewMerchant
+from autopay_store.sandbox import SandboxCards
 
 
 def now() -> datetime:
@@ -25,6 +26,7 @@ class Operator:
         self.settings = settings
         self.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
         self.accounts = Accounts(self.redis, settings.keys, settings.secret_box())
+        self.sandbox = SandboxCards(self.redis, settings.keys)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -46,6 +48,20 @@ class Operator:
             test_mode=test,
             now=now(),
         )
+
+    async def add_sandbox_card(self, merchant_id: str, card_last4: str, gmail: str) -> Card:
+        """A card in the merchant's sandbox (test keys): no password, never watched."""
+        if await self.accounts.get_merchant(merchant_id) is None:
+            raise KeyError(f"merchant {merchant_id} does not exist")
+        return await self.sandbox.add(merchant_id, card_last4, gmail)
+
+    async def create_sandbox_merchant(
+        self, name: str, card_last4: str, gmail: str
+    ) -> tuple[NewMerchant, Card]:
+        """A test-mode merchant (its key is a test key) with one sandbox card."""
+        created = await self.create_merchant(name, "Sandbox", 100_000, 365, test=True)
+        card = await self.add_sandbox_card(created.merchant.merchant_id, card_last4, gmail)
+        return created, card
 
     async def add_card(
         self,
