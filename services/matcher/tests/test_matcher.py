@@ -1,6 +1,7 @@
 """The matcher against real NATS JetStream and Redis, run in-process."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -398,3 +399,37 @@ async def test_credits_never_cross_between_live_and_sandbox(
 async def _two(found):
     result = await found
     return result if len(result) >= 2 else []
+
+
+async def test_credit_decisions_are_published_under_the_merchant(
+    app, book, clock, nats_client, namespace, redis_client, redis_prefix
+):
+    """An integrator's NATS user is limited to its merchant's subjects, so each decision's
+    subject carries the merchant: the paid order's, else the mailbox's owner ('unowned' when
+    the mailbox has none)."""
+    await redis_client.hset(Keys(redis_prefix).mailbox_owner(MBX), "merchant_id", "42")
+    await book.create(make_order("10001", clock.at))
+    clock.at += timedelta(minutes=1)
+    await send_credit(nats_client, namespace, make_credit("c1", clock.at))
+    await send_credit(nats_client, namespace, make_credit("c2", clock.at, amount=100_00))
+    other = make_credit("c3", clock.at).model_copy(
+        update={"mailbox_id": mailbox_id_for("nobody@gmail.com"), "gmail": "nobody@gmail.com"}
+    )
+    await send_credit(nats_client, namespace, other)
+
+    async def decisions() -> dict[str, str]:
+        js = nats_client.jetstream()
+        info = await js.stream_info(CREDITS.name(namespace))
+        found = {}
+        for seq in range(1, info.state.last_seq + 1):
+            msg = await js.get_msg(CREDITS.name(namespace), seq)
+            if not msg.subject.endswith(".received"):
+                found[json.loads(msg.data)["credit"]["credit_id"]] = msg.subject
+        return found if len(found) == 3 else {}
+
+    subjects = await eventually(decisions)
+    assert subjects == {
+        "c1": namespace.credit("7", "matched"),  # the order's merchant
+        "c2": namespace.credit("42", "unmatched"),  # the mailbox's owner
+        "c3": namespace.credit("unowned", "unmatched"),
+    }

@@ -194,6 +194,15 @@ class Credit(_Model):
     message_id: str | None = None
     evidence_ref: str | None = Field(default=None, description="Key of the raw RFC 822 bytes")
     test_mode: bool = False
+    merchant_id: str | None = Field(
+        default=None,
+        description="The merchant whose mailbox it reached, when the reader knows it (sandbox "
+        "credits); otherwise the matcher finds the mailbox's owner",
+    )
+
+
+UNOWNED = "unowned"
+"""The owner token of a credit decision on a mailbox that belongs to no merchant any more."""
 
 
 class _CreditEvent(Event):
@@ -211,19 +220,29 @@ class CreditReceived(_CreditEvent):
     event_type: ClassVar[str] = "credit.received"
 
 
-class CreditMatched(_CreditEvent):
+class _CreditDecision(_CreditEvent):
+    """What the matcher decided about a credit. Its subject carries the merchant, not the
+    mailbox (`credit.<merchant_id>.<decision>`), so an integrator's NATS user can be given
+    exactly its own merchant's money."""
+
+    merchant_id: str = UNOWNED
+
+    def owner_id(self) -> str:
+        return self.merchant_id
+
+
+class CreditMatched(_CreditDecision):
     event_type: ClassVar[str] = "credit.matched"
     order_id: str
-    merchant_id: str
     late: bool = False
 
 
-class CreditUnmatched(_CreditEvent):
+class CreditUnmatched(_CreditDecision):
     event_type: ClassVar[str] = "credit.unmatched"
     reason: str
 
 
-class CreditAmbiguous(_CreditEvent):
+class CreditAmbiguous(_CreditDecision):
     event_type: ClassVar[str] = "credit.ambiguous"
     candidate_order_ids: tuple[str, ...]
 

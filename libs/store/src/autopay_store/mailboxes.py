@@ -150,6 +150,18 @@ class MailboxOwners:
         data = await self.redis.hgetall(self.keys.mailbox_owner(mailbox_id))
         return _ownership(mailbox_id, data) if data else None
 
+    async def owners(self, mailbox_ids: list[str]) -> dict[str, str | None]:
+        """The merchant that owns each mailbox (None: nobody, or disputed), in one round trip."""
+        unique = list(dict.fromkeys(mailbox_ids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for mailbox_id in unique:
+                pipe.hmget(self.keys.mailbox_owner(mailbox_id), "merchant_id", "disputed")
+            found = await pipe.execute()
+        return {
+            mailbox_id: (owner if owner and not disputed else None)
+            for mailbox_id, (owner, disputed) in zip(unique, found, strict=True)
+        }
+
     async def current(self, mailbox_id: str, gmail: str) -> MailboxOwnership | None:
         """`get`, after adopting the mailbox's state written before ownership existed."""
         await self._adopt_unless_migrated(mailbox_id, gmail)

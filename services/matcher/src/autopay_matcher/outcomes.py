@@ -15,11 +15,13 @@ from autopay_contracts import (
     OrderExpired,
     OrderPaid,
 )
-from autopay_contracts.events import Credit
+from autopay_contracts.events import UNOWNED, Credit
 from autopay_store.orders import MatchOutcome, OrderRecord
 
 
-def outcome_events(credit: Credit, outcome: MatchOutcome) -> list[Event]:
+def outcome_events(credit: Credit, outcome: MatchOutcome, owner: str = UNOWNED) -> list[Event]:
+    """`owner` is the merchant of the credit's mailbox, the subject token of an unmatched or
+    ambiguous decision (a matched one carries its order's merchant)."""
     kind = outcome.original if outcome.kind == "duplicate" else outcome.kind
     if kind == "matched":
         record = outcome.record
@@ -40,8 +42,19 @@ def outcome_events(credit: Credit, outcome: MatchOutcome) -> list[Event]:
             ),
         ]
     if kind == "ambiguous":
-        return [CreditAmbiguous(credit=credit, candidate_order_ids=outcome.candidate_order_ids)]
-    return [CreditUnmatched(credit=credit, reason=outcome.reason or "no matching order")]
+        return [
+            CreditAmbiguous(
+                credit=credit, candidate_order_ids=outcome.candidate_order_ids, merchant_id=owner
+            )
+        ]
+    reason = outcome.reason or "no matching order"
+    return [CreditUnmatched(credit=credit, reason=reason, merchant_id=owner)]
+
+
+def needs_owner(outcome: MatchOutcome) -> bool:
+    """Whether the decision's subject needs the mailbox's owner looked up."""
+    kind = outcome.original if outcome.kind == "duplicate" else outcome.kind
+    return kind != "matched"
 
 
 def expired_event(record: OrderRecord) -> OrderExpired:

@@ -8,12 +8,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from autopay_contracts import Credit
+from autopay_contracts.events import UNOWNED
 from autopay_matcher import metrics
 from autopay_matcher.background import BackgroundLoop
-from autopay_matcher.outcomes import expired_event, outcome_events
+from autopay_matcher.outcomes import expired_event, needs_owner, outcome_events
 from autopay_matcher.retry import redelivery_delay
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher
+from autopay_store.mailboxes import MailboxOwners
 from autopay_store.orders import MatchOutcome, OrderBook
 
 Clock = Callable[[], datetime]
@@ -30,15 +32,28 @@ class Matcher:
         self.book = book
         self.publisher = publisher
         self.clock = clock
+        self.mailboxes = MailboxOwners(book.redis, book.keys)
         self._log = get_logger()
+
+    async def _owners(self, credits: list[Credit], decided: list) -> list[str]:
+        """The merchant each decision is published under: the paid order's (in the event),
+        the credit's own when its reader knew it (sandbox), else the mailbox's owner."""
+        lookup = [
+            c.mailbox_id
+            for c, outcome in zip(credits, decided, strict=True)
+            if not isinstance(outcome, Exception) and needs_owner(outcome) and not c.merchant_id
+        ]
+        found = await self.mailboxes.owners(lookup) if lookup else {}
+        return [c.merchant_id or found.get(c.mailbox_id) or UNOWNED for c in credits]
 
     async def handle_credit(self, credit: Credit) -> MatchOutcome:
         """Decide the credit in Redis, then publish its outcome; any failure raises so the
         message is redelivered, and the redelivery republishes the stored decision."""
         started = time.perf_counter()
         outcome = await self.book.match_credit(credit, self.clock())
+        [owner] = await self._owners([credit], [outcome])
         await asyncio.gather(
-            *(self.publisher.publish(event) for event in outcome_events(credit, outcome))
+            *(self.publisher.publish(event) for event in outcome_events(credit, outcome, owner))
         )
         self._decided(credit, outcome, started)
         return outcome
@@ -50,9 +65,10 @@ class Matcher:
         redelivered; the others are done). A failure of the whole Redis call raises."""
         started = time.perf_counter()
         decided = await self.book.match_credits(credits, self.clock())
+        owners = await self._owners(credits, decided)
         events = [
-            [] if isinstance(outcome, Exception) else outcome_events(credit, outcome)
-            for credit, outcome in zip(credits, decided, strict=True)
+            [] if isinstance(outcome, Exception) else outcome_events(credit, outcome, owner)
+            for credit, outcome, owner in zip(credits, decided, owners, strict=True)
         ]
         acks = iter(await self.publisher.publish_many([e for evs in events for e in evs]))
         results: list[MatchOutcome | Exception] = []
