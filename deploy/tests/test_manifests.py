@@ -360,12 +360,40 @@ def test_shared_config_keys_are_read_by_someone() -> None:
 
 
 def test_secret_example_holds_placeholders_only() -> None:
-    [secret] = load_docs(BASE / "secret.example.yaml")
-    assert secret["kind"] == "Secret"
-    assert secret["metadata"]["name"] == "autopay-secrets"
-    for key, value in secret["stringData"].items():
-        assert re.fullmatch(r"<[^<>]+>", value), f"{key} must be a <placeholder>"
-    assert "autopay-secrets" not in of_kind(base_objects(), "Secret")
+    secrets = load_docs(BASE / "secret.example.yaml")
+    assert [s["metadata"]["name"] for s in secrets] == ["autopay-secrets", "autopay-credentials"]
+    for secret in secrets:
+        assert secret["kind"] == "Secret"
+        for key, value in secret["stringData"].items():
+            assert re.fullmatch(r"<[^<>]+>", value), f"{key} must be a <placeholder>"
+        assert secret["metadata"]["name"] not in of_kind(base_objects(), "Secret")
+
+
+def test_every_workload_has_its_own_nats_and_redis_user() -> None:
+    """No anonymous NATS or Redis in the cluster: each service (and the provisioning Job, as
+    admin) authenticates with a password from the autopay-credentials Secret, and the NATS
+    and Redis servers take those passwords from the same Secret."""
+    objects = base_objects() + collect(COMPONENTS / "nats-cluster") + collect(COMPONENTS / "redis")
+    deployments = of_kind(objects, "Deployment")
+    for name in SERVICES:
+        [c] = pod_spec(deployments[name])["containers"]
+        env = {e["name"]: e for e in c.get("env", [])}
+        assert env["AUTOPAY_NATS_USER"]["value"] == env["AUTOPAY_REDIS_USER"]["value"] == name
+        variable = name.upper().replace("-", "_")
+        for kind in ("NATS", "REDIS"):
+            ref = env[f"AUTOPAY_{kind}_PASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "autopay-credentials", "key": f"{kind}_PASSWORD_{variable}"}
+    [job] = pod_spec(of_kind(objects, "Job")["autopay-provision-streams"])["containers"]
+    assert {e["name"]: e.get("value") for e in job["env"]}["AUTOPAY_NATS_USER"] == "admin"
+    nats = of_kind(objects, "StatefulSet")["nats"]
+    conf = of_kind(objects, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+    assert "include ./auth.conf" in conf
+    nats_env = {e["name"] for e in pod_spec(nats)["containers"][0]["env"]}
+    assert {f"NATS_PASSWORD_{n.upper().replace('-', '_')}" for n in SERVICES} <= nats_env
+    [redis] = pod_spec(of_kind(objects, "StatefulSet")["redis"])["containers"]
+    assert redis["args"][:2] == ["--requirepass", "$(REDISCLI_AUTH)"]
+    users = [redis["args"][i + 1].split()[0] for i, a in enumerate(redis["args"]) if a == "--user"]
+    assert sorted(users) == sorted(SERVICES)
 
 
 def test_provisioning_job_declares_streams_with_configured_replicas() -> None:
@@ -660,6 +688,27 @@ def test_compose_runs_nats_jetstream_and_redis_aof_on_volumes(compose: dict) -> 
     assert any(
         v.split(":")[0] in volumes and v.endswith(f":{flags['--dir']}") for v in redis["volumes"]
     )
+
+
+def test_compose_gives_every_service_its_own_nats_and_redis_user(compose: dict) -> None:
+    """No anonymous NATS or Redis: NATS runs the generated auth.conf (passwords from its
+    environment), Redis has requirepass and an ACL user per service."""
+    services = compose["services"]
+    nats = services["nats"]
+    config = nats["command"][nats["command"].index("-c") + 1]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in nats["volumes"]}
+    assert mounted[config] == "./kubernetes/components/nats-cluster/auth.conf"
+    redis = services["redis"]["command"]
+    assert redis[redis.index("--requirepass") + 1].startswith("${AUTOPAY_REDIS_PASSWORD_ADMIN:?")
+    acl_users = [redis[i + 1].split()[0] for i, arg in enumerate(redis) if arg == "--user"]
+    assert sorted(acl_users) == sorted(SERVICES)
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env["AUTOPAY_NATS_USER"] == env["AUTOPAY_REDIS_USER"] == name
+        variable = name.upper().replace("-", "_")
+        assert env["AUTOPAY_NATS_PASSWORD"] == f"${{AUTOPAY_NATS_PASSWORD_{variable}:?}}"
+        assert env["AUTOPAY_REDIS_PASSWORD"] == f"${{AUTOPAY_REDIS_PASSWORD_{variable}:?}}"
+        assert f"NATS_PASSWORD_{variable}" in nats["environment"]
 
 
 def test_compose_provisions_streams_once_before_the_services(compose: dict) -> None:

@@ -35,6 +35,8 @@ class Stack:
     def __init__(self, state_dir: Path, info: dict) -> None:
         self.state_dir = state_dir
         self.info = info
+        self.expected_violation = "\0"
+        """A user whose violations a test provokes on purpose (e.g. an integrator's)."""
         self.http = httpx.Client(
             base_url=info["gateway_url"], headers={"x-api-key": info["api_key"]}, timeout=10
         )
@@ -70,6 +72,13 @@ def stack(tmp_path_factory, stack_env) -> Iterator[Stack]:
     finally:
         running.http.close()
         autopay("dev", "down", "--state-dir", str(state_dir), timeout=60)
+    # Every service ran under its own NATS user: none may have needed more than it is given.
+    violations = [
+        line
+        for line in (state_dir / "logs" / "nats.log").read_text().splitlines()
+        if "Violation" in line and running.expected_violation not in line
+    ]
+    assert violations == [], violations[:5]
 
 
 class Receiver:

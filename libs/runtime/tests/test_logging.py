@@ -14,6 +14,7 @@ def test_secrets_never_reach_the_log_line(capsys):
         headers={"x-api-key": "ap_live_zzz", "accept": "json"},
         body=b"Perevod na kartu ... balans",
         note="signed with whsec_c2VjcmV0c2VjcmV0 by ap_test_qwerty123",
+        error="cannot reach nats://gateway:n4ts-pw@nats:4222 nor redis://:r3dis-pw@redis:6379/0",
     )
     line = capsys.readouterr().err.strip().splitlines()[-1]
     record = json.loads(line)
@@ -21,12 +22,15 @@ def test_secrets_never_reach_the_log_line(capsys):
     assert record["api_key"] == REDACTED and record["app_password"] == REDACTED
     assert record["headers"] == {"x-api-key": REDACTED, "accept": "json"}
     assert record["body"] == REDACTED
+    assert "nats://[redacted]@nats:4222" in record["error"]
     for secret in (
         "ap_live_abcdefghijklmnop",
         "abcd efgh",
         "whsec_c2Vj",
         "ap_test_qwerty",
         "balans",
+        "n4ts-pw",
+        "r3dis-pw",
     ):
         assert secret not in line
     structlog.reset_defaults()

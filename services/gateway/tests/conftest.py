@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,6 +24,7 @@ from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
 from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
+from autopay_testing.waiting import eventually_async
 
 CARD = {"card_last4": "6412", "gmail": "karta@gmail.com"}
 
@@ -118,3 +123,51 @@ def start_gateway(redis_client):
 @pytest.fixture
 def card() -> dict[str, str]:
     return dict(CARD)
+
+
+# --- a real gateway process (`python -m autopay_gateway`) ---------------------------------
+
+
+@contextmanager
+def gateway_process(settings, port: int, **env: str) -> Iterator[subprocess.Popen]:
+    variables = {
+        **os.environ,
+        "AUTOPAY_NATS_URL": settings.nats_url,
+        "AUTOPAY_REDIS_URL": settings.redis_url,
+        "AUTOPAY_NAMESPACE": settings.namespace,
+        "AUTOPAY_REDIS_PREFIX": settings.redis_prefix,
+        "AUTOPAY_SECRET_KEYS": settings.secret_keys,
+        "AUTOPAY_HTTP_PORT": str(port),
+        "AUTOPAY_AUTH_CACHE_SECONDS": "0",
+        "AUTOPAY_OUTBOX_GRACE_SECONDS": "0.5",
+        "AUTOPAY_OUTBOX_INTERVAL_SECONDS": "0.2",
+        "AUTOPAY_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autopay_gateway"],
+        env=variables,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+async def ready(client: httpx.AsyncClient, process: subprocess.Popen) -> None:
+    async def answers() -> bool:
+        assert process.poll() is None, "the gateway exited"
+        try:
+            return (await client.get("/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await eventually_async(answers, what="gateway ready")

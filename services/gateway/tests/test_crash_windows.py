@@ -10,11 +10,6 @@ JetStream and then raises, as a timed-out request whose message arrived does.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import httpx
@@ -32,7 +27,7 @@ from autopay_testing.jetstream import stored
 from autopay_testing.servers import free_port
 from autopay_testing.waiting import eventually_async
 
-from .conftest import CARD
+from .conftest import CARD, gateway_process, ready
 
 BODY = {"amount": 50037, **CARD}
 
@@ -53,51 +48,6 @@ async def rebuilt_elsewhere(nats_client, namespace, redis_client, redis_prefix, 
 
 
 # --- a real gateway process, killed ---------------------------------------------------------
-
-
-@contextmanager
-def gateway_process(settings, port: int, **env: str) -> Iterator[subprocess.Popen]:
-    variables = {
-        **os.environ,
-        "AUTOPAY_NATS_URL": settings.nats_url,
-        "AUTOPAY_REDIS_URL": settings.redis_url,
-        "AUTOPAY_NAMESPACE": settings.namespace,
-        "AUTOPAY_REDIS_PREFIX": settings.redis_prefix,
-        "AUTOPAY_SECRET_KEYS": settings.secret_keys,
-        "AUTOPAY_HTTP_PORT": str(port),
-        "AUTOPAY_AUTH_CACHE_SECONDS": "0",
-        "AUTOPAY_OUTBOX_GRACE_SECONDS": "0.5",
-        "AUTOPAY_OUTBOX_INTERVAL_SECONDS": "0.2",
-        "AUTOPAY_LOG_LEVEL": "WARNING",
-        **env,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "autopay_gateway"],
-        env=variables,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-
-
-async def ready(client: httpx.AsyncClient, process: subprocess.Popen) -> None:
-    async def answers() -> bool:
-        assert process.poll() is None, "the gateway exited"
-        try:
-            return (await client.get("/readyz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    await eventually_async(answers, what="gateway ready")
 
 
 @pytest.mark.parametrize(

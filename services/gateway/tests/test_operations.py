@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
 import string
-import subprocess
-import sys
 
 import httpx
 from prometheus_client import generate_latest
@@ -14,7 +11,8 @@ from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
 from autopay_testing.servers import free_port
-from autopay_testing.waiting import eventually_async
+
+from .conftest import gateway_process, ready
 
 
 async def test_health_and_readiness(gw):
@@ -88,44 +86,11 @@ async def test_a_gateway_process_serves_metrics_on_its_internal_port_only(settin
     """The real process: `/metrics` answers on `metrics_port` and is a 404 on the public port,
     so nothing on the Internet-facing listener reads the platform's figures."""
     public, internal = free_port(), free_port()
-    variables = {
-        **os.environ,
-        "AUTOPAY_NATS_URL": settings.nats_url,
-        "AUTOPAY_REDIS_URL": settings.redis_url,
-        "AUTOPAY_NAMESPACE": settings.namespace,
-        "AUTOPAY_REDIS_PREFIX": settings.redis_prefix,
-        "AUTOPAY_SECRET_KEYS": settings.secret_keys,
-        "AUTOPAY_HTTP_PORT": str(public),
-        "AUTOPAY_METRICS_PORT": str(internal),
-        "AUTOPAY_LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "autopay_gateway"],
-        env=variables,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(timeout=5) as client:
-
-            async def ready() -> bool:
-                assert process.poll() is None, "the gateway exited"
-                try:
-                    response = await client.get(f"http://127.0.0.1:{public}/readyz")
-                except httpx.TransportError:
-                    return False
-                return response.status_code == 200
-
-            await eventually_async(ready, what="gateway ready")
-            await client.get(f"http://127.0.0.1:{public}/healthz")
+    with gateway_process(settings, public, AUTOPAY_METRICS_PORT=str(internal)) as process:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{public}", timeout=5) as client:
+            await ready(client, process)
+            await client.get("/healthz")
             scraped = await client.get(f"http://127.0.0.1:{internal}/metrics")
             assert scraped.status_code == 200
             assert "autopay_gateway_requests_total" in scraped.text
-            assert (await client.get(f"http://127.0.0.1:{public}/metrics")).status_code == 404
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+            assert (await client.get("/metrics")).status_code == 404

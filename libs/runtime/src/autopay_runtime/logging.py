@@ -21,6 +21,8 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _INLINE_SECRETS = re.compile(r"(whsec_[A-Za-z0-9+/=]+|ap_(?:live|test)_[A-Za-z0-9_-]+)")
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+"""`user:password@` in a URL (NATS and Redis URLs carry their credentials)."""
 
 
 def _scrub(value: Any) -> Any:
@@ -31,7 +33,7 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(_scrub(v) for v in value)
     if isinstance(value, str):
-        return _INLINE_SECRETS.sub(REDACTED, value)
+        return _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", _INLINE_SECRETS.sub(REDACTED, value))
     return value
 
 

@@ -1,23 +1,49 @@
 """Settings every service has; each service subclasses it with its own fields."""
 
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autopay_contracts import Namespace
 
 
+def url_with_credentials(url: str, user: str, password: str) -> str:
+    """`url` with `user:password@` before its host, unless it carries credentials already."""
+    parts = urlsplit(url)
+    if not password or parts.password or parts.username:
+        return url
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 class ServiceSettings(BaseSettings):
-    """Read from `AUTOPAY_*` environment variables."""
+    """Read from `AUTOPAY_*` environment variables.
+
+    Credentials come either inside the URLs or, so that a URL can live in a ConfigMap and the
+    password in a Secret, from `AUTOPAY_NATS_USER`/`AUTOPAY_NATS_PASSWORD` and
+    `AUTOPAY_REDIS_USER`/`AUTOPAY_REDIS_PASSWORD` (an empty Redis user is the default user)."""
 
     model_config = SettingsConfigDict(env_prefix="AUTOPAY_", extra="ignore")
 
-    nats_url: str = "nats://127.0.0.1:4222"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    nats_url: str = Field("nats://127.0.0.1:4222", repr=False)
+    redis_url: str = Field("redis://127.0.0.1:6379/0", repr=False)
+    nats_user: str = ""
+    nats_password: str = Field("", repr=False)
+    redis_user: str = ""
+    redis_password: str = Field("", repr=False)
     namespace: str = "autopay"
     redis_prefix: str = "ap"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     log_level: str = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _credentials_into_urls(self):
+        self.nats_url = url_with_credentials(self.nats_url, self.nats_user, self.nats_password)
+        self.redis_url = url_with_credentials(self.redis_url, self.redis_user, self.redis_password)
+        return self
 
     @property
     def ns(self) -> Namespace:

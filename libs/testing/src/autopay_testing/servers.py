@@ -130,13 +130,19 @@ def _spawn(
 
 
 def start_nats(
-    workdir: Path | None = None, port: int | None = None, log_file: Path | None = None
+    workdir: Path | None = None,
+    port: int | None = None,
+    log_file: Path | None = None,
+    config_file: Path | None = None,
 ) -> ServerProcess:
-    """nats-server with JetStream, its store under `workdir` (kept when given)."""
+    """nats-server with JetStream, its store under `workdir` (kept when given). `config_file`
+    (e.g. an `authorization` block with users) is read at start and again on SIGHUP."""
     path, owned = _workdir(workdir, "autopay-nats-")
     port = port or free_port()
     args = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port)]
     args += ["-sd", str(path / "jetstream"), "--http_port", "0"]
+    if config_file is not None:
+        args += ["-c", str(config_file)]
     return _spawn("nats", args, port, f"nats://127.0.0.1:{port}", (path, owned), log_file)
 
 
@@ -145,11 +151,19 @@ def start_redis(
     port: int | None = None,
     persistent: bool = False,
     log_file: Path | None = None,
+    password: str | None = None,
+    acl_users: tuple[str, ...] = (),
 ) -> ServerProcess:
-    """redis-server on a free port; with `persistent`, an append-only file in `workdir`."""
+    """redis-server on a free port; with `persistent`, an append-only file in `workdir`. With
+    `password`, a client must authenticate (`requirepass`); `acl_users` are ACL rules
+    (`name on >password ~keys +@commands`), one user each."""
     path, owned = _workdir(workdir, "autopay-redis-")
     port = port or free_port()
     args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
     args += ["--dir", str(path), "--save", "", "--protected-mode", "no"]
     args += ["--appendonly", "yes" if persistent else "no"]
+    if password is not None:
+        args += ["--requirepass", password]
+    for acl in acl_users:
+        args += ["--user", *acl.split()]
     return _spawn("redis", args, port, f"redis://127.0.0.1:{port}/0", (path, owned), log_file)

@@ -10,13 +10,7 @@ from fastapi import FastAPI
 from faststream.nats import NatsBroker
 from starlette.responses import Response
 
-from autopay_contracts import (
-    MailboxRegistered,
-    MailboxRemoved,
-    OrderCancelled,
-    OrderCreated,
-    SandboxTransferRequested,
-)
+from autopay_contracts.permissions import SERVICES, inbox_prefix
 from autopay_gateway.adapters.idempotency import IdempotencyStore
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
@@ -36,20 +30,14 @@ from autopay_store.orders import OrderBook
 from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
 
-PUBLISHED_EVENTS = (
-    OrderCreated,
-    OrderCancelled,
-    MailboxRegistered,
-    MailboxRemoved,
-    SandboxTransferRequested,
-)
+PUBLISHED_EVENTS = SERVICES["gateway"].events
 
 
 def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -> FastAPI:
     """The gateway as an ASGI app; connections open in its lifespan. `/metrics` is not on it:
     `__main__` serves the metrics on the internal `metrics_port`."""
     secrets = SecretBox(settings.secret_keys)
-    broker = NatsBroker(settings.nats_url, name="gateway")
+    broker = NatsBroker(settings.nats_url, name="gateway", inbox_prefix=inbox_prefix("gateway"))
     publisher = EventPublisher(
         broker, settings.ns, PUBLISHED_EVENTS, timeout_s=settings.publish_timeout_seconds
     )

@@ -9,14 +9,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.nats import NatsBroker
 
 from autopay_bankmail import parse_notification
-from autopay_contracts import (
-    CreditReceived,
-    CreditRejected,
-    MailboxAuthFailed,
-    MailboxConnected,
-    MailboxDown,
-    MailboxUp,
-)
+from autopay_contracts.permissions import SERVICES, inbox_prefix
 from autopay_mail_ingest import sandbox
 from autopay_mail_ingest.config_feed import ConfigFeed
 from autopay_mail_ingest.domain import WatchedMailbox
@@ -31,14 +24,7 @@ from autopay_runtime.publishing import EventPublisher
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
 
-PUBLISHED_EVENTS = (
-    CreditReceived,
-    CreditRejected,
-    MailboxConnected,
-    MailboxAuthFailed,
-    MailboxDown,
-    MailboxUp,
-)
+PUBLISHED_EVENTS = SERVICES["mail-ingest"].events
 
 
 def build_app(
@@ -50,6 +36,7 @@ def build_app(
     ns = settings.ns
     broker = NatsBroker(
         settings.nats_url,
+        inbox_prefix=inbox_prefix("mail-ingest"),  # replies only this service may read
         name=settings.client_name,
         graceful_timeout=10.0,
         max_reconnect_attempts=-1,  # an outage of any length must not end the process' NATS

@@ -16,6 +16,7 @@ the transfer id), so a redelivered request gives the same credit and JetStream d
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
@@ -23,8 +24,9 @@ from pydantic import ValidationError
 
 from autopay_bankmail import parse_notification
 from autopay_bankmail.synth import BUILDERS, FORWARDED_FORMATS, RECEIVER, credit_notification
-from autopay_contracts import Namespace, SandboxTransferRequested, parse_event
+from autopay_contracts import CreditReceived, Namespace, SandboxTransferRequested, parse_event
 from autopay_contracts.ids import sandbox_mailbox_id_for
+from autopay_contracts.permissions import pull_inbox_prefix
 from autopay_contracts.streams import SANDBOX
 from autopay_mail_ingest.domain import Outcome, WatchedMailbox, build_outcome
 from autopay_runtime.logging import get_logger
@@ -74,9 +76,13 @@ def sandbox_outcome(request: SandboxTransferRequested) -> Outcome:
         allow_forwarded=mailbox.allow_forwarded,
         trusted_receiver=RECEIVER,
     )
-    return build_outcome(
+    outcome = build_outcome(
         notification, mailbox=mailbox, raw=raw, received_at=request.requested_at, evidence_ref=None
     )
+    if isinstance(outcome.event, CreditReceived):  # a sandbox mailbox has no owner record
+        credit = outcome.event.credit.model_copy(update={"merchant_id": request.merchant_id})
+        outcome = replace(outcome, event=CreditReceived(credit=credit))
+    return outcome
 
 
 def register(broker: NatsBroker, publisher: EventPublisher, ns: Namespace, durable: str) -> None:
@@ -89,6 +95,7 @@ def register(broker: NatsBroker, publisher: EventPublisher, ns: Namespace, durab
         stream=JStream(SANDBOX.name(ns), declare=False),
         durable=durable,
         pull_sub=PullSub(batch_size=10, timeout=1.0),
+        inbox_prefix=pull_inbox_prefix("mail-ingest"),
         config=ConsumerConfig(ack_wait=30),
         ack_policy=AckPolicy.MANUAL,
     )

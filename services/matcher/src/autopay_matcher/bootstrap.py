@@ -9,14 +9,7 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
 
-from autopay_contracts import (
-    CreditAmbiguous,
-    CreditMatched,
-    CreditUnmatched,
-    DeadLetter,
-    OrderExpired,
-    OrderPaid,
-)
+from autopay_contracts.permissions import SERVICES, inbox_prefix, pull_inbox_prefix
 from autopay_contracts.streams import CREDITS
 from autopay_matcher.consumer import CreditConsumer
 from autopay_matcher.reconciler import Reconciler
@@ -30,14 +23,7 @@ from autopay_store.orders import OrderBook
 from autopay_store.reconcile import ReconcileState
 
 GRACEFUL_TIMEOUT_S = 15.0
-PUBLISHED_EVENTS = (
-    OrderPaid,
-    OrderExpired,
-    CreditMatched,
-    CreditUnmatched,
-    CreditAmbiguous,
-    DeadLetter,
-)
+PUBLISHED_EVENTS = SERVICES["matcher"].events
 UNLIMITED = -1
 """The consumer's delivery limit: none. A credit is never dropped for an outage."""
 
@@ -48,6 +34,7 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
     keys = Keys(settings.redis_prefix)
     broker = NatsBroker(
         settings.nats_url,
+        inbox_prefix=inbox_prefix("matcher"),  # replies only this service may read
         name="matcher",
         graceful_timeout=GRACEFUL_TIMEOUT_S,
         log_level=logging.DEBUG,  # per-message access lines only when debugging
@@ -129,6 +116,7 @@ def _document_credit_subscription(broker: NatsBroker, settings: MatcherSettings)
         stream=JStream(CREDITS.name(ns), declare=False),
         durable=settings.consumer_name,
         pull_sub=PullSub(batch_size=settings.fetch_batch, timeout=settings.fetch_timeout_seconds),
+        inbox_prefix=pull_inbox_prefix("matcher"),
         config=_consumer_config(settings),
         ack_policy=AckPolicy.MANUAL,
     )

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from faststream.asgi import AsgiFastStream
 from faststream.nats import NatsBroker
 
+from autopay_contracts.permissions import inbox_prefix
 from autopay_notifier import handlers
 from autopay_notifier.domain import RetryPolicy
 from autopay_notifier.events import WebhookEvents
@@ -93,6 +94,7 @@ def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Not
 def build_app(settings: NotifierSettings) -> AsgiFastStream:
     broker = NatsBroker(
         settings.nats_url,
+        inbox_prefix=inbox_prefix("notifier"),  # replies only this service may read
         name="notifier",
         graceful_timeout=15.0,
         log_level=logging.DEBUG,  # per-message access lines only when debugging

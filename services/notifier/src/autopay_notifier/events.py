@@ -10,10 +10,8 @@ from faststream.nats import NatsBroker
 from autopay_contracts import (
     Event,
     Namespace,
-    WebhookDelivered,
-    WebhookExhausted,
-    WebhookFailed,
 )
+from autopay_contracts.permissions import SERVICES
 from autopay_runtime.publishing import EventPublisher
 
 log = structlog.get_logger("autopay_notifier")
@@ -21,9 +19,7 @@ log = structlog.get_logger("autopay_notifier")
 
 class WebhookEvents:
     def __init__(self, broker: NatsBroker, ns: Namespace, attempts: int = 3) -> None:
-        self.publisher = EventPublisher(
-            broker, ns, (WebhookDelivered, WebhookFailed, WebhookExhausted)
-        )
+        self.publisher = EventPublisher(broker, ns, SERVICES["notifier"].events)
         self.attempts = attempts
 
     async def publish(self, event: Event) -> None:

@@ -10,6 +10,7 @@ from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, 
 from pydantic import ValidationError
 
 from autopay_contracts import Namespace, OrderCancelled, OrderExpired, OrderPaid, parse_event
+from autopay_contracts.permissions import pull_inbox_prefix
 from autopay_notifier.service import Notifier
 
 log = structlog.get_logger("autopay_notifier")
@@ -47,6 +48,7 @@ def register(
         stream=JStream(ns.stream_name("ORDERS"), declare=False),
         durable=durable,
         pull_sub=PullSub(batch_size=fetch_batch, timeout=1.0),
+        inbox_prefix=pull_inbox_prefix("notifier"),
         config=ConsumerConfig(
             ack_wait=30,
             deliver_policy=DeliverPolicy.BY_START_TIME,

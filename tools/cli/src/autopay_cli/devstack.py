@@ -23,7 +23,9 @@ from pathlib import Path
 import httpx
 
 from autopay_cli.config import RUN_FILE, STACK_FILE, CliSettings, read_json, write_json
+from autopay_cli.credentials import StackCredentials
 from autopay_cli.operations import Operator, provision
+from autopay_contracts.permissions import ADMIN_USER
 from autopay_store.secrets import SecretBox
 from autopay_testing.servers import (
     ServerProcess,
@@ -120,20 +122,26 @@ class Supervisor:
 
     def _start_everything(self) -> None:
         persisted = self._persisted()
+        # Nobody connects anonymously: a NATS user per service, Redis users per service.
+        self.credentials = StackCredentials.load_or_create(persisted)
+        defaults = CliSettings()
+        auth_file = self.credentials.write_nats_auth(self.state_dir / "nats", defaults.ns)
+        self._nats_args = {"log_file": self.logs / "nats.log", "config_file": auth_file}
+        self._redis_args = {
+            "persistent": True,
+            "log_file": self.logs / "redis.log",
+            "password": self.credentials.redis[ADMIN_USER],
+            "acl_users": self.credentials.redis_acl(defaults.redis_prefix),
+        }
         self.nats = start_nats(
-            self.state_dir / "nats",
-            port=persisted.get("nats_port"),
-            log_file=self.logs / "nats.log",
+            self.state_dir / "nats", port=persisted.get("nats_port"), **self._nats_args
         )
         self.redis = start_redis(
-            self.state_dir / "redis",
-            port=persisted.get("redis_port"),
-            persistent=True,
-            log_file=self.logs / "redis.log",
+            self.state_dir / "redis", port=persisted.get("redis_port"), **self._redis_args
         )
         settings = CliSettings(
-            nats_url=self.nats.url,
-            redis_url=self.redis.url,
+            nats_url=self.credentials.nats_url(self.nats.url),
+            redis_url=self.credentials.redis_url(self.redis.url),
             secret_keys=persisted["secret_key"],
             imap_host="127.0.0.1",
             imap_port=persisted.get("imap_port") or free_port(),
@@ -158,9 +166,13 @@ class Supervisor:
         env = self._service_env(settings)
         metrics_port = persisted.get("gateway_metrics_port") or free_port()
         for name, module in SERVICES.items():
-            child_env = env
+            child_env = {
+                **env,
+                "AUTOPAY_NATS_URL": self.credentials.nats_url(self.nats.url, name),
+                "AUTOPAY_REDIS_URL": self.credentials.redis_url(self.redis.url, name),
+            }
             if name == "gateway":  # its /metrics is on an internal port, apart from the API
-                child_env = {**env, "AUTOPAY_METRICS_PORT": str(metrics_port)}
+                child_env["AUTOPAY_METRICS_PORT"] = str(metrics_port)
             self._add_child(name, [sys.executable, "-m", module], ports[name], child_env)
         run = {
             "supervisor_pid": os.getpid(),
@@ -170,6 +182,7 @@ class Supervisor:
             "imap_port": settings.imap_port,
             "imap_password": imap_password,
             "secret_key": persisted["secret_key"],
+            "credentials": self.credentials.as_dict(),
             "demo": demo,
             **{f"{name}_port": port for name, port in ports.items()},
             "gateway_metrics_port": metrics_port,
@@ -265,12 +278,10 @@ class Supervisor:
         for server in (self.nats, self.redis):
             if server is not None and server.process.poll() is not None:
                 self._log(f"{server.name} exited with {server.process.returncode}; restarting")
-                restarted = (start_nats if server.name == "nats" else start_redis)(
-                    server.workdir,
-                    port=server.port,
-                    **({"persistent": True} if server.name == "redis" else {}),
-                    log_file=self.logs / f"{server.name}.log",
-                )
+                if server.name == "nats":
+                    restarted = start_nats(server.workdir, port=server.port, **self._nats_args)
+                else:
+                    restarted = start_redis(server.workdir, port=server.port, **self._redis_args)
                 setattr(self, server.name, restarted)
                 changed = True  # run.json lists the new pid
         for child in self.children.values():

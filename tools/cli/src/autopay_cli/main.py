@@ -20,12 +20,14 @@ admin = typer.Typer(no_args_is_help=True, help="Operator actions on merchants an
 merchant = typer.Typer(no_args_is_help=True, help="Merchants, their keys and subscriptions.")
 card = typer.Typer(no_args_is_help=True, help="Cards connected for a merchant.")
 secrets_cmd = typer.Typer(no_args_is_help=True, help="Secrets stored encrypted (Fernet keys).")
+integrator = typer.Typer(no_args_is_help=True, help="NATS credentials for integrators.")
 nats_cmd = typer.Typer(no_args_is_help=True, help="NATS JetStream provisioning.")
 app.add_typer(dev, name="dev")
 app.add_typer(admin, name="admin")
 admin.add_typer(merchant, name="merchant")
 admin.add_typer(card, name="card")
 admin.add_typer(secrets_cmd, name="secrets")
+admin.add_typer(integrator, name="integrator")
 admin.add_typer(dead_letters, name="dead-letters")
 app.add_typer(nats_cmd, name="nats")
 
@@ -330,23 +332,16 @@ def admin_rebuild_orders(
     orders), the matcher's credit decisions and the order id sequence. Idempotent; never moves
     an order back or lowers the sequence. Merchants, API keys and cards are NOT in the streams
     (they live only in Redis): recreate them with `admin merchant create` / `admin card add`."""
-    import nats
-    import redis.asyncio as aioredis
-
+    from autopay_cli.operations import connections
     from autopay_store.orders import OrderBook
     from autopay_store.rebuild import rebuild_orders
 
     settings = load_settings(state_dir)
 
     async def run():
-        client = await nats.connect(settings.nats_url)
-        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        try:
+        async with connections(settings) as (redis, js):
             book = OrderBook(redis, settings.keys, quarantine_s=quarantine_s)
-            return await rebuild_orders(client.jetstream(), settings.ns, book)
-        finally:
-            await redis.aclose()
-            await client.drain()
+            return await rebuild_orders(js, settings.ns, book)
 
     report = asyncio.run(run())
     _print_json(
@@ -360,6 +355,52 @@ def admin_rebuild_orders(
     )
 
 
+@integrator.command("create")
+def integrator_create(
+    merchant_id: Annotated[str, typer.Option("--merchant")],
+    state_dir: OptionalStateDir = None,
+    password: Annotated[
+        str | None, typer.Option(help="Outside the dev stack: the password to put in the entry.")
+    ] = None,
+) -> None:
+    """NATS credentials that read only this merchant's events (orders, webhooks, credit
+    decisions), as plain subscriptions. In the dev stack (--state-dir) the user is added to the
+    server's configuration and the server reloads it; elsewhere the command prints the user
+    entry to add to the server's `authorization` users (then reload nats-server)."""
+    import secrets as random_secrets
+
+    from autopay_cli import credentials
+    from autopay_contracts.permissions import (
+        inbox_prefix,
+        integrator_permissions,
+        integrator_user,
+    )
+
+    settings = load_settings(state_dir)
+    user = integrator_user(merchant_id)
+    allowed = integrator_permissions(settings.ns, merchant_id)
+    result = {
+        "merchant_id": merchant_id,
+        "user": user,
+        "inbox_prefix": inbox_prefix(user),
+        "subscribe": list(allowed.subscribe),
+    }
+    if state_dir is not None:
+        run = read_json(state_dir / "run.json")
+        nats_dir = state_dir / "nats"
+        secret = credentials.add_integrator(nats_dir, merchant_id)
+        stack = credentials.StackCredentials.load_or_create(run)
+        stack.write_nats_auth(nats_dir, settings.ns)
+        credentials.reload_nats(run["infra_pids"][0])
+        base = f"nats://127.0.0.1:{run['nats_port']}"
+        result |= {"password": secret, "nats_url": credentials.with_user(base, user, secret)}
+    else:
+        secret = password or random_secrets.token_urlsafe(18)
+        entry = {"user": user, "password": secret, "permissions": allowed.as_nats()}
+        result |= {"password": secret, "nats_user_entry": entry}
+    _print_json(result)
+
+
 @secrets_cmd.command("reencrypt")
 def admin_secrets_reencrypt(
     state_dir: OptionalStateDir = None,
@@ -368,23 +409,16 @@ def admin_secrets_reencrypt(
     """Re-encrypt every stored secret (webhook signing secrets, app passwords, the passwords in
     MAILBOX_CONFIG) under the first key of AUTOPAY_SECRET_KEYS. Rotate a key by putting the new
     one first everywhere, running this, then removing the old one. Idempotent."""
-    import nats
-    import redis.asyncio as aioredis
-
+    from autopay_cli.operations import connections
     from autopay_store.reencrypt import reencrypt_secrets
 
     settings = load_settings(state_dir)
 
     async def run():
-        client = await nats.connect(settings.nats_url)
-        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        try:
+        async with connections(settings) as (redis, js):
             return await reencrypt_secrets(
-                redis, settings.keys, settings.secret_box(), client.jetstream(), settings.ns
+                redis, settings.keys, settings.secret_box(), js, settings.ns
             )
-        finally:
-            await redis.aclose()
-            await client.drain()
 
     report = asyncio.run(run()).as_dict()
     if as_json:
@@ -409,21 +443,14 @@ def admin_migrate_mailboxes(
     googlemail.com were significant) to the normalized mailbox ids, and give every mailbox its
     owner record. Mailboxes with cards of several merchants are reported, not moved, and stay
     closed to new cards until settled. Idempotent: run it once after upgrading."""
-    import nats
-    import redis.asyncio as aioredis
-
+    from autopay_cli.operations import connections
     from autopay_store.migrations import migrate_mailboxes
 
     settings = load_settings(state_dir)
 
     async def run():
-        client = await nats.connect(settings.nats_url)
-        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        try:
-            return await migrate_mailboxes(redis, settings.keys, client.jetstream(), settings.ns)
-        finally:
-            await redis.aclose()
-            await client.drain()
+        async with connections(settings) as (redis, js):
+            return await migrate_mailboxes(redis, settings.keys, js, settings.ns)
 
     report = asyncio.run(run()).as_dict()
     if as_json:
@@ -463,11 +490,40 @@ def nats_provision(
     nats_url: Annotated[str, typer.Option(envvar="AUTOPAY_NATS_URL")] = "nats://127.0.0.1:4222",
     namespace: Annotated[str, typer.Option(envvar="AUTOPAY_NAMESPACE")] = "autopay",
     replicas: Annotated[int, typer.Option()] = 1,
+    nats_user: Annotated[str, typer.Option(envvar="AUTOPAY_NATS_USER")] = "",
+    nats_password: Annotated[str, typer.Option(envvar="AUTOPAY_NATS_PASSWORD")] = "",
 ) -> None:
     """Declare every JetStream stream (the only component that does)."""
     from autopay_cli.operations import provision
+    from autopay_runtime.settings import url_with_credentials
 
-    _print_json({"streams": asyncio.run(provision(nats_url, namespace, replicas))})
+    url = url_with_credentials(nats_url, nats_user, nats_password)
+    _print_json({"streams": asyncio.run(provision(url, namespace, replicas))})
+
+
+AUTH_CONFIG = Path("deploy/kubernetes/components/nats-cluster/auth.conf")
+
+
+@nats_cmd.command("auth-config")
+def nats_auth_config(
+    out: Annotated[Path, typer.Option(help="Where to write it.")] = AUTH_CONFIG,
+    namespace: Annotated[str, typer.Option(envvar="AUTOPAY_NAMESPACE")] = "autopay",
+    check: Annotated[bool, typer.Option(help="Fail if the file is not up to date.")] = False,
+) -> None:
+    """Write the NATS server's `authorization` block: a user per service with exactly its
+    subjects, and the admin. Passwords are references to the server's environment
+    (NATS_PASSWORD_GATEWAY, ...), so the file holds no secret. Compose and Kubernetes use it."""
+    from autopay_contracts import Namespace
+    from autopay_contracts.permissions import deployed_authorization
+
+    text = deployed_authorization(Namespace(namespace))
+    if check:
+        if not out.exists() or out.read_text() != text:
+            typer.echo(f"{out} is stale; run `autopay nats auth-config`", err=True)
+            raise typer.Exit(1)
+        return
+    out.write_text(text)
+    typer.echo(f"wrote {out}")
 
 
 @app.command("asyncapi")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import nats
 import redis.asyncio as aioredis
+from nats.js import JetStreamContext
 
 from autopay_cli.config import CliSettings
 from autopay_contracts import MailboxRegistered, provision_streams
@@ -118,6 +121,20 @@ async def publish_mailbox(
             timeout=5,
         )
     finally:
+        await client.drain()
+
+
+@contextlib.asynccontextmanager
+async def connections(
+    settings: CliSettings,
+) -> AsyncIterator[tuple[aioredis.Redis, JetStreamContext]]:
+    """Redis and JetStream for one operator command, both closed when it ends."""
+    client = await nats.connect(settings.nats_url)
+    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        yield redis, client.jetstream()
+    finally:
+        await redis.aclose()
         await client.drain()
 
 
