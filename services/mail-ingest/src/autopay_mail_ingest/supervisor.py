@@ -25,6 +25,7 @@ from autopay_mail_ingest.domain import WatchedMailbox
 from autopay_mail_ingest.leases import Lease, LeaseStore
 from autopay_mail_ingest.store import IngestStore
 from autopay_runtime.logging import get_logger
+from autopay_runtime.waiting import wait_event
 from autopay_store.secrets import SecretBox
 
 
@@ -179,8 +180,7 @@ class Supervisor:
             self._wake.clear()
             remaining = self.renew_interval_s - (loop.time() - started)
             if remaining > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), remaining)
+                await wait_event(self._wake, remaining)
 
     async def _round(self) -> None:
         loop = asyncio.get_running_loop()

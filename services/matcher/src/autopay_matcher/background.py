@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from autopay_runtime.waiting import wait_event
+
 
 class BackgroundLoop:
     name = "background"
@@ -38,8 +40,7 @@ class BackgroundLoop:
 
     async def pause(self, seconds: float) -> None:
         """Sleep `seconds`, or less if the loop is stopped meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), seconds)
+        await wait_event(self._stopped, seconds)
 
     async def _run(self) -> None:
         raise NotImplementedError

@@ -58,6 +58,7 @@ from autopay_notifier.domain import (
 )
 from autopay_notifier.ssrf import DestinationRefused, GuardPolicy, check_url
 from autopay_notifier.store import Claim, DeliveryStore, NewDelivery
+from autopay_runtime.waiting import wait_event
 
 log = structlog.get_logger("autopay_notifier")
 
@@ -381,8 +382,7 @@ class Notifier:
             if want > 0 and len(claims) == want:
                 continue
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.limits.poll_interval_s)
+            await wait_event(self._wake, self.limits.poll_interval_s)
 
     async def run_renewer(self) -> None:
         while True:
