@@ -21,6 +21,7 @@ from autopay_gateway.bootstrap import build_app
 from autopay_gateway.settings import GatewaySettings
 from autopay_store.accounts import Accounts, NewMerchant
 from autopay_store.keys import Keys
+from autopay_store.ledger import Ledger
 from autopay_store.orders import OrderBook
 from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
@@ -45,6 +46,7 @@ class Gateway:
     secrets: SecretBox
     ns: Namespace
     sandbox_cards: SandboxCards
+    ledger: Ledger
 
     async def merchant(self, name: str = "Shop", card: bool = True, **kw) -> NewMerchant:
         new = await self.accounts.create_merchant(name, now=datetime.now(UTC), **kw)
@@ -101,6 +103,7 @@ async def running(settings: GatewaySettings, redis_client, **build) -> AsyncIter
                 secrets=secrets,
                 ns=settings.ns,
                 sandbox_cards=SandboxCards(redis_client, keys),
+                ledger=Ledger(redis_client, keys),
             )
 
 

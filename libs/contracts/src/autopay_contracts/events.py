@@ -163,6 +163,9 @@ class OrderPaid(_OrderEvent):
     paid_at: AwareDatetime
     late: bool = False
     manual: bool = False
+    matched_by: str | None = Field(
+        default=None, description="For a manual match: which API key made it (its key id)"
+    )
 
 
 class OrderExpired(_OrderEvent):
@@ -235,6 +238,14 @@ class CreditMatched(_CreditDecision):
     event_type: ClassVar[str] = "credit.matched"
     order_id: str
     late: bool = False
+    manual: bool = Field(
+        default=False, description="Matched by the merchant (`POST /api/transactions/{id}/match`)"
+    )
+    matched_by: str | None = Field(default=None, description="The key id of a manual match")
+    matched_at: AwareDatetime | None = None
+    amount_difference_tiyin: int = Field(
+        default=0, description="Credit minus order amount (a manual match may differ)"
+    )
 
 
 class CreditUnmatched(_CreditDecision):
@@ -270,6 +281,24 @@ class CreditRejected(Event):
 
     def owner_id(self) -> str:
         return self.mailbox_id
+
+
+class CreditDismissed(Event):
+    """The merchant marked an unmatched, ambiguous or late credit as handled (no order)."""
+
+    event_type: ClassVar[str] = "credit.dismissed"
+    aggregate: ClassVar[str] = "credit"
+    transaction_id: str
+    merchant_id: str
+    dismissed_at: AwareDatetime
+    dismissed_by: str = Field(description="The key id that dismissed it")
+    test_mode: bool = False
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.transaction_id,)
+
+    def owner_id(self) -> str:
+        return self.merchant_id
 
 
 # --- webhooks -----------------------------------------------------------------------------
@@ -458,6 +487,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CreditUnmatched,
         CreditAmbiguous,
         CreditRejected,
+        CreditDismissed,
         WebhookDelivered,
         WebhookFailed,
         WebhookExhausted,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from autopay_contracts.events import (
     CreditAmbiguous,
+    CreditDismissed,
     CreditMatched,
     CreditReceived,
     CreditRejected,
@@ -77,6 +78,11 @@ SERVICES: dict[str, ServiceAccess] = {
             MailboxRegistered,
             MailboxRemoved,
             SandboxTransferRequested,
+            # a merchant's manual match and dismissal (never a credit.received: only mail-ingest
+            # reads bank mail, and only a received credit makes the matcher pay)
+            OrderPaid,
+            CreditMatched,
+            CreditDismissed,
         ),
     ),
     "mail-ingest": ServiceAccess(

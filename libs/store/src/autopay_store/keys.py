@@ -45,6 +45,10 @@ class Keys:
         order transition written to Redis whose event JetStream has not acknowledged yet."""
         return f"{self.prefix}:outbox"
 
+    def ledger(self, merchant_id: str, suffix: str) -> str:
+        """A merchant's transactions ledger (`autopay_store.ledger`), one hash tag per merchant."""
+        return f"{self.prefix}:{{l:{merchant_id}}}:{suffix}"
+
     def merchant(self, merchant_id: str, suffix: str = "") -> str:
         tail = f":{suffix}" if suffix else ""
         return f"{self.prefix}:merchant:{merchant_id}{tail}"

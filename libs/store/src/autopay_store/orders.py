@@ -42,11 +42,13 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from autopay_contracts.events import Credit, Order
+from autopay_store import scripts
 from autopay_store.keys import Keys
 
 OrderStatus = Literal["waiting", "paid", "expired", "cancelled"]
 MatchKind = Literal["matched", "unmatched", "ambiguous", "duplicate"]
-OutboxEvent = Literal["created", "cancelled"]
+OutboxEvent = Literal["created", "cancelled", "matched"]
+"""`matched`: a manual match, whose `order.paid` and `credit.matched` are not acknowledged yet."""
 
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 
@@ -75,6 +77,16 @@ class OrderRecord:
     credit_id: str | None = None
     late: bool = False
     ended_at: datetime | None = None
+    manual: bool = False
+    matched_by: str | None = None
+
+
+class CreditConsumed(Exception):
+    """The credit paid an order already (HTTP 409); `order_id` is that order."""
+
+    def __init__(self, order_id: str | None) -> None:
+        super().__init__(f"the credit paid order {order_id}")
+        self.order_id = order_id
 
 
 @dataclass(frozen=True)
@@ -383,6 +395,8 @@ def _record(fields: dict[str, str]) -> OrderRecord | None:
         credit_id=fields.get("credit_id") or None,
         late=fields.get("late") == "1",
         ended_at=_dt(fields.get("ended")),
+        manual=fields.get("manual") == "1",
+        matched_by=fields.get("matched_by") or None,
     )
 
 
@@ -438,6 +452,7 @@ class OrderBook:
         self._match = redis.register_script(_MATCH)
         self._restore = redis.register_script(_RESTORE)
         self._claim_due = redis.register_script(_CLAIM_DUE)
+        self._match_manual = scripts.register(redis, "order_match_manual")
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -638,6 +653,10 @@ class OrderBook:
             fields["credit_id"] = record.credit_id
         if record.ended_at:
             fields["ended"] = _ms(record.ended_at)
+        if record.manual:
+            fields["manual"] = 1
+        if record.matched_by:
+            fields["matched_by"] = record.matched_by
         flat = [x for pair in fields.items() for x in pair]
         ttl = 0 if record.status == "waiting" else self.retention_s
         await self._restore(
@@ -708,6 +727,48 @@ class OrderBook:
             pipe.zrem(self.keys.outbox, _outbox_member("created", order_id))
             await pipe.execute()
 
+    async def match_manually(
+        self, order_id: str, credit: Credit, now: datetime, matched_by: str
+    ) -> OrderRecord:
+        """The merchant pays a waiting or expired order with a credit that paid nothing (the
+        caller checked they are on the same card). One script: the order becomes `paid`
+        (manual; late past its deadline) and the credit's decision `matched`. Raises
+        `CreditConsumed`, `TransitionNotAllowed` (paid or cancelled order) or KeyError.
+
+        The outbox entry `matched` goes in first: until `published("matched", id)`, the
+        payment is listed by `unpublished`, so its events are published even after a crash."""
+        where = await self._locate(order_id)
+        if where is None or where != (credit.mailbox_id, credit.card_last4):
+            raise KeyError(order_id)
+        member = _outbox_member("matched", order_id)
+        await self.redis.zadd(self.keys.outbox, {member: now.timestamp()})
+        prefix, _, releases = self._card_keys(*where)
+        decisions, seen = self._decision_keys(credit)
+        result = await self._match_manual(
+            keys=[self.keys.order(*where, order_id), releases, decisions, seen],
+            args=[
+                prefix,
+                order_id,
+                credit.credit_id,
+                _ms(now),
+                self.quarantine_s * 1000,
+                self.retention_s,
+                matched_by,
+            ],
+        )
+        verdict = _s(result[0])
+        if verdict != "ok":
+            await self.redis.zrem(self.keys.outbox, member)
+            if verdict == "credit_consumed":
+                raise CreditConsumed(_s(result[1]) or None)
+            if verdict == "unknown":
+                raise KeyError(order_id)
+            raise TransitionNotAllowed(verdict.removeprefix("order_"))  # type: ignore[arg-type]
+        await self.redis.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
+        record = _record(_pairs(result[1]))
+        assert record is not None
+        return record
+
     # --- outbox -------------------------------------------------------------------------
 
     async def published(self, event: OutboxEvent, order_id: str) -> None:
@@ -765,9 +826,16 @@ class OrderBook:
         )
 
     async def restore_decision(self, credit: Credit, outcome: dict, decided_at: datetime) -> bool:
-        """Write a credit's first decision as `match_credit` stores it (rebuilding Redis from the
-        streams), unless the credit is already decided. Returns whether it was written."""
+        """Write a credit's decision as `match_credit` stores it (rebuilding Redis from the
+        streams), unless the credit is already decided. A `matched` decision (a manual match
+        of a credit first decided unmatched) replaces any other: the credit is spent. Returns
+        whether it was written."""
         decisions, seen = self._decision_keys(credit)
+        if outcome.get("kind") == "matched":
+            current = await self.redis.hget(decisions, credit.credit_id)
+            if current is not None and json.loads(current).get("kind") != "matched":
+                await self.redis.hset(decisions, credit.credit_id, json.dumps(outcome))
+                return True
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(decisions, credit.credit_id, json.dumps(outcome))
             pipe.zadd(seen, {credit.credit_id: _ms(decided_at)}, nx=True)

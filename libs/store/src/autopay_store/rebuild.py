@@ -1,10 +1,11 @@
 """Rebuild the order book in Redis from the JetStream streams (SPEC §3 invariant 7).
 
 The ORDERS stream holds every order transition (each event carries the whole `Order`), the
-CREDITS stream every matching decision. Folding them per order id gives each order's final
-`OrderRecord`; folding the decisions per credit gives the matcher's first outcome, so a credit
-redelivered after the rebuild is still a `duplicate`. Merchants, keys and cards are not in the
-streams: they live only in Redis and are not rebuilt here.
+CREDITS stream every matching decision, rejection and dismissal. Folding them per order id gives
+each order's final `OrderRecord`; folding the decisions per credit gives the matcher's outcome,
+so a credit redelivered after the rebuild is still a `duplicate`; replaying the CREDITS events
+in order writes the merchants' transactions ledgers again (`replay_ledger`). Merchants, keys
+and cards are not in the streams: they live only in Redis and are not rebuilt here.
 
 Streams written before addresses were normalized the Gmail way carry mailbox ids of the old
 rule (`legacy_mailbox_id_for`); every order and credit read is put back on the mailbox id its
@@ -43,6 +44,8 @@ from autopay_contracts import (
 )
 from autopay_contracts.events import Credit, Order
 from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_store.ledger import Ledger, replay_ledger
+from autopay_store.mailboxes import MailboxOwners
 from autopay_store.orders import OrderBook, OrderRecord
 
 ORDER_ID_BASE = 10000
@@ -90,6 +93,8 @@ def _apply(current: OrderRecord | None, event: Event) -> OrderRecord | None:
                 credit_id=event.credit_id,
                 late=event.late or base.status == "expired",
                 ended_at=event.paid_at,
+                manual=event.manual,
+                matched_by=event.matched_by,
             )
         return base
     if base.status != "waiting":
@@ -133,6 +138,8 @@ class Decision:
 
 def decision_of(event: Event) -> dict | None:
     if isinstance(event, CreditMatched):
+        if event.manual:
+            return {"kind": "matched", "order_id": event.order_id, "manual": True}
         return {"kind": "matched", "order_id": event.order_id}
     if isinstance(event, CreditUnmatched):
         return {"kind": "unmatched", "reason": event.reason}
@@ -144,8 +151,10 @@ def decision_of(event: Event) -> dict | None:
 def fold_decisions(
     events: Iterable[tuple[Event, datetime]],
 ) -> dict[tuple[str, str, str], Decision]:
-    """The first decision per `(mailbox_id, card_last4, credit_id)` from `(event, stored at)`
-    pairs in stream order; later decisions of the same credit (replays) are ignored."""
+    """The decision per `(mailbox_id, card_last4, credit_id)` from `(event, stored at)` pairs
+    in stream order: the first one, except that a `matched` decision (a merchant's manual
+    match of a credit first decided unmatched or ambiguous) replaces it, since the credit is
+    spent then. Later decisions of the same kind (replays) are ignored."""
     decisions: dict[tuple[str, str, str], Decision] = {}
     for event, at in events:
         outcome = decision_of(event)
@@ -153,7 +162,9 @@ def fold_decisions(
             continue
         credit = on_current_mailbox(event.credit)  # type: ignore[attr-defined]
         key = (credit.mailbox_id, credit.card_last4, credit.credit_id)
-        decisions.setdefault(key, Decision(credit=credit, outcome=outcome, decided_at=at))
+        first = decisions.get(key)
+        if first is None or (outcome["kind"] == "matched" and first.outcome["kind"] != "matched"):
+            decisions[key] = Decision(credit=credit, outcome=outcome, decided_at=at)
     return decisions
 
 
@@ -200,6 +211,8 @@ class RebuildReport:
     """Orders left as they were: Redis had them further along than the streams."""
     decisions: int = 0
     """Credit decisions written (a credit already decided in Redis keeps its outcome)."""
+    ledger: int = 0
+    """Transactions ledger events replayed (decisions, rejections, dismissals)."""
     aged_out: int = 0
     """Orders that ended longer than the book's retention ago (Redis would have dropped them)."""
     order_sequence: int = 0
@@ -235,11 +248,11 @@ async def rebuild_orders(
     order_events = [
         event async for event, _ in read_stream(js, ORDERS.name(ns), ns.all_of(ORDERS.aggregate))
     ]
-    credit_events = [
+    all_credit_events = [
         (event, at)
         async for event, at in read_stream(js, CREDITS.name(ns), ns.all_of(CREDITS.aggregate))
-        if event.event_type in _DECISION_TYPES
     ]
+    credit_events = [(e, at) for e, at in all_credit_events if e.event_type in _DECISION_TYPES]
     records = fold_orders(order_events)
     decisions = fold_decisions(credit_events)
     report = RebuildReport()
@@ -259,6 +272,10 @@ async def rebuild_orders(
 
     await asyncio.gather(*(restore(r) for r in records.values()))
     await asyncio.gather(*(decide(d) for d in decisions.values()))
+    ledger = Ledger(book.redis, book.keys)
+    owners = MailboxOwners(book.redis, book.keys)
+    for event, _ in all_credit_events:  # in stream order: a dismissal after its record
+        report.ledger += await replay_ledger(event, ledger, owners)
     raise_sequence = book.redis.register_script(_RAISE_SEQUENCE)
     report.order_sequence = int(
         await raise_sequence(keys=[book.keys.order_sequence], args=[sequence_floor(records)])

@@ -14,6 +14,7 @@ from autopay_gateway.application import Caller, Gateway
 from autopay_gateway.clock import utcnow
 from autopay_gateway.http import JSON, JsonResponse, error_body
 from autopay_gateway.messages import ApiError
+from autopay_store.ledger import STATUSES
 
 router = APIRouter(prefix="/api")
 
@@ -55,14 +56,19 @@ async def _body(request: Request) -> bytes:
 Guard = Callable[[Gateway, Caller], None]
 
 
-async def _post(request: Request, action: Action, guard: Guard | None = None) -> Response:
+async def _post(
+    request: Request, action: Action, guard: Guard | None = None, bodyless: bool = False
+) -> Response:
     """Run a POST, honouring `Idempotency-Key` (replay the first answer, refuse a changed body).
-    `guard` is the call's 403 check, made before the body is looked at (the order of checks)."""
+    `guard` is the call's 403 check, made before the body is looked at (the order of checks).
+    A `bodyless` call takes no parameters: an empty body is `{}`."""
     gateway = _gateway(request)
     caller = await _caller(request)
     if guard is not None:
         guard(gateway, caller)
     raw = await _body(request)
+    if bodyless and not raw.strip():
+        raw = b"{}"
     key = request.headers.get("idempotency-key")
     if key is None:
         return JsonResponse(await action(gateway, caller, body.decode_object(raw)))
@@ -186,3 +192,54 @@ async def remove_card(request: Request, card_id: int) -> Response:
 async def sandbox_transfer(request: Request) -> Response:
     """Test keys only: a simulated bank transfer `{card_last4, gmail, amount}` to a sandbox card."""
     return await _post(request, _sandbox_transfer, _sandbox_key)
+
+
+# --- transactions ledger ------------------------------------------------------------------
+
+
+@router.get("/transactions")
+async def transactions(request: Request) -> Response:
+    """The ledger, newest first: `?status=&since=&limit=&cursor=`."""
+    caller = await _caller(request)
+    query = body.transaction_query(request.query_params, STATUSES)
+    ledger = _gateway(request).transactions
+    return JsonResponse(
+        await ledger.list(
+            caller.merchant,
+            status=query.status,
+            since=query.since,
+            limit=query.limit,
+            cursor=query.cursor,
+        )
+    )
+
+
+@router.get("/transactions/{transaction_id}")
+async def transaction(request: Request, transaction_id: str) -> Response:
+    caller = await _caller(request)
+    return JsonResponse(await _gateway(request).transactions.get(caller.merchant, transaction_id))
+
+
+@router.post("/transactions/{transaction_id}/match")
+async def match_transaction(request: Request, transaction_id: str) -> Response:
+    """Pay a waiting or expired order with this unmatched, ambiguous or late credit."""
+
+    async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+        order_id = body.order_id(data)
+        return await gateway.transactions.match(
+            caller.merchant, caller.key_id, transaction_id, order_id, utcnow()
+        )
+
+    return await _post(request, action)
+
+
+@router.post("/transactions/{transaction_id}/dismiss")
+async def dismiss_transaction(request: Request, transaction_id: str) -> Response:
+    """Mark a credit that belongs to no order as handled."""
+
+    async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+        return await gateway.transactions.dismiss(
+            caller.merchant, caller.key_id, transaction_id, utcnow()
+        )
+
+    return await _post(request, action, bodyless=True)

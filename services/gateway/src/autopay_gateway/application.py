@@ -37,6 +37,7 @@ from autopay_gateway.faults import crash_point
 from autopay_gateway.messages import ApiError
 from autopay_gateway.requests import AddCard, CreatePayment, SandboxTransfer
 from autopay_gateway.settings import GatewaySettings
+from autopay_gateway.transactions import Transactions
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import (
     Accounts,
@@ -149,6 +150,7 @@ class Gateway:
         imap: ImapLoginChecker,
         secrets: SecretBox,
         sandbox: SandboxCards,
+        transactions: Transactions,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -160,6 +162,7 @@ class Gateway:
         self.imap = imap
         self.secrets = secrets
         self.sandbox = sandbox
+        self.transactions = transactions
         self._merchants: TtlCache[str, Merchant | None] = TtlCache(settings.auth_cache_seconds)
         # (merchant, world, card_last4, mailbox id): every spelling of an address is one entry
         self._cards: TtlCache[tuple[str, bool, str, str], Card] = TtlCache(

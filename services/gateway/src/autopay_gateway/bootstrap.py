@@ -21,11 +21,13 @@ from autopay_gateway.application import Gateway
 from autopay_gateway.http import JsonResponse, MetricsMiddleware, install_error_handlers
 from autopay_gateway.republish import Republisher
 from autopay_gateway.settings import GatewaySettings
+from autopay_gateway.transactions import Transactions
 from autopay_runtime.connections import dependency_checks
 from autopay_runtime.health import failing_checks
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.accounts import Accounts
 from autopay_store.keys import Keys
+from autopay_store.ledger import Ledger
 from autopay_store.orders import OrderBook
 from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
@@ -50,6 +52,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
         redis = batching_redis_client(settings.redis_url, "gateway")
         await broker.connect()
         keys = Keys(settings.redis_prefix)
+        ledger = Ledger(redis, keys)
         orders = OrderBook(
             redis,
             keys,
@@ -67,11 +70,13 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             imap=imap,
             secrets=secrets,
             sandbox=SandboxCards(redis, keys),
+            transactions=Transactions(ledger, orders, publisher, settings.publish_attempts),
         )
         app.state.readiness = dependency_checks(broker, redis, settings.ns)
         republisher = Republisher(
             orders,
             publisher,
+            ledger=ledger,
             grace_s=settings.outbox_grace_seconds,
             interval_s=settings.outbox_interval_seconds,
             attempts=settings.publish_attempts,

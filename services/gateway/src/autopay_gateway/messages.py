@@ -167,6 +167,51 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ru": "Не удалось подключиться к IMAP-серверу Gmail. Повторите попытку позже. "
         + _HINT_APP_PASSWORD["ru"],
     },
+    "transaction_not_found": {
+        "uz": "Tranzaksiya topilmadi. id ni tekshiring.",
+        "en": "Transaction not found. Check the id.",
+        "ru": "Транзакция не найдена. Проверьте id.",
+    },
+    "transaction_not_matchable": {
+        "uz": "Bu tranzaksiyani bog'lab bo'lmaydi: holati {status}.",
+        "en": "This transaction cannot be matched or dismissed: it is {status}.",
+        "ru": "Эту транзакцию нельзя сопоставить или отклонить: её статус {status}.",
+    },
+    "credit_consumed": {
+        "uz": "Bu to'lov allaqachon {order_id} buyurtmasiga bog'langan.",
+        "en": "This money already paid order {order_id}.",
+        "ru": "Эти деньги уже оплатили заказ {order_id}.",
+    },
+    "cannot_match": {
+        "uz": "Buyurtmani to'langan deb belgilab bo'lmaydi: holati {status}.",
+        "en": "The order cannot be paid: it is {status}.",
+        "ru": "Заказ нельзя оплатить: его статус {status}.",
+    },
+    "order_other_card": {
+        "uz": "Buyurtma boshqa karta yoki gmail uchun yaratilgan.",
+        "en": "The order is for another card or gmail than this transaction.",
+        "ru": "Заказ создан для другой карты или gmail, чем эта транзакция.",
+    },
+    "invalid_cursor": {
+        "uz": "Noto'g'ri cursor: oldingi javobdagi next_cursor ni yuboring.",
+        "en": "Invalid cursor: send the next_cursor of the previous answer.",
+        "ru": "Неверный cursor: передайте next_cursor из предыдущего ответа.",
+    },
+    "invalid_status_filter": {
+        "uz": "Noto'g'ri status. Mumkin: {allowed}.",
+        "en": "Invalid status. Allowed: {allowed}.",
+        "ru": "Неверный status. Допустимо: {allowed}.",
+    },
+    "invalid_since": {
+        "uz": "Noto'g'ri since: \"YYYY-MM-DD HH:MM:SS\" (Toshkent vaqti) yoki ISO 8601.",
+        "en": 'Invalid since: "YYYY-MM-DD HH:MM:SS" (Tashkent time) or ISO 8601.',
+        "ru": 'Неверный since: "YYYY-MM-DD HH:MM:SS" (время Ташкента) или ISO 8601.',
+    },
+    "invalid_limit": {
+        "uz": "Noto'g'ri limit: 1 dan {max} gacha butun son.",
+        "en": "Invalid limit: a whole number from 1 to {max}.",
+        "ru": "Неверный limit: целое число от 1 до {max}.",
+    },
     "too_many_sandbox_cards": {
         "uz": "Test rejimida kartalar soni chegarasiga yetildi.",
         "en": "The sandbox card limit has been reached.",

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from autopay_contracts import is_card_last4, normalize_gmail
+from autopay_gateway.clock import TASHKENT
 from autopay_gateway.messages import ApiError
 
 MAX_CLIENT_USER_ID = 128
@@ -220,3 +223,37 @@ def sandbox_transfer(body: dict[str, Any], *, max_amount: int) -> SandboxTransfe
         gmail=gmail(body),
         amount=_amount(body, "amount", max_amount),
     )
+
+
+MAX_TRANSACTIONS_PAGE = 200
+
+
+@dataclass(frozen=True)
+class TransactionQuery:
+    status: str | None
+    since: datetime | None
+    limit: int
+    cursor: str | None
+
+
+def transaction_query(params: Mapping[str, str], statuses: tuple[str, ...]) -> TransactionQuery:
+    """`GET /api/transactions` query: `status`, `since` (Tashkent `YYYY-MM-DD HH:MM:SS` or ISO
+    8601 with an offset), `limit` (1..200, default 50), `cursor`."""
+    status = params.get("status") or None
+    if status is not None and status not in statuses:
+        raise ApiError(400, "invalid_status_filter", allowed=", ".join(statuses))
+    since = None
+    if raw := params.get("since"):
+        try:
+            since = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            raise ApiError(400, "invalid_since") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=TASHKENT)
+    raw_limit = params.get("limit") or "50"
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_TRANSACTIONS_PAGE:
+        raise ApiError(400, "invalid_limit", max=MAX_TRANSACTIONS_PAGE)
+    cursor = params.get("cursor") or None
+    if cursor is not None and len(cursor) > 200:
+        raise ApiError(400, "invalid_cursor")
+    return TransactionQuery(status, since, int(raw_limit), cursor)

@@ -11,6 +11,7 @@ from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
 
 from autopay_contracts.permissions import SERVICES, inbox_prefix, pull_inbox_prefix
 from autopay_contracts.streams import CREDITS
+from autopay_matcher import ledger
 from autopay_matcher.consumer import CreditConsumer
 from autopay_matcher.reconciler import Reconciler
 from autopay_matcher.service import Clock, ExpiryScanner, Matcher, system_clock
@@ -19,6 +20,8 @@ from autopay_runtime.connections import dependency_checks, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.keys import Keys
+from autopay_store.ledger import Ledger
+from autopay_store.mailboxes import MailboxOwners
 from autopay_store.orders import OrderBook
 from autopay_store.reconcile import ReconcileState
 
@@ -89,6 +92,9 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
         decision_timeout_s=settings.decision_timeout_seconds,
     )
     _document_credit_subscription(broker, settings)
+    ledger.register(
+        broker, Ledger(redis, keys), MailboxOwners(redis, keys), ns, settings.ledger_consumer_name
+    )
 
     async def close_redis() -> None:
         await redis.aclose()

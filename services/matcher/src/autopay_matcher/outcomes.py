@@ -33,12 +33,18 @@ def outcome_events(credit: Credit, outcome: MatchOutcome, owner: str = UNOWNED) 
                 credit_id=credit.credit_id,
                 paid_at=record.paid_at,
                 late=record.late,
+                manual=record.manual,
+                matched_by=record.matched_by,
             ),
             CreditMatched(
                 credit=credit,
                 order_id=record.order.order_id,
                 merchant_id=record.order.merchant_id,
                 late=record.late,
+                manual=record.manual,
+                matched_by=record.matched_by,
+                matched_at=record.paid_at if record.manual else None,
+                amount_difference_tiyin=credit.amount_tiyin - record.order.amount_tiyin,
             ),
         ]
     if kind == "ambiguous":

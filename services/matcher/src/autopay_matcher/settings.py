@@ -21,6 +21,8 @@ class MatcherSettings(ServiceSettings):
     expiry_batch: int = 500
 
     consumer_name: str = "matcher"
+    ledger_consumer_name: str = "ledger"
+    """The durable that projects credit decisions into the merchants' ledgers."""
     fetch_batch: int = 256
     fetch_timeout_seconds: float = 1.0
     ack_wait_seconds: float = 30.0

@@ -350,6 +350,7 @@ def admin_rebuild_orders(
             "kept": report.kept,
             "aged_out": report.aged_out,
             "decisions": report.decisions,
+            "ledger": report.ledger,
             "order_sequence": report.order_sequence,
         }
     )

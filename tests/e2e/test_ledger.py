@@ -1,0 +1,99 @@
+"""The transactions ledger through the whole stack (issue #8): a payment that did not match
+appears in the ledger, and a manual match pays the order and fires its webhook.
+
+Through real processes: the bank mail goes through mail-ingest, the matcher decides it
+`unmatched` and its ledger consumer writes the record; the gateway's manual match pays the
+order, and the notifier delivers the signed webhook. The same for the sandbox (a test key's
+transfer). After Redis is flushed, the rebuild restores the ledger with its manual match.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import httpx
+import pytest
+import redis
+from standardwebhooks.webhooks import Webhook
+
+from autopay_testing.waiting import eventually
+
+from .conftest import autopay
+
+pytestmark = pytest.mark.e2e
+
+
+def _client(stack, key: str) -> httpx.Client:
+    return httpx.Client(base_url=stack.info["gateway_url"], headers={"x-api-key": key}, timeout=10)
+
+
+def _unmatched(client: httpx.Client, amount: int) -> dict:
+    def find() -> dict | None:
+        page = client.get("/api/transactions", params={"status": "unmatched"}).json()
+        return next((t for t in page["transactions"] if t["amount"] == amount), None)
+
+    return eventually(find, 30, f"an unmatched {amount} in the ledger")
+
+
+def _pay_by_hand(stack, receiver, key: str, send) -> tuple[str, dict, dict]:
+    """An order for X, a transfer of X - 37, the ledger shows it, the merchant matches it."""
+    card = stack.info["card"]
+    amount = random.randint(100_000, 900_000)
+    with _client(stack, key) as client:
+        created = client.post(
+            "/api/create-payment", json={"amount": amount, **card, "webhook_url": receiver.url}
+        )
+        assert created.status_code == 200, created.text
+        order_id = created.json()["order_id"]
+        send(amount - 37)
+        record = _unmatched(client, amount - 37)
+        assert record["order_id"] is None and record["card_last4"] == card["card_last4"]
+        matched = client.post(
+            f"/api/transactions/{record['id']}/match", json={"order_id": order_id}
+        )
+        assert matched.status_code == 200, matched.text
+        assert matched.json()["difference"] == -37
+        webhook = eventually(lambda: receiver.for_order(order_id), 30, "the webhook")[0]
+        shown = client.get(f"/api/transactions/{record['id']}").json()["transaction"]
+        assert (shown["status"], shown["order_id"], shown["manual"]) == ("matched", order_id, True)
+        status = client.post("/api/check-payment", json={"order_id": order_id}).json()["status"]
+        assert status == "paid"
+    return order_id, record, webhook
+
+
+def test_a_wrong_amount_shows_up_unmatched_and_a_manual_match_fires_the_webhook(stack, receiver):
+    order_id, _, webhook = _pay_by_hand(stack, receiver, stack.info["api_key"], stack.send_credit)
+    payload = Webhook(stack.info["webhook_secret"]).verify(webhook["body"], webhook["headers"])
+    assert (payload["order_id"], payload["status"]) == (order_id, "paid")
+    assert "test" not in payload
+
+
+def test_the_same_in_the_sandbox(stack, receiver):
+    key = stack.info["test_api_key"]
+    card = stack.info["card"]
+
+    def transfer(amount: int) -> None:
+        with _client(stack, key) as client:
+            response = client.post("/api/sandbox/transfer", json={"amount": amount, **card})
+            assert response.status_code == 200, response.text
+
+    _, record, webhook = _pay_by_hand(stack, receiver, key, transfer)
+    assert json.loads(webhook["body"])["test"] is True
+    with _client(stack, stack.info["api_key"]) as live:  # the live ledger never shows it
+        assert live.get(f"/api/transactions/{record['id']}").status_code == 404
+
+
+def test_the_rebuild_restores_the_ledger_and_the_manual_match(stack, receiver):
+    order_id, record, _ = _pay_by_hand(stack, receiver, stack.info["api_key"], stack.send_credit)
+    r = redis.Redis.from_url(stack.info["redis_url"], decode_responses=True)
+    prefix = stack.run_file()["env"]["redis_prefix"]
+    ledger_keys = list(r.scan_iter(match=f"{prefix}:{{l:*"))
+    assert ledger_keys
+    r.delete(*ledger_keys)  # the ledger lost
+    with _client(stack, stack.info["api_key"]) as client:
+        assert client.get(f"/api/transactions/{record['id']}").status_code == 404
+        out = autopay("admin", "rebuild-orders", "--state-dir", str(stack.state_dir))
+        assert json.loads(out.strip().splitlines()[-1])["ledger"] > 0
+        shown = client.get(f"/api/transactions/{record['id']}").json()["transaction"]
+    assert (shown["status"], shown["order_id"], shown["manual"]) == ("matched", order_id, True)
