@@ -79,6 +79,42 @@ async def test_http_loopback_webhook_only_when_allowed(gw):
     assert (await gw.post("/api/create-payment", shop.api_key, body)).status_code == 400
 
 
+EN = {"accept-language": "en"}
+INTERNAL_WEBHOOKS = [
+    "https://10.0.0.1/hook",
+    "https://192.168.1.20/hook",
+    "https://169.254.169.254/latest/meta-data",
+    "https://[fd00:ec2::254]/",
+    "https://[::ffff:127.0.0.1]/",
+    "https://127.1/",
+    "https://2130706433/",
+    "https://0x7f.0.0.1/",
+    "https://localhost/hook",
+    "https://metadata.google.internal/computeMetadata/v1/",
+    "https://printer.local/",
+    "https://db.internal/",
+]
+
+
+async def test_a_webhook_url_on_an_internal_host_is_refused_at_create(
+    settings, streams, start_gateway
+):
+    """Attack: a merchant (or a stolen key) aiming the platform's webhooks at its own network
+    or a cloud metadata service. Refused with 400 before the order exists; a public host is
+    fine. The notifier's delivery-time guard (which vets resolved names) stays behind it."""
+    production = settings.model_copy(update={"allow_http_loopback_webhooks": False})
+    async with start_gateway(production) as gw:
+        shop = await gw.merchant()
+        for amount, url in enumerate(INTERNAL_WEBHOOKS, start=50_100):
+            body = {**GOOD, "amount": amount, "webhook_url": url}
+            response = await gw.post("/api/create-payment", shop.api_key, body, **EN)
+            assert response.status_code == 400, url
+            assert "internal address" in response.json()["detail"], url
+        assert await gw.orders.get("10001") is None
+        body = {**GOOD, "amount": 50_099, "webhook_url": "https://shop.example.com/hook"}
+        assert (await gw.post("/api/create-payment", shop.api_key, body)).status_code == 200
+
+
 async def test_card_not_connected_is_400(gw):
     shop = await gw.merchant(card=False)
     response = await gw.post("/api/create-payment", shop.api_key, GOOD)

@@ -167,6 +167,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ru": "Не удалось подключиться к IMAP-серверу Gmail. Повторите попытку позже. "
         + _HINT_APP_PASSWORD["ru"],
     },
+    "webhook_url_internal": {
+        "uz": "webhook_url ichki tarmoq manziliga ishora qiladi; ochiq https manzil kerak.",
+        "en": "webhook_url points to an internal address; a public https URL is required.",
+        "ru": "webhook_url указывает на внутренний адрес; нужен публичный https-адрес.",
+    },
     "transaction_not_found": {
         "uz": "Tranzaksiya topilmadi. id ni tekshiring.",
         "en": "Transaction not found. Check the id.",

@@ -19,6 +19,7 @@ import orjson
 from autopay_contracts import is_card_last4, normalize_gmail
 from autopay_gateway.clock import TASHKENT
 from autopay_gateway.messages import ApiError
+from autopay_runtime.destinations import internal_host
 
 MAX_CLIENT_USER_ID = 128
 MAX_CLIENT_USER_DATA_BYTES = 4096
@@ -126,9 +127,12 @@ def webhook_url(value: Any, allow_http_loopback: bool) -> str | None:
         raise ApiError(400, "invalid_webhook_url") from None
     if not host or any(c.isspace() for c in value):
         raise ApiError(400, "invalid_webhook_url")
-    if parts.scheme == "https":
-        return value
-    if parts.scheme == "http" and allow_http_loopback and _is_loopback(host):
+    loopback_ok = allow_http_loopback and _is_loopback(host)
+    if parts.scheme == "https" or (parts.scheme == "http" and loopback_ok):
+        # Refused now rather than at delivery: the notifier's guard (which also vets what a
+        # name resolves to) stays, but the merchant learns of the mistake at once.
+        if not loopback_ok and internal_host(host) is not None:
+            raise ApiError(400, "webhook_url_internal")
         return value
     raise ApiError(400, "invalid_webhook_url")
 

@@ -20,41 +20,9 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from autopay_runtime.destinations import IPAddress, is_public
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-
-_BLOCKED = tuple(
-    ipaddress.ip_network(net)
-    for net in (
-        # IPv4
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",  # CGNAT
-        "127.0.0.0/8",
-        "169.254.0.0/16",  # link-local, cloud metadata (169.254.169.254)
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.88.99.0/24",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",  # multicast
-        "240.0.0.0/4",  # reserved, incl. 255.255.255.255
-        # IPv6
-        "::/128",
-        "::1/128",
-        "64:ff9b:1::/48",
-        "100::/64",
-        "2001:db8::/32",
-        "fc00::/7",  # ULA, incl. AWS metadata fd00:ec2::254
-        "fe80::/10",
-        "fec0::/10",
-        "ff00::/8",
-    )
-)
 
 
 class DestinationRefused(Exception):
@@ -79,26 +47,6 @@ class GuardPolicy:
 
     def loopback_allowed_for(self, host: str) -> bool:
         return self.allow_loopback and host.lower() in LOOPBACK_NAMES
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    if ip in ipaddress.ip_network("64:ff9b::/96"):  # NAT64
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def is_public(ip: IPAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and (inner := _embedded_ipv4(ip)) is not None:
-        return is_public(inner)
-    if any(ip in net for net in _BLOCKED if net.version == ip.version):
-        return False
-    return ip.is_global and not ip.is_multicast and not ip.is_reserved
 
 
 @functools.lru_cache(maxsize=8192)
