@@ -229,3 +229,46 @@ async def test_subscription_and_my_cards(gw, redis_client):
             {"id": cards[1].card_id, "card_last4": "8675", "gmail": "karta2@gmail.com"},
         ]
     }
+
+
+async def test_settings_give_payments_a_default_webhook_and_events(gw):
+    shop = await gw.merchant()
+    key = shop.api_key
+    assert (await gw.get("/api/settings", key)).json() == {
+        "webhook_url": None,
+        "notify_events": ["paid"],
+    }
+    body = {"webhook_url": "https://shop.example.com/hook", "notify_events": ["cancelled"]}
+    put = await gw.client.put("/api/settings", json=body, headers={"x-api-key": key})
+    assert put.status_code == 200, put.text
+    assert put.json()["notify_events"] == ["paid", "cancelled"]
+
+    plain = {"amount": 50_037, "card_last4": "6412", "gmail": "karta@gmail.com"}
+    created = (await gw.post("/api/create-payment", key, plain)).json()
+    order = (await gw.orders.get(created["order_id"])).order
+    assert order.webhook_url == "https://shop.example.com/hook"
+    assert order.notify_events == ("paid", "cancelled")
+
+    own = {
+        **plain,
+        "amount": 50_038,
+        "webhook_url": "https://other.example/h",
+        "notify_events": ["expired"],
+    }
+    created = (await gw.post("/api/create-payment", key, own)).json()
+    order = (await gw.orders.get(created["order_id"])).order
+    assert order.webhook_url == "https://other.example/h"
+    assert order.notify_events == ("paid", "expired")
+
+    bad = await gw.post(
+        "/api/create-payment", key, {**plain, "amount": 50_039, "notify_events": ["refunded"]}
+    )
+    assert bad.status_code == 400
+    internal = await gw.client.put(
+        "/api/settings", json={"webhook_url": "https://10.1.2.3/x"}, headers={"x-api-key": key}
+    )
+    assert internal.status_code == 400
+    cleared = await gw.client.put(
+        "/api/settings", json={"webhook_url": None}, headers={"x-api-key": key}
+    )
+    assert cleared.json() == {"success": True, "webhook_url": None, "notify_events": ["paid"]}

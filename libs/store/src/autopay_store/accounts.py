@@ -39,6 +39,10 @@ class Merchant:
     test_mode: bool = False
     rate_per_s: float = 20.0
     rate_burst: int = 40
+    webhook_url: str | None = None
+    """The merchant's default webhook URL, used by a payment created without one."""
+    notify_events: tuple[str, ...] = ("paid",)
+    """Which order events a payment created without `notify_events` is notified of."""
 
     def active(self, now: datetime) -> bool:
         return now < self.expires_at
@@ -174,6 +178,8 @@ class Accounts:
             test_mode=bool(int(data.get("test_mode", 0))) or test_key,
             rate_per_s=float(data.get("rate_per_s", 20.0)),
             rate_burst=int(data.get("rate_burst", 40)),
+            webhook_url=data.get("webhook_url") or None,
+            notify_events=tuple(json.loads(data.get("notify_events") or '["paid"]')),
         )
 
     async def authenticate(self, api_key: str) -> Merchant | None:
@@ -227,6 +233,22 @@ class Accounts:
         await self.redis.hset(
             self.keys.merchant(merchant_id), mapping={"rate_per_s": per_s, "rate_burst": burst}
         )
+        merchant = await self.get_merchant(merchant_id)
+        assert merchant is not None
+        return merchant
+
+    async def set_settings(
+        self, merchant_id: str, *, webhook_url: str | None, notify_events: tuple[str, ...]
+    ) -> Merchant:
+        """The merchant-wide defaults (`PUT /api/settings`): None removes the default URL."""
+        key = self.keys.merchant(merchant_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if webhook_url:
+                pipe.hset(key, "webhook_url", webhook_url)
+            else:
+                pipe.hdel(key, "webhook_url")
+            pipe.hset(key, "notify_events", json.dumps(list(notify_events)))
+            await pipe.execute()
         merchant = await self.get_merchant(merchant_id)
         assert merchant is not None
         return merchant

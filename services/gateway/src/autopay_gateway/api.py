@@ -243,3 +243,24 @@ async def dismiss_transaction(request: Request, transaction_id: str) -> Response
         )
 
     return await _post(request, action, bodyless=True)
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+@router.get("/settings")
+async def get_settings(request: Request) -> Response:
+    caller = await _caller(request)
+    return JsonResponse(await _gateway(request).get_settings(caller.merchant))
+
+
+@router.put("/settings")
+async def put_settings(request: Request) -> Response:
+    """`{webhook_url, notify_events}`: the defaults of payments created without them."""
+    gateway = _gateway(request)
+    caller = await _caller(request)
+    cmd = body.settings(
+        body.decode_object(await _body(request)),
+        allow_http_loopback=gateway.settings.allow_http_loopback_webhooks,
+    )
+    return JsonResponse(await gateway.put_settings(caller.merchant, cmd))

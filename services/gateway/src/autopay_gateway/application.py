@@ -36,6 +36,7 @@ from autopay_gateway.clock import tashkent
 from autopay_gateway.faults import crash_point
 from autopay_gateway.messages import ApiError
 from autopay_gateway.requests import AddCard, CreatePayment, SandboxTransfer
+from autopay_gateway.requests import Settings as SettingsCommand
 from autopay_gateway.settings import GatewaySettings
 from autopay_gateway.transactions import Transactions
 from autopay_runtime.publishing import EventPublisher, PublishFailed
@@ -121,7 +122,8 @@ def new_order(
         expires_at=now + timedelta(seconds=ttl_s),
         client_user_id=cmd.client_user_id,
         client_user_data=cmd.client_user_data,
-        webhook_url=cmd.webhook_url,
+        webhook_url=cmd.webhook_url or merchant.webhook_url,
+        notify_events=cmd.notify_events or merchant.notify_events,
         test_mode=merchant.test_mode,
     )
 
@@ -369,6 +371,24 @@ class Gateway:
             await self.orders.published("cancelled", order_id)
             log.info("payment cancelled")
         return {"success": True, "order_id": order_id, "status": "cancelled"}
+
+    # --- settings -------------------------------------------------------------------------
+    async def get_settings(self, merchant: Merchant) -> dict[str, Any]:
+        fresh = await self.accounts.get_merchant(merchant.merchant_id) or merchant
+        return {"webhook_url": fresh.webhook_url, "notify_events": list(fresh.notify_events)}
+
+    async def put_settings(self, merchant: Merchant, cmd: SettingsCommand) -> dict[str, Any]:
+        """Merchant-wide defaults for payments created without `webhook_url` / `notify_events`
+        (applied within `auth_cache_seconds`, the age of a cached merchant)."""
+        updated = await self.accounts.set_settings(
+            merchant.merchant_id, webhook_url=cmd.webhook_url, notify_events=cmd.notify_events
+        )
+        self._merchants.clear()
+        return {
+            "success": True,
+            "webhook_url": updated.webhook_url,
+            "notify_events": list(updated.notify_events),
+        }
 
     # --- account --------------------------------------------------------------------------
     async def subscription(self, merchant: Merchant, now: datetime) -> dict[str, Any]:

@@ -167,6 +167,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ru": "Не удалось подключиться к IMAP-серверу Gmail. Повторите попытку позже. "
         + _HINT_APP_PASSWORD["ru"],
     },
+    "invalid_notify_events": {
+        "uz": "Noto'g'ri notify_events: ro'yxat, mumkin bo'lganlar: {allowed}.",
+        "en": "Invalid notify_events: a list of {allowed}.",
+        "ru": "Неверный notify_events: список из {allowed}.",
+    },
     "webhook_url_internal": {
         "uz": "webhook_url ichki tarmoq manziliga ishora qiladi; ochiq https manzil kerak.",
         "en": "webhook_url points to an internal address; a public https URL is required.",

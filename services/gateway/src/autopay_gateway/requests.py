@@ -40,6 +40,36 @@ class CreatePayment:
     client_user_id: str | None = None
     client_user_data: dict[str, Any] | None = None
     webhook_url: str | None = None
+    notify_events: tuple[str, ...] | None = None
+    """None: the merchant's default (`PUT /api/settings`)."""
+
+
+ORDER_EVENTS = ("paid", "expired", "cancelled")
+
+
+def notify_events(value: Any) -> tuple[str, ...] | None:
+    """`notify_events`: which order events are notified, of `paid`, `expired`, `cancelled`;
+    `paid` always is. Absent (or null) → None."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(v in ORDER_EVENTS for v in value):
+        raise ApiError(400, "invalid_notify_events", allowed=", ".join(ORDER_EVENTS))
+    return tuple(event for event in ORDER_EVENTS if event == "paid" or event in value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    webhook_url: str | None
+    notify_events: tuple[str, ...]
+
+
+def settings(body: dict[str, Any], *, allow_http_loopback: bool) -> Settings:
+    """`PUT /api/settings {webhook_url, notify_events}`: both optional; a null or empty
+    `webhook_url` removes the default URL."""
+    return Settings(
+        webhook_url=webhook_url(body.get("webhook_url"), allow_http_loopback),
+        notify_events=notify_events(body.get("notify_events")) or ("paid",),
+    )
 
 
 @dataclass(frozen=True)
@@ -179,6 +209,7 @@ def create_payment(
         client_user_id=user_id,
         client_user_data=user_data,
         webhook_url=webhook_url(body.get("webhook_url"), allow_http_loopback),
+        notify_events=notify_events(body.get("notify_events")),
     )
 
 

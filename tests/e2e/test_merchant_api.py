@@ -1,5 +1,6 @@
-"""The transactions ledger through the whole stack (issue #8): a payment that did not match
-appears in the ledger, and a manual match pays the order and fires its webhook.
+"""The merchant API through the whole stack (issue #8). A payment that did not match appears in
+the transactions ledger, and a manual match pays the order and fires its webhook; settings give
+payments a default webhook URL and opted-in `cancelled` webhooks.
 
 Through real processes: the bank mail goes through mail-ingest, the matcher decides it
 `unmatched` and its ledger consumer writes the record; the gateway's manual match pays the
@@ -97,3 +98,29 @@ def test_the_rebuild_restores_the_ledger_and_the_manual_match(stack, receiver):
         assert json.loads(out.strip().splitlines()[-1])["ledger"] > 0
         shown = client.get(f"/api/transactions/{record['id']}").json()["transaction"]
     assert (shown["status"], shown["order_id"], shown["manual"]) == ("matched", order_id, True)
+
+
+def test_settings_default_webhook_and_an_opted_in_cancelled_webhook(stack, receiver):
+    """A payment created without a webhook_url is notified at the merchant's default URL; one
+    that opted in to `cancelled` gets a webhook when it is cancelled."""
+    card = stack.info["card"]
+    with _client(stack, stack.info["api_key"]) as client:
+        put = client.put("/api/settings", json={"webhook_url": receiver.url})
+        assert put.status_code == 200, put.text
+        try:
+            amount = random.randint(100_000, 900_000)
+            body = {"amount": amount, **card, "notify_events": ["cancelled"]}
+            order_id = client.post("/api/create-payment", json=body).json()["order_id"]
+            cancelled = client.post("/api/cancel-payment", json={"order_id": order_id})
+            assert cancelled.status_code == 200, cancelled.text
+            webhook = eventually(lambda: receiver.for_order(order_id), 30, "the cancelled webhook")
+            payload = Webhook(stack.info["webhook_secret"]).verify(
+                webhook[0]["body"], webhook[0]["headers"]
+            )
+            assert (payload["status"], payload["paid_at"]) == ("cancelled", None)
+
+            paid = client.post("/api/create-payment", json={"amount": amount + 1, **card}).json()
+            stack.send_credit(amount + 1)
+            eventually(lambda: receiver.for_order(paid["order_id"]), 30, "the default URL used")
+        finally:
+            client.put("/api/settings", json={"webhook_url": None})
