@@ -1,9 +1,11 @@
-"""Waiting for an event with a deadline, without swallowing a cancellation.
+"""Waiting for an event with a deadline, without losing a cancellation.
 
 On Python 3.11, `asyncio.wait_for(event.wait(), t)` can return normally when the task is
-cancelled in the same loop iteration as the event is set: the cancellation is lost, and a loop
-written `while True: ... await wait_for(...)` then never stops (its `stop()` waits forever).
-`asyncio.timeout` propagates the cancellation, so the loops here use `wait_event` instead.
+cancelled in the same loop iteration as the event is set, and `asyncio.timeout` can turn a
+cancellation that coincides with its own expiry into a `TimeoutError`: either way the
+cancellation is lost, a loop written `while True: ... wait ...` goes on, and whoever stops it
+waits forever. `wait_event` waits with `asyncio.wait`, which never cancels the caller to
+enforce its deadline, so a cancellation of the caller always propagates.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import asyncio
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
     """Wait until `event` is set or `seconds` have passed; True when it was set."""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
     try:
-        async with asyncio.timeout(max(0.0, seconds)):
-            await event.wait()
-    except TimeoutError:
-        return event.is_set()
-    return True
+        await asyncio.wait({waiter}, timeout=max(0.0, seconds))
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+    return event.is_set()

@@ -31,7 +31,6 @@ Design (why it is durable and why one dead endpoint cannot hold up the others):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections import deque
@@ -143,6 +142,8 @@ class Notifier:
         self._outstanding = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stopping = False
         self._scheduler: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._held: dict[str, Claim] = {}
@@ -368,7 +369,7 @@ class Notifier:
     # --- scheduler ------------------------------------------------------------------------
     async def run_scheduler(self) -> None:
         """Claim due deliveries (retries, deferrals, other replicas' expired leases)."""
-        while True:
+        while not self._stopping:
             want = min(self.capacity, self.limits.claim_batch)
             claims: list[Claim] = []
             if want > 0:
@@ -385,8 +386,8 @@ class Notifier:
             await wait_event(self._wake, self.limits.poll_interval_s)
 
     async def run_renewer(self) -> None:
-        while True:
-            await asyncio.sleep(self.limits.lease_s / 3)
+        while not self._stopping:
+            await wait_event(self._stopped, self.limits.lease_s / 3)
             held = list(self._held.values())
             if not held:
                 continue
@@ -396,6 +397,8 @@ class Notifier:
                 log.exception("renewing delivery leases failed")
 
     def start(self) -> None:
+        self._stopping = False
+        self._stopped.clear()
         if self._scheduler is None:
             self._scheduler = asyncio.ensure_future(self.run_scheduler())
             self._renewer = asyncio.ensure_future(self.run_renewer())
@@ -403,11 +406,20 @@ class Notifier:
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop claiming; let running attempts finish for `grace_s`, then cancel the rest
         (their leases expire and another replica, or this one after restart, retries)."""
+        # The loops end at their next check of `_stopping` (woken at once); cancelling is only
+        # the fallback, and never waited on without a bound.
+        self._stopping = True
+        self._stopped.set()
+        self._wake.set()
         for loop in (self._scheduler, self._renewer):
-            if loop is not None:
+            if loop is None:
+                continue
+            _, running = await asyncio.wait({loop}, timeout=2.0)
+            while running:
                 loop.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loop
+                _, running = await asyncio.wait({loop}, timeout=1.0)
+                if running:
+                    log.error("a notifier loop ignores its cancellation; cancelling again")
         self._scheduler = self._renewer = None
         for lane in self._lanes.values():
             metrics.QUEUED.dec(len(lane.queue))
