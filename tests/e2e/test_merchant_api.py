@@ -124,3 +124,64 @@ def test_settings_default_webhook_and_an_opted_in_cancelled_webhook(stack, recei
             eventually(lambda: receiver.for_order(paid["order_id"]), 30, "the default URL used")
         finally:
             client.put("/api/settings", json={"webhook_url": None})
+
+
+def _paid_with_webhook(stack, receiver, client) -> tuple[str, dict]:
+    amount = random.randint(100_000, 900_000)
+    body = {"amount": amount, **stack.info["card"], "webhook_url": receiver.url}
+    order_id = client.post("/api/create-payment", json=body).json()["order_id"]
+    stack.send_credit(amount)
+    return order_id, eventually(lambda: receiver.for_order(order_id), 30, "the webhook")[0]
+
+
+def test_the_delivery_log_and_a_redelivery_with_the_same_webhook_id(stack, receiver):
+    with _client(stack, stack.info["api_key"]) as client:
+        order_id, first = _paid_with_webhook(stack, receiver, client)
+        webhook_id = first["headers"]["webhook-id"]
+        log = client.get(f"/api/orders/{order_id}/deliveries").json()
+        [delivery] = log["deliveries"]
+        assert (delivery["webhook_id"], delivery["event"], delivery["state"]) == (
+            webhook_id,
+            "paid",
+            "delivered",
+        )
+        assert delivery["log"][0]["status_code"] == 200 and delivery["log"][0]["latency_ms"] >= 0
+        again = client.post(f"/api/orders/{order_id}/redeliver")
+        assert again.status_code == 200, again.text
+        assert again.json()["webhook_ids"] == [webhook_id]
+
+        def twice() -> list[dict] | None:
+            found = receiver.for_order(order_id)
+            return found if len(found) >= 2 else None
+
+        both = eventually(twice, 30, "the webhook again")
+        assert {r["headers"]["webhook-id"] for r in both} == {webhook_id}
+        attempts = client.get(f"/api/orders/{order_id}/deliveries").json()["deliveries"][0]["log"]
+        assert len(attempts) == 2
+
+
+def test_a_signed_test_event(stack, receiver):
+    with _client(stack, stack.info["api_key"]) as client:
+        sent = client.post("/api/webhooks/test", json={"url": receiver.url})
+        assert sent.status_code == 200, sent.text
+        webhook_id = sent.json()["webhook_id"]
+
+        def arrived():
+            return [r for r in receiver.requests if r["headers"].get("webhook-id") == webhook_id]
+
+        [request] = eventually(arrived, 30, "the test event")
+    payload = Webhook(stack.info["webhook_secret"]).verify(request["body"], request["headers"])
+    assert payload["type"] == "webhook.test" and payload["test"] is True
+
+
+def test_after_a_rotation_webhooks_verify_with_both_secrets(stack, receiver):
+    old = stack.info["webhook_secret"]
+    with _client(stack, stack.info["api_key"]) as client:
+        assert client.get("/api/webhook-secret").json() == {"webhook_secret": old}
+        rotated = client.post("/api/webhook-secret/rotate").json()
+        new = rotated["webhook_secret"]
+        assert new != old and new.startswith("whsec_") and rotated["previous_valid_until"]
+        assert client.get("/api/webhook-secret").json() == {"webhook_secret": new}
+        _, request = _paid_with_webhook(stack, receiver, client)
+    for secret in (old, new):
+        Webhook(secret).verify(request["body"], request["headers"])

@@ -190,6 +190,15 @@ def test_every_message_has_three_languages():
         assert set(texts) == {"uz", "en", "ru"}, code
 
 
+async def test_the_bot_handle_in_messages_comes_from_a_setting(settings, streams, start_gateway):
+    async with start_gateway(settings.model_copy(update={"bot_handle": "@MyShopPayBot"})) as gw:
+        lapsed = await gw.merchant(days=-1)
+        body = {"amount": 50_037, "card_last4": "6412", "gmail": "karta@gmail.com"}
+        response = await gw.post("/api/create-payment", lapsed.api_key, body)
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Faol obuna yo'q! @MyShopPayBot da obuna oling."}
+
+
 @pytest.mark.parametrize(
     ("header", "language"),
     [

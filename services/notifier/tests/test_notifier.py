@@ -14,8 +14,8 @@ from standardwebhooks import Webhook
 from autopay_contracts import Order, OrderCancelled, OrderExpired, OrderPaid, parse_event
 from autopay_notifier.bootstrap import build_app
 from autopay_notifier.settings import NotifierSettings
-from autopay_notifier.store import DeliveryKeys, DeliveryStore
 from autopay_store.accounts import Accounts
+from autopay_store.deliveries import DeliveryKeys, DeliveryStore
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
 

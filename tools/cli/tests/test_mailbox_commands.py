@@ -138,3 +138,41 @@ def test_secrets_reencrypt_moves_everything_to_the_new_key(
     assert SecretBox(new).decrypt(event.password_encrypted) == "pw"
     again = json.loads(runner.invoke(app, ["admin", "secrets", "reencrypt", "--json"]).output)
     assert again["reencrypted"] == 0
+
+
+def test_tariffs_give_merchants_their_limits_and_rate(cli_env, redis_url, redis_prefix):
+    created = runner.invoke(
+        app,
+        [
+            *("admin", "tariff", "create", "--name", "Premium", "--price", "150000"),
+            *("--max-payments", "5000", "--days", "30", "--rate-per-second", "50", "--burst", "80"),
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["max_payments"] == 5000
+    bad = runner.invoke(
+        app, ["admin", "tariff", "create", "--name", "X", "--price", "1", "--max-payments", "0",
+              "--days", "30"],
+    )  # fmt: skip
+    assert bad.exit_code == 2
+    listed = json.loads(runner.invoke(app, ["admin", "tariff", "list"]).output)
+    assert [t["name"] for t in listed["tariffs"]] == ["Premium"]
+
+    on_tariff = runner.invoke(
+        app, ["admin", "merchant", "create", "--name", "Big", "--tariff", "Premium", "--json"]
+    )
+    merchant_id = json.loads(on_tariff.output)["merchant_id"]
+    stored = redis.Redis.from_url(redis_url, decode_responses=True).hgetall(
+        Keys(redis_prefix).merchant(merchant_id)
+    )
+    assert (stored["tariff_name"], stored["max_payments"]) == ("Premium", "5000")
+    assert (float(stored["rate_per_s"]), stored["rate_burst"]) == (50.0, "80")
+
+    shop = merchant()  # on the default tariff name, which is no tariff: its own options
+    moved = runner.invoke(
+        app, ["admin", "tariff", "set", "--merchant", shop, "--tariff", "Premium"]
+    )
+    assert moved.exit_code == 0, moved.output
+    assert json.loads(moved.output)["tariff_name"] == "Premium"
+    missing = runner.invoke(app, ["admin", "tariff", "set", "--merchant", shop, "--tariff", "Nope"])
+    assert missing.exit_code == 1

@@ -45,6 +45,14 @@ class Keys:
         order transition written to Redis whose event JetStream has not acknowledged yet."""
         return f"{self.prefix}:outbox"
 
+    def tariff(self, name: str) -> str:
+        return f"{self.prefix}:tariff:{name}"
+
+    @property
+    def tariffs(self) -> str:
+        """Set of the tariff names."""
+        return f"{self.prefix}:tariffs"
+
     def ledger(self, merchant_id: str, suffix: str) -> str:
         """A merchant's transactions ledger (`autopay_store.ledger`), one hash tag per merchant."""
         return f"{self.prefix}:{{l:{merchant_id}}}:{suffix}"

@@ -264,3 +264,55 @@ async def put_settings(request: Request) -> Response:
         allow_http_loopback=gateway.settings.allow_http_loopback_webhooks,
     )
     return JsonResponse(await gateway.put_settings(caller.merchant, cmd))
+
+
+# --- webhook tools ----------------------------------------------------------------------------
+
+
+@router.get("/orders/{order_id}/deliveries")
+async def deliveries(request: Request, order_id: str) -> Response:
+    """Every webhook of the order, each attempt with its time, status or error and latency."""
+    gateway = _gateway(request)
+    caller = await _caller(request)
+    await gateway.check_payment(caller.merchant, order_id)  # 404 unless the caller's order
+    return JsonResponse(await gateway.webhooks.log(caller.merchant, order_id))
+
+
+@router.post("/orders/{order_id}/redeliver")
+async def redeliver(request: Request, order_id: str) -> Response:
+    """Send the order's webhook again with the same `webhook-id` (`{"event": "paid"}` picks
+    one of its events; all of them by default)."""
+
+    async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+        await gateway.check_payment(caller.merchant, order_id)
+        event = body.order_event(data.get("event"))
+        return await gateway.webhooks.redeliver(caller.merchant, order_id, event, utcnow())
+
+    return await _post(request, action, bodyless=True)
+
+
+@router.post("/webhooks/test")
+async def test_webhook(request: Request) -> Response:
+    """A signed test event to `{"url"}` or to the default webhook URL of /api/settings."""
+
+    async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+        url = body.webhook_url(data.get("url"), gateway.settings.allow_http_loopback_webhooks)
+        return await gateway.webhooks.send_test(caller.merchant, url, utcnow())
+
+    return await _post(request, action, bodyless=True)
+
+
+@router.get("/webhook-secret")
+async def webhook_secret(request: Request) -> Response:
+    caller = await _caller(request)
+    return JsonResponse(await _gateway(request).webhooks.secret(caller.merchant, utcnow()))
+
+
+@router.post("/webhook-secret/rotate")
+async def rotate_webhook_secret(request: Request) -> Response:
+    """A new signing secret; webhooks carry signatures by both for 24 h."""
+
+    async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
+        return await gateway.webhooks.rotate_secret(caller.merchant, utcnow())
+
+    return await _post(request, action, bodyless=True)

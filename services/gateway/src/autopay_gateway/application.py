@@ -39,6 +39,7 @@ from autopay_gateway.requests import AddCard, CreatePayment, SandboxTransfer
 from autopay_gateway.requests import Settings as SettingsCommand
 from autopay_gateway.settings import GatewaySettings
 from autopay_gateway.transactions import Transactions
+from autopay_gateway.webhooks import Webhooks
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import (
     Accounts,
@@ -153,6 +154,7 @@ class Gateway:
         secrets: SecretBox,
         sandbox: SandboxCards,
         transactions: Transactions,
+        webhooks: Webhooks,
     ) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -165,6 +167,7 @@ class Gateway:
         self.secrets = secrets
         self.sandbox = sandbox
         self.transactions = transactions
+        self.webhooks = webhooks
         self._merchants: TtlCache[str, Merchant | None] = TtlCache(settings.auth_cache_seconds)
         # (merchant, world, card_last4, mailbox id): every spelling of an address is one entry
         self._cards: TtlCache[tuple[str, bool, str, str], Card] = TtlCache(

@@ -22,10 +22,12 @@ from autopay_gateway.http import JsonResponse, MetricsMiddleware, install_error_
 from autopay_gateway.republish import Republisher
 from autopay_gateway.settings import GatewaySettings
 from autopay_gateway.transactions import Transactions
+from autopay_gateway.webhooks import Webhooks
 from autopay_runtime.connections import dependency_checks
 from autopay_runtime.health import failing_checks
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.accounts import Accounts
+from autopay_store.deliveries import DeliveryKeys, DeliveryStore
 from autopay_store.keys import Keys
 from autopay_store.ledger import Ledger
 from autopay_store.orders import OrderBook
@@ -71,6 +73,10 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             secrets=secrets,
             sandbox=SandboxCards(redis, keys),
             transactions=Transactions(ledger, orders, publisher, settings.publish_attempts),
+            webhooks=Webhooks(
+                DeliveryStore(redis, DeliveryKeys(settings.redis_prefix)),
+                Accounts(redis, keys, secrets),
+            ),
         )
         app.state.readiness = dependency_checks(broker, redis, settings.ns)
         republisher = Republisher(
@@ -99,6 +105,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
         default_response_class=JsonResponse,
     )
     app.state.broker = broker
+    app.state.bot_handle = settings.bot_handle
     install_error_handlers(app)
     app.include_router(router)
     app.add_middleware(MetricsMiddleware)

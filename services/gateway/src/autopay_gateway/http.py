@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from autopay_gateway.messages import ApiError, negotiate, render
+from autopay_gateway.messages import DEFAULT_BOT_HANDLE, ApiError, negotiate, render
 
 log = structlog.get_logger("autopay_gateway")
 
@@ -31,7 +31,8 @@ class JsonResponse(Response):
 
 def error_body(request: Request, err: ApiError) -> bytes:
     language = negotiate(request.headers.get("accept-language"))
-    return orjson.dumps({"detail": render(err.code, language, **err.params)})
+    bot = getattr(request.app.state, "bot_handle", DEFAULT_BOT_HANDLE)
+    return orjson.dumps({"detail": render(err.code, language, bot=bot, **err.params)})
 
 
 def error_response(request: Request, err: ApiError) -> Response:

@@ -36,18 +36,18 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ru": "API-ключ отсутствует или неверен. Проверьте заголовок x-api-key.",
     },
     "no_subscription": {
-        "uz": "Faol obuna yo'q! @Autopaycardbot da obuna oling.",
-        "en": "No active subscription! Subscribe in @Autopaycardbot.",
-        "ru": "Нет активной подписки! Оформите подписку в @Autopaycardbot.",
+        "uz": "Faol obuna yo'q! {bot} da obuna oling.",
+        "en": "No active subscription! Subscribe in {bot}.",
+        "ru": "Нет активной подписки! Оформите подписку в {bot}.",
     },
     "limit_reached": {
-        "uz": "To'lovlar limiti tugadi! @Autopaycardbot da obunani yangilang.",
-        "en": "Payment limit reached! Renew your subscription in @Autopaycardbot.",
-        "ru": "Лимит платежей исчерпан! Обновите подписку в @Autopaycardbot.",
+        "uz": "To'lovlar limiti tugadi! {bot} da obunani yangilang.",
+        "en": "Payment limit reached! Renew your subscription in {bot}.",
+        "ru": "Лимит платежей исчерпан! Обновите подписку в {bot}.",
     },
     "card_not_connected": {
         "uz": (
-            "Karta ulanmagan: card_last4 + gmail kombinatsiyasi @Autopaycardbot da ulangan "
+            "Karta ulanmagan: card_last4 + gmail kombinatsiyasi {bot} da ulangan "
             "bo'lishi shart. /api/my-cards orqali tekshiring."
         ),
         "en": (
@@ -85,9 +85,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ru": "Слишком много запросов. Подождите и повторите попытку.",
     },
     "internal": {
-        "uz": "Server xatosi. @Autopaycardbot ga xabar bering.",
-        "en": "Internal server error. Please report it to @Autopaycardbot.",
-        "ru": "Внутренняя ошибка сервера. Сообщите в @Autopaycardbot.",
+        "uz": "Server xatosi. {bot} ga xabar bering.",
+        "en": "Internal server error. Please report it to {bot}.",
+        "ru": "Внутренняя ошибка сервера. Сообщите в {bot}.",
     },
     "unavailable": {
         "uz": "Xizmat vaqtincha ishlamayapti. Birozdan so'ng qayta urinib ko'ring.",
@@ -166,6 +166,21 @@ CATALOGUE: dict[str, dict[str, str]] = {
         + _HINT_APP_PASSWORD["en"],
         "ru": "Не удалось подключиться к IMAP-серверу Gmail. Повторите попытку позже. "
         + _HINT_APP_PASSWORD["ru"],
+    },
+    "no_deliveries": {
+        "uz": "Bu to'lov uchun webhook yuborilmagan.",
+        "en": "No webhook was sent for this payment.",
+        "ru": "Для этого платежа вебхук не отправлялся.",
+    },
+    "delivery_in_progress": {
+        "uz": "Webhook hozir yuborilmoqda; birozdan so'ng qayta urinib ko'ring.",
+        "en": "The webhook is being sent right now; try again in a moment.",
+        "ru": "Вебхук отправляется прямо сейчас; повторите чуть позже.",
+    },
+    "no_webhook_url": {
+        "uz": "webhook_url yo'q: uni so'rovda yoki /api/settings da bering.",
+        "en": "No webhook_url: give one in the request or in /api/settings.",
+        "ru": "Нет webhook_url: укажите его в запросе или в /api/settings.",
     },
     "invalid_notify_events": {
         "uz": "Noto'g'ri notify_events: ro'yxat, mumkin bo'lganlar: {allowed}.",
@@ -336,7 +351,11 @@ def negotiate(accept_language: str | None) -> str:
     return best
 
 
-def render(code: str, language: str, **params: Any) -> str:
+DEFAULT_BOT_HANDLE = "@Autopaycardbot"
+"""Where merchants manage their subscription and cards (the gateway's `bot_handle` setting)."""
+
+
+def render(code: str, language: str, bot: str = DEFAULT_BOT_HANDLE, **params: Any) -> str:
     texts = CATALOGUE.get(code) or CATALOGUE["internal"]
     text = texts.get(language) or texts[DEFAULT_LANGUAGE]
-    return text.format(**params) if params else text
+    return text.format(bot=bot, **params) if "{" in text else text

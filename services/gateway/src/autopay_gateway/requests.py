@@ -57,6 +57,15 @@ def notify_events(value: Any) -> tuple[str, ...] | None:
     return tuple(event for event in ORDER_EVENTS if event == "paid" or event in value)
 
 
+def order_event(value: Any) -> str | None:
+    """An order event name (`paid`, `expired`, `cancelled`), or None when absent."""
+    if value is None:
+        return None
+    if value not in ORDER_EVENTS:
+        raise ApiError(400, "invalid_notify_events", allowed=", ".join(ORDER_EVENTS))
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     webhook_url: str | None

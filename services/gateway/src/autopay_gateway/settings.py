@@ -50,5 +50,8 @@ class GatewaySettings(ServiceSettings):
     metrics_port: int = Field(
         9090, ge=0, description="`/metrics` port, apart from the public API's (0: not served)"
     )
+    bot_handle: str = Field(
+        "@Autopaycardbot", description="The Telegram bot that error messages send merchants to"
+    )
     auth_cache_seconds: float = Field(1.0, ge=0, description="How long a merchant is cached")
     idempotency_ttl_seconds: int = 24 * 3600

@@ -17,10 +17,10 @@ from autopay_notifier.http import WebhookSender
 from autopay_notifier.service import Limits, Notifier
 from autopay_notifier.settings import NotifierSettings
 from autopay_notifier.ssrf import GuardPolicy
-from autopay_notifier.store import DeliveryKeys, DeliveryStore
 from autopay_runtime.connections import dependency_checks
 from autopay_runtime.health import health_routes
 from autopay_store.accounts import Accounts
+from autopay_store.deliveries import DeliveryKeys, DeliveryStore
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
 

@@ -56,8 +56,8 @@ from autopay_notifier.domain import (
     webhook_payload,
 )
 from autopay_notifier.ssrf import DestinationRefused, GuardPolicy, check_url
-from autopay_notifier.store import Claim, DeliveryStore, NewDelivery
 from autopay_runtime.waiting import wait_event
+from autopay_store.deliveries import Claim, DeliveryStore, NewDelivery
 
 log = structlog.get_logger("autopay_notifier")
 

@@ -21,6 +21,7 @@ merchant = typer.Typer(no_args_is_help=True, help="Merchants, their keys and sub
 card = typer.Typer(no_args_is_help=True, help="Cards connected for a merchant.")
 secrets_cmd = typer.Typer(no_args_is_help=True, help="Secrets stored encrypted (Fernet keys).")
 integrator = typer.Typer(no_args_is_help=True, help="NATS credentials for integrators.")
+tariff_cmd = typer.Typer(no_args_is_help=True, help="Tariffs: price, payment limit, days, rate.")
 nats_cmd = typer.Typer(no_args_is_help=True, help="NATS JetStream provisioning.")
 app.add_typer(dev, name="dev")
 app.add_typer(admin, name="admin")
@@ -28,6 +29,7 @@ admin.add_typer(merchant, name="merchant")
 admin.add_typer(card, name="card")
 admin.add_typer(secrets_cmd, name="secrets")
 admin.add_typer(integrator, name="integrator")
+admin.add_typer(tariff_cmd, name="tariff")
 admin.add_typer(dead_letters, name="dead-letters")
 app.add_typer(nats_cmd, name="nats")
 
@@ -167,6 +169,87 @@ def dev_sandbox_merchant(
     else:
         typer.echo(f"merchant_id: {result['merchant_id']}\ntest_api_key: {created.api_key}")
         typer.echo(f"card: {sandbox_card.card_last4} {sandbox_card.gmail}")
+
+
+def _tariff_json(tariff) -> dict:
+    from dataclasses import asdict
+
+    return asdict(tariff)
+
+
+@tariff_cmd.command("create")
+def tariff_create(
+    name: Annotated[str, typer.Option()],
+    price: Annotated[int, typer.Option(help="So'm per period.")],
+    max_payments: Annotated[int, typer.Option("--max-payments")],
+    days: Annotated[int, typer.Option()],
+    rate: Annotated[float, typer.Option("--rate-per-second", help="API requests/s.")] = 20.0,
+    burst: Annotated[int, typer.Option(help="API requests at once.")] = 40,
+    state_dir: OptionalStateDir = None,
+) -> None:
+    """Create a tariff, or replace the one of that name."""
+    from autopay_cli.operations import Operator
+    from autopay_store.tariffs import Tariff
+
+    try:
+        tariff = Tariff(name, price, max_payments, days, rate, burst)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def run():
+        async with Operator(load_settings(state_dir)) as op:
+            return await op.tariffs.save(tariff)
+
+    _print_json(_tariff_json(asyncio.run(run())))
+
+
+@tariff_cmd.command("list")
+def tariff_list(state_dir: OptionalStateDir = None) -> None:
+    """Every tariff, as JSON."""
+    from autopay_cli.operations import Operator
+
+    async def run():
+        async with Operator(load_settings(state_dir)) as op:
+            return await op.tariffs.all()
+
+    _print_json({"tariffs": [_tariff_json(t) for t in asyncio.run(run())]})
+
+
+@tariff_cmd.command("set")
+def tariff_set(
+    merchant_id: Annotated[str, typer.Option("--merchant")],
+    tariff: Annotated[str, typer.Option()],
+    state_dir: OptionalStateDir = None,
+) -> None:
+    """Put a merchant on a tariff from now: its payment limit, days and rate limit."""
+    from autopay_cli.operations import Operator, now
+    from autopay_store.tariffs import put_on_tariff
+
+    async def run():
+        async with Operator(load_settings(state_dir)) as op:
+            found = await op.tariffs.get(tariff)
+            if found is None:
+                raise KeyError(f"no tariff {tariff!r}")
+            if await op.accounts.get_merchant(merchant_id) is None:
+                raise KeyError(f"no merchant {merchant_id}")
+            return await put_on_tariff(op.accounts, merchant_id, found, now())
+
+    try:
+        merchant = asyncio.run(run())
+    except KeyError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from exc
+    _print_json(
+        {
+            "merchant_id": merchant_id,
+            "tariff_name": merchant.tariff_name,
+            "max_payments": merchant.max_payments,
+            "expires_at": merchant.expires_at.isoformat(),
+            "rate_per_s": merchant.rate_per_s,
+            "burst": merchant.rate_burst,
+        }
+    )
 
 
 @merchant.command("create")

@@ -16,6 +16,7 @@ from autopay_contracts import MailboxRegistered, provision_streams
 from autopay_contracts.streams import MAILBOX_CONFIG
 from autopay_store.accounts import Accounts, Card, NewMerchant
 from autopay_store.sandbox import SandboxCards
+from autopay_store.tariffs import Tariffs, put_on_tariff
 
 
 def now() -> datetime:
@@ -30,6 +31,7 @@ class Operator:
         self.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
         self.accounts = Accounts(self.redis, settings.keys, settings.secret_box())
         self.sandbox = SandboxCards(self.redis, settings.keys)
+        self.tariffs = Tariffs(self.redis, settings.keys)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -43,7 +45,9 @@ class Operator:
     async def create_merchant(
         self, name: str, tariff: str, max_payments: int, days: int, test: bool
     ) -> NewMerchant:
-        return await self.accounts.create_merchant(
+        """A merchant on `tariff`: a tariff of that name (`admin tariff create`) gives its
+        payment limit, duration and rate limit; else `max_payments` and `days` apply."""
+        created = await self.accounts.create_merchant(
             name,
             tariff_name=tariff,
             max_payments=max_payments,
@@ -51,6 +55,11 @@ class Operator:
             test_mode=test,
             now=now(),
         )
+        found = await self.tariffs.get(tariff)
+        if found is None:
+            return created
+        merchant = await put_on_tariff(self.accounts, created.merchant.merchant_id, found, now())
+        return NewMerchant(merchant, created.api_key, created.webhook_secret)
 
     async def add_sandbox_card(self, merchant_id: str, card_last4: str, gmail: str) -> Card:
         """A card in the merchant's sandbox (test keys): no password, never watched."""

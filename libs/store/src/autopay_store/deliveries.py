@@ -1,4 +1,7 @@
-"""Durable delivery state in Redis: the deliveries, a ZSET of due attempts, a log per order.
+"""Webhook deliveries in Redis: the deliveries, a ZSET of due attempts, a log per order.
+
+The notifier writes them (enqueue, claim, attempt outcomes); the gateway's webhook tools read
+the log, make a delivery due again (redeliver, same `webhook-id`) and enqueue test events.
 
 Keys (all under one hash tag `{wh}`, so every script touches a single Cluster slot):
 - `<p>:{wh}:delivery:<delivery_id>` hash: merchant_id, order_id, order_event, url, body (the
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
+
+from autopay_store import scripts
 
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -167,6 +172,7 @@ class DeliveryStore:
         self._claim = redis.register_script(_CLAIM)
         self._complete = redis.register_script(_COMPLETE)
         self._renew = redis.register_script(_RENEW)
+        self._redeliver = scripts.register(redis, "delivery_redeliver")
 
     async def enqueue(
         self, d: NewDelivery, *, lease_until: float | None, due_at: float | None = None
@@ -291,6 +297,31 @@ class DeliveryStore:
             self.keys.due,
             self.keys.log(claim.order_id),
         ]
+
+    # --- webhook tools (the gateway) -------------------------------------------------------
+    async def redeliver(self, delivery_id: str, now: float) -> str:
+        """Make a delivery due now, keeping its `webhook-id`: 'ok', 'unknown', or 'busy' (an
+        attempt holds it right now). A delivery that had exhausted its schedule gets one more
+        attempt; a delivered one is sent again."""
+        return await self._redeliver(
+            keys=[self.keys.delivery(delivery_id), self.keys.due], args=[delivery_id, now]
+        )
+
+    async def order_deliveries(self, order_id: str) -> list[dict[str, Any]]:
+        """Every delivery of an order, each with its attempts (oldest first)."""
+        ids = await self.redis.hgetall(self.keys.order(order_id))
+        log = await self.log(order_id)
+        found = []
+        for order_event, delivery_id in sorted(ids.items()):
+            data = await self.delivery(delivery_id)
+            if not data:
+                continue
+            data.pop("body", None)
+            attempts = [a for a in log if a.get("delivery_id") == delivery_id]
+            found.append(
+                {"delivery_id": delivery_id, "order_event": order_event, **data, "log": attempts}
+            )
+        return found
 
     # --- reads (webhook tools, tests) ----------------------------------------------------
     async def delivery(self, delivery_id: str) -> dict[str, str]:
