@@ -11,6 +11,7 @@ from faststream.nats import NatsBroker
 from starlette.responses import Response
 
 from autopay_contracts.permissions import SERVICES, inbox_prefix
+from autopay_gateway import openapi
 from autopay_gateway.adapters.idempotency import IdempotencyStore
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
@@ -108,6 +109,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
     app.state.bot_handle = settings.bot_handle
     install_error_handlers(app)
     app.include_router(router)
+    openapi.install(app)
     app.add_middleware(MetricsMiddleware)
 
     @app.get("/healthz", include_in_schema=False)
