@@ -141,6 +141,7 @@ def gateway_process(settings, port: int, **env: str) -> Iterator[subprocess.Pope
         "AUTOPAY_REDIS_PREFIX": settings.redis_prefix,
         "AUTOPAY_SECRET_KEYS": settings.secret_keys,
         "AUTOPAY_HTTP_PORT": str(port),
+        "AUTOPAY_METRICS_PORT": "0",  # a fixed one would collide between parallel tests
         "AUTOPAY_AUTH_CACHE_SECONDS": "0",
         "AUTOPAY_OUTBOX_GRACE_SECONDS": "0.5",
         "AUTOPAY_OUTBOX_INTERVAL_SECONDS": "0.2",

@@ -287,6 +287,7 @@ def run() -> dict:
                 AUTOPAY_REDIS_PREFIX=prefix,
                 AUTOPAY_SECRET_KEYS=fernet,
                 AUTOPAY_HTTP_PORT=str(gateway_port),
+                AUTOPAY_METRICS_PORT=str(free_port()),
                 AUTOPAY_LOG_LEVEL="INFO",
             )
             python = sys.executable
