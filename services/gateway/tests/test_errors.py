@@ -247,7 +247,7 @@ async def test_wrong_keys_are_throttled_per_address_and_never_enter_the_cache(gw
     keys meant to fill the authentication cache and push the valid merchants out of it."""
     shop = await gw.merchant()
     await gw.post("/api/check-payment", shop.api_key, {"order_id": "1"})  # cached
-    cached = len(gw.app.state.gateway._merchants)
+    cached = len(gw.app.state.gateway.access._merchants)
     answers = [
         (await gw.post("/api/check-payment", f"ap_live_guess{i}", {"order_id": "1"}))
         for i in range(150)
@@ -257,7 +257,7 @@ async def test_wrong_keys_are_throttled_per_address_and_never_enter_the_cache(gw
     assert statuses[: gw.settings.failed_auth_burst] == [401] * gw.settings.failed_auth_burst
     throttled = next(a for a in answers if a.status_code == 429)
     assert int(throttled.headers["retry-after"]) >= 1
-    assert len(gw.app.state.gateway._merchants) == cached  # no wrong key was cached
+    assert len(gw.app.state.gateway.access._merchants) == cached  # no wrong key was cached
     valid = await gw.post("/api/check-payment", shop.api_key, {"order_id": "1"})
     assert valid.status_code == 404  # a valid key still works (the order does not exist)
 

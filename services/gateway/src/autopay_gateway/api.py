@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from autopay_gateway import requests as body
@@ -25,12 +25,17 @@ def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-async def _caller(request: Request) -> Caller:
-    gateway = _gateway(request)
+async def authenticated(request: Request) -> Caller:
+    """The dependency of every route: the key (401; wrong keys throttled per client address),
+    then the key's rate limit (429), before anything else is looked at."""
+    access = _gateway(request).access
     address = request.client.host if request.client is not None else "unknown"
-    caller = await gateway.authenticate(request.headers.get("x-api-key"), address)
-    await gateway.throttle(caller)
+    caller = await access.authenticate(request.headers.get("x-api-key"), address)
+    await access.throttle(caller)
     return caller
+
+
+Authenticated = Annotated[Caller, Depends(authenticated)]
 
 
 MAX_BODY_BYTES = 64 * 1024
@@ -57,13 +62,16 @@ Guard = Callable[[Gateway, Caller], None]
 
 
 async def _post(
-    request: Request, action: Action, guard: Guard | None = None, bodyless: bool = False
+    request: Request,
+    caller: Caller,
+    action: Action,
+    guard: Guard | None = None,
+    bodyless: bool = False,
 ) -> Response:
     """Run a POST, honouring `Idempotency-Key` (replay the first answer, refuse a changed body).
     `guard` is the call's 403 check, made before the body is looked at (the order of checks).
     A `bodyless` call takes no parameters: an empty body is `{}`."""
     gateway = _gateway(request)
-    caller = await _caller(request)
     if guard is not None:
         guard(gateway, caller)
     raw = await _body(request)
@@ -105,16 +113,15 @@ async def _post(
     return Response(stored.body, stored.status, media_type=JSON)
 
 
-async def _read(request: Request, action: Action) -> Response:
+async def _read(request: Request, caller: Caller, action: Action) -> Response:
     """Run a POST that changes nothing (check-payment): every call answers with the current
     state, so an `Idempotency-Key` is not honoured there (a replay would freeze a stale status)."""
-    caller = await _caller(request)
     data = body.decode_object(await _body(request))
     return JsonResponse(await action(_gateway(request), caller, data))
 
 
 def _subscribed(gateway: Gateway, caller: Caller) -> None:
-    gateway.require_subscription(caller.merchant, utcnow())
+    gateway.access.require_subscription(caller.merchant, utcnow())
 
 
 def _sandbox_key(gateway: Gateway, caller: Caller) -> None:
@@ -128,79 +135,77 @@ async def _create_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]
         max_amount=gateway.settings.max_amount,
         allow_http_loopback=gateway.settings.allow_http_loopback_webhooks,
     )
-    return await gateway.create_payment(caller.merchant, cmd, utcnow())
+    return await gateway.payments.create_payment(caller.merchant, cmd, utcnow())
 
 
 async def _check_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
-    return await gateway.check_payment(caller.merchant, body.order_id(data))
+    return await gateway.payments.check_payment(caller.merchant, body.order_id(data))
 
 
 async def _cancel_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
-    return await gateway.cancel_payment(caller.merchant, body.order_id(data), utcnow())
+    return await gateway.payments.cancel_payment(caller.merchant, body.order_id(data), utcnow())
 
 
 async def _add_card(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
     cmd = body.add_card(data, sandbox=caller.merchant.test_mode)
-    return await gateway.add_card(caller.merchant, cmd, utcnow())
+    return await gateway.cards.add_card(caller.merchant, cmd, utcnow())
 
 
 async def _sandbox_transfer(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
     cmd = body.sandbox_transfer(data, max_amount=gateway.settings.max_amount)
-    return await gateway.sandbox_transfer(caller.merchant, cmd, utcnow())
+    return await gateway.sandbox.transfer(caller.merchant, cmd, utcnow())
 
 
 @router.post("/create-payment")
-async def create_payment(request: Request) -> Response:
+async def create_payment(request: Request, caller: Authenticated) -> Response:
     """Create a payment: `amount` (or `amount_base`), `card_last4`, `gmail`, ..."""
-    return await _post(request, _create_payment, _subscribed)
+    return await _post(request, caller, _create_payment, _subscribed)
 
 
 @router.post("/check-payment")
-async def check_payment(request: Request) -> Response:
-    return await _read(request, _check_payment)
+async def check_payment(request: Request, caller: Authenticated) -> Response:
+    return await _read(request, caller, _check_payment)
 
 
 @router.post("/cancel-payment")
-async def cancel_payment(request: Request) -> Response:
-    return await _post(request, _cancel_payment)
+async def cancel_payment(request: Request, caller: Authenticated) -> Response:
+    return await _post(request, caller, _cancel_payment)
 
 
 @router.get("/my-cards")
-async def my_cards(request: Request) -> Response:
-    caller = await _caller(request)
-    return JsonResponse(await _gateway(request).my_cards(caller.merchant))
+async def my_cards(request: Request, caller: Authenticated) -> Response:
+    return JsonResponse(await _gateway(request).cards.my_cards(caller.merchant))
 
 
 @router.get("/subscription")
-async def subscription(request: Request) -> Response:
-    caller = await _caller(request)
-    return JsonResponse(await _gateway(request).subscription(caller.merchant, utcnow()))
+async def subscription(request: Request, caller: Authenticated) -> Response:
+    return JsonResponse(await _gateway(request).account.subscription(caller.merchant, utcnow()))
 
 
 @router.post("/cards")
-async def add_card(request: Request) -> Response:
-    return await _post(request, _add_card)
+async def add_card(request: Request, caller: Authenticated) -> Response:
+    return await _post(request, caller, _add_card)
 
 
 @router.delete("/cards/{card_id}")
-async def remove_card(request: Request, card_id: int) -> Response:
-    caller = await _caller(request)
-    return JsonResponse(await _gateway(request).remove_card(caller.merchant, card_id, utcnow()))
+async def remove_card(request: Request, caller: Authenticated, card_id: int) -> Response:
+    return JsonResponse(
+        await _gateway(request).cards.remove_card(caller.merchant, card_id, utcnow())
+    )
 
 
 @router.post("/sandbox/transfer")
-async def sandbox_transfer(request: Request) -> Response:
+async def sandbox_transfer(request: Request, caller: Authenticated) -> Response:
     """Test keys only: a simulated bank transfer `{card_last4, gmail, amount}` to a sandbox card."""
-    return await _post(request, _sandbox_transfer, _sandbox_key)
+    return await _post(request, caller, _sandbox_transfer, _sandbox_key)
 
 
 # --- transactions ledger ------------------------------------------------------------------
 
 
 @router.get("/transactions")
-async def transactions(request: Request) -> Response:
+async def transactions(request: Request, caller: Authenticated) -> Response:
     """The ledger, newest first: `?status=&since=&limit=&cursor=`."""
-    caller = await _caller(request)
     query = body.transaction_query(request.query_params, STATUSES)
     ledger = _gateway(request).transactions
     return JsonResponse(
@@ -215,13 +220,14 @@ async def transactions(request: Request) -> Response:
 
 
 @router.get("/transactions/{transaction_id}")
-async def transaction(request: Request, transaction_id: str) -> Response:
-    caller = await _caller(request)
+async def transaction(request: Request, caller: Authenticated, transaction_id: str) -> Response:
     return JsonResponse(await _gateway(request).transactions.get(caller.merchant, transaction_id))
 
 
 @router.post("/transactions/{transaction_id}/match")
-async def match_transaction(request: Request, transaction_id: str) -> Response:
+async def match_transaction(
+    request: Request, caller: Authenticated, transaction_id: str
+) -> Response:
     """Pay a waiting or expired order with this unmatched, ambiguous or late credit."""
 
     async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
@@ -230,11 +236,13 @@ async def match_transaction(request: Request, transaction_id: str) -> Response:
             caller.merchant, caller.key_id, transaction_id, order_id, utcnow()
         )
 
-    return await _post(request, action)
+    return await _post(request, caller, action)
 
 
 @router.post("/transactions/{transaction_id}/dismiss")
-async def dismiss_transaction(request: Request, transaction_id: str) -> Response:
+async def dismiss_transaction(
+    request: Request, caller: Authenticated, transaction_id: str
+) -> Response:
     """Mark a credit that belongs to no order as handled."""
 
     async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
@@ -242,77 +250,73 @@ async def dismiss_transaction(request: Request, transaction_id: str) -> Response
             caller.merchant, caller.key_id, transaction_id, utcnow()
         )
 
-    return await _post(request, action, bodyless=True)
+    return await _post(request, caller, action, bodyless=True)
 
 
 # --- settings -------------------------------------------------------------------------------
 
 
 @router.get("/settings")
-async def get_settings(request: Request) -> Response:
-    caller = await _caller(request)
-    return JsonResponse(await _gateway(request).get_settings(caller.merchant))
+async def get_settings(request: Request, caller: Authenticated) -> Response:
+    return JsonResponse(await _gateway(request).account.get_settings(caller.merchant))
 
 
 @router.put("/settings")
-async def put_settings(request: Request) -> Response:
+async def put_settings(request: Request, caller: Authenticated) -> Response:
     """`{webhook_url, notify_events}`: the defaults of payments created without them."""
     gateway = _gateway(request)
-    caller = await _caller(request)
     cmd = body.settings(
         body.decode_object(await _body(request)),
         allow_http_loopback=gateway.settings.allow_http_loopback_webhooks,
     )
-    return JsonResponse(await gateway.put_settings(caller.merchant, cmd))
+    return JsonResponse(await gateway.account.put_settings(caller.merchant, cmd))
 
 
 # --- webhook tools ----------------------------------------------------------------------------
 
 
 @router.get("/orders/{order_id}/deliveries")
-async def deliveries(request: Request, order_id: str) -> Response:
+async def deliveries(request: Request, caller: Authenticated, order_id: str) -> Response:
     """Every webhook of the order, each attempt with its time, status or error and latency."""
     gateway = _gateway(request)
-    caller = await _caller(request)
-    await gateway.check_payment(caller.merchant, order_id)  # 404 unless the caller's order
+    await gateway.payments.check_payment(caller.merchant, order_id)  # 404 unless the caller's order
     return JsonResponse(await gateway.webhooks.log(caller.merchant, order_id))
 
 
 @router.post("/orders/{order_id}/redeliver")
-async def redeliver(request: Request, order_id: str) -> Response:
+async def redeliver(request: Request, caller: Authenticated, order_id: str) -> Response:
     """Send the order's webhook again with the same `webhook-id` (`{"event": "paid"}` picks
     one of its events; all of them by default)."""
 
     async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
-        await gateway.check_payment(caller.merchant, order_id)
+        await gateway.payments.check_payment(caller.merchant, order_id)
         event = body.order_event(data.get("event"))
         return await gateway.webhooks.redeliver(caller.merchant, order_id, event, utcnow())
 
-    return await _post(request, action, bodyless=True)
+    return await _post(request, caller, action, bodyless=True)
 
 
 @router.post("/webhooks/test")
-async def test_webhook(request: Request) -> Response:
+async def test_webhook(request: Request, caller: Authenticated) -> Response:
     """A signed test event to `{"url"}` or to the default webhook URL of /api/settings."""
 
     async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
         url = body.webhook_url(data.get("url"), gateway.settings.allow_http_loopback_webhooks)
         return await gateway.webhooks.send_test(caller.merchant, url, utcnow())
 
-    return await _post(request, action, bodyless=True)
+    return await _post(request, caller, action, bodyless=True)
 
 
 @router.get("/webhook-secret")
-async def webhook_secret(request: Request) -> Response:
-    caller = await _caller(request)
+async def webhook_secret(request: Request, caller: Authenticated) -> Response:
     return JsonResponse(await _gateway(request).webhooks.secret(caller.merchant, utcnow()))
 
 
 @router.post("/webhook-secret/rotate")
-async def rotate_webhook_secret(request: Request) -> Response:
+async def rotate_webhook_secret(request: Request, caller: Authenticated) -> Response:
     """A new signing secret; webhooks carry signatures by both for 24 h."""
 
     async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
         return await gateway.webhooks.rotate_secret(caller.merchant, utcnow())
 
-    return await _post(request, action, bodyless=True)
+    return await _post(request, caller, action, bodyless=True)

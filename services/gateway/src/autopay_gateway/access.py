@@ -1,0 +1,83 @@
+"""Use case: who is calling. The key check (401, failed attempts throttled per client
+address), the key's rate limit (429) and the subscription check (403), in the order of checks;
+`api.py` runs the first two as a FastAPI dependency of every route."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from autopay_gateway.adapters.cache import MISSING, TtlCache
+from autopay_gateway.adapters.ratelimit import RateLimiter
+from autopay_gateway.messages import ApiError
+from autopay_gateway.settings import GatewaySettings
+from autopay_store.accounts import Accounts, Merchant, hash_api_key
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request: the merchant and which of its keys (for the rate limit)."""
+
+    merchant: Merchant
+    key_id: str
+
+
+class Access:
+    def __init__(self, settings: GatewaySettings, accounts: Accounts, limiter: RateLimiter) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.limiter = limiter
+        self._merchants: TtlCache[str, Merchant | None] = TtlCache(settings.auth_cache_seconds)
+
+    def forget_merchants(self) -> None:
+        """Drop every cached merchant (its settings changed)."""
+        self._merchants.clear()
+
+    async def authenticate(self, api_key: str | None, client_address: str) -> Caller:
+        """The caller of a valid key. A missing or wrong key is 401, and is counted against the
+        client's address: past `failed_auth_burst` failures (refilled at `failed_auth_per_s`)
+        that address gets 429 instead, so keys cannot be guessed at speed. Only valid keys
+        enter the cache, so wrong ones can neither fill it nor push valid ones out."""
+        merchant = None
+        key_hash = hash_api_key(api_key) if api_key else None
+        if key_hash is not None:
+            merchant = self._merchants.get(key_hash)
+            if merchant is MISSING:
+                merchant = await self.accounts.authenticate(api_key)
+                if merchant is not None:
+                    self._merchants.put(key_hash, merchant)
+        if merchant is None or key_hash is None:
+            await self._count_failed_auth(client_address)
+            raise ApiError(401, "unauthorized")
+        assert isinstance(merchant, Merchant)
+        return Caller(merchant, key_hash[:32])
+
+    async def _count_failed_auth(self, client_address: str) -> None:
+        wait = await self.limiter.take(
+            f"auth-failures:{client_address}",
+            self.settings.failed_auth_per_s,
+            self.settings.failed_auth_burst,
+            time.time(),
+        )
+        if wait > 0:
+            retry_after = str(max(1, int(wait + 0.999)))
+            raise ApiError(429, "rate_limited", headers={"Retry-After": retry_after})
+
+    def require_subscription(self, merchant: Merchant, now: datetime) -> None:
+        """403 before any parameter is looked at (the order of checks): an inactive or used-up
+        subscription, as the merchant was read at authentication (at most `auth_cache_seconds`
+        old). The atomic payment slot taken at create stays the authority."""
+        if not merchant.active(now):
+            raise ApiError(403, "no_subscription")
+        if merchant.payments_used >= merchant.max_payments:
+            raise ApiError(403, "limit_reached")
+
+    async def throttle(self, caller: Caller) -> None:
+        merchant = caller.merchant
+        wait = await self.limiter.take(
+            caller.key_id, merchant.rate_per_s, merchant.rate_burst, time.time()
+        )
+        if wait > 0:
+            retry_after = str(max(1, int(wait + 0.999)))
+            raise ApiError(429, "rate_limited", headers={"Retry-After": retry_after})
