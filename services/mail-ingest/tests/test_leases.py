@@ -139,7 +139,9 @@ async def test_a_replica_that_loses_its_lease_stops_and_takes_the_mailbox_back_w
             cursor_key = f"{redis_prefix}:mailbox:{mailbox_id}:cursor"
 
             async def cursor_at_mail() -> bool:
-                return int((await redis_client.hgetall(cursor_key))["last_uid"]) == uid
+                # the credit is published before the cursor moves (it waits for the PubAck)
+                cursor = await redis_client.hgetall(cursor_key)
+                return int(cursor.get("last_uid", 0)) == uid
 
             await until(cursor_at_mail, 5, "the cursor at the mail")
             assert await redis_client.get(lease_key) == "replica-1"
