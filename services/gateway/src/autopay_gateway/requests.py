@@ -1,20 +1,29 @@
-"""Request bodies: decode and validate into commands (pure; every failure is a 400 ApiError).
+"""Request bodies: pydantic models of the commands, and one mapper from their validation errors
+to the original service's answers (pure; every failure is a 400 `ApiError`).
 
-Hand-written rather than FastAPI body models so that every mistake gets the original service's
-kind of answer (400 with a plain message naming the parameter) instead of a 422 error list.
+Each field is a `Param`: its validator decides what the original accepts (an integer amount
+given as `50037.0`, a numeric `client_user_id`, a `card_last4` that is exactly four ASCII
+digits, an address normalized the Gmail way, ...) and raises `Refused(code, **params)` with the
+message catalogue's code. `decode` validates a body against a model with the settings as
+context and turns the first error, in the order the fields are declared (the original's order of
+checks), into `ApiError(400, code, ...)`: a field that is absent is `missing`. So no answer is a
+422 error list, and adding a parameter is a field and its message.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+from pydantic.functional_validators import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from autopay_contracts import is_card_last4, normalize_gmail
 from autopay_gateway.clock import TASHKENT
@@ -26,25 +35,146 @@ MAX_CLIENT_USER_DATA_BYTES = 4096
 MAX_URL_LENGTH = 2048
 MAX_ORDER_ID = 32
 MAX_ALIASES = 10
+MAX_TRANSACTIONS_PAGE = 200
+ORDER_EVENTS = ("paid", "expired", "cancelled")
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+")
 _LOOPBACK_HOSTS = {"localhost"}
 
 
-@dataclass(frozen=True)
-class CreatePayment:
-    card_last4: str
-    gmail: str
-    amount: int | None = None
-    amount_base: int | None = None
-    client_user_id: str | None = None
-    client_user_data: dict[str, Any] | None = None
-    webhook_url: str | None = None
-    notify_events: tuple[str, ...] | None = None
-    """None: the merchant's default (`PUT /api/settings`)."""
+# --- the mapper -------------------------------------------------------------------------------
 
 
-ORDER_EVENTS = ("paid", "expired", "cancelled")
+def Refused(code: str, **params: Any) -> PydanticCustomError:
+    """What a validator raises: a catalogue code and its parameters."""
+    return PydanticCustomError(code, code, params)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def decode(model: type[Model], body: dict[str, Any], **context: Any) -> Model:
+    """`body` as `model`, or the 400 of its first error (in the fields' declared order)."""
+    try:
+        return model.model_validate(body, context=context)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        params = dict(error.get("ctx") or {})
+        if error["type"] == "missing":  # absent (pydantic's own) or null (a validator's)
+            field = params.get("field") or (str(error["loc"][0]) if error["loc"] else "body")
+            raise ApiError(400, "missing", field=field) from None
+        raise ApiError(400, error["type"], **params) from None
+
+
+def Param(check: Callable[..., Any]) -> Any:
+    """A field validated by `check(value, info)` alone (no coercion by pydantic first)."""
+    return Annotated[Any, BeforeValidator(check)]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
+
+
+# --- parameters -------------------------------------------------------------------------------
+
+
+def _required(value: Any, info: ValidationInfo) -> None:
+    if value is None:
+        raise Refused("missing", field=info.field_name)
+
+
+def _amount_of(value: Any, info: ValidationInfo) -> int | None:
+    if value is None:
+        return None
+    maximum = (info.context or {}).get("max_amount", 10**9)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise Refused("invalid_amount", field=info.field_name, max=maximum)
+    return value
+
+
+def _card_last4_of(value: Any, info: ValidationInfo) -> str:
+    _required(value, info)
+    if not is_card_last4(value):  # a str of exactly four ASCII digits, nothing around them
+        raise Refused("invalid_card_last4")
+    return value
+
+
+def _address(value: Any) -> str | None:
+    """The normalized form of an e-mail address, or None when `value` is not one."""
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value.strip()):
+        return None
+    return normalize_gmail(value)
+
+
+def _gmail_of(value: Any, info: ValidationInfo) -> str:
+    _required(value, info)
+    address = _address(value)
+    if address is None:
+        raise Refused("invalid_gmail")
+    return address
+
+
+def _client_user_id_of(value: Any, info: ValidationInfo) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > MAX_CLIENT_USER_ID:
+        raise Refused("invalid_client_user_id", max=MAX_CLIENT_USER_ID)
+    return value
+
+
+def _client_user_data_of(value: Any, info: ValidationInfo) -> dict[str, Any] | None:
+    if value is not None and (
+        not isinstance(value, dict) or len(orjson.dumps(value)) > MAX_CLIENT_USER_DATA_BYTES
+    ):
+        raise Refused("invalid_client_user_data", max=MAX_CLIENT_USER_DATA_BYTES)
+    return value
+
+
+def _webhook_url_of(value: Any, info: ValidationInfo) -> str | None:
+    return _checked_url(value, bool((info.context or {}).get("allow_http_loopback")))
+
+
+def _notify_events_of(value: Any, info: ValidationInfo) -> tuple[str, ...] | None:
+    return notify_events(value)
+
+
+def _order_id_of(value: Any, info: ValidationInfo) -> str:
+    _required(value, info)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > MAX_ORDER_ID:
+        raise Refused("invalid_order_id")
+    return value.strip()
+
+
+def _app_password_of(value: Any, info: ValidationInfo) -> str | None:
+    if (info.context or {}).get("sandbox"):
+        return None  # a sandbox card needs none and keeps none
+    _required(value, info)
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 128:
+        raise Refused("invalid_app_password")
+    return value.strip()
+
+
+def _aliases_of(value: Any, info: ValidationInfo) -> tuple[str, ...] | None:
+    """Up to `MAX_ALIASES` addresses, normalized, each once, without the mailbox's own.
+    Absent (or null) → None: the stored aliases stay."""
+    if value is None or (info.context or {}).get("sandbox"):
+        return None
+    if not isinstance(value, list) or len(value) > MAX_ALIASES:
+        raise Refused("invalid_aliases", max=MAX_ALIASES)
+    result: list[str] = []
+    for item in value:
+        address = _address(item)
+        if address is None:
+            raise Refused("invalid_aliases", max=MAX_ALIASES)
+        if address not in result:
+            result.append(address)
+    return tuple(result)
 
 
 def notify_events(value: Any) -> tuple[str, ...] | None:
@@ -66,29 +196,137 @@ def order_event(value: Any) -> str | None:
     return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    webhook_url: str | None
-    notify_events: tuple[str, ...]
+def _checked_url(value: Any, allow_http_loopback: bool) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
+        raise Refused("invalid_webhook_url")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise Refused("invalid_webhook_url") from None
+    if not host or any(c.isspace() for c in value):
+        raise Refused("invalid_webhook_url")
+    loopback_ok = allow_http_loopback and _is_loopback(host)
+    if parts.scheme == "https" or (parts.scheme == "http" and loopback_ok):
+        # Refused now rather than at delivery: the notifier's guard (which also vets what a
+        # name resolves to) stays, but the merchant learns of the mistake at once.
+        if not loopback_ok and internal_host(host) is not None:
+            raise Refused("webhook_url_internal")
+        return value
+    raise Refused("invalid_webhook_url")
 
 
-def settings(body: dict[str, Any], *, allow_http_loopback: bool) -> Settings:
+def webhook_url(value: Any, allow_http_loopback: bool) -> str | None:
+    """A webhook URL given alone (not in a body model): the same rules, as an ApiError."""
+    try:
+        return _checked_url(value, allow_http_loopback)
+    except PydanticCustomError as exc:
+        raise ApiError(400, exc.type, **(exc.context or {})) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+Amount = Param(_amount_of)
+CardLast4 = Param(_card_last4_of)
+Gmail = Param(_gmail_of)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+class CreatePayment(Command):
+    """Fields in the original's order of checks: amounts, client data, card, URL, events."""
+
+    amount: Amount = None
+    amount_base: Amount = None
+    client_user_id: Param(_client_user_id_of) = None
+    client_user_data: Param(_client_user_data_of) = None
+    card_last4: CardLast4
+    gmail: Gmail
+    webhook_url: Param(_webhook_url_of) = None
+    notify_events: Param(_notify_events_of) = None
+    """None: the merchant's default (`PUT /api/settings`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_amount(cls, body: Any) -> Any:
+        if isinstance(body, dict):
+            has_amount = body.get("amount") is not None
+            has_base = body.get("amount_base") is not None
+            if has_amount and has_base:
+                raise Refused("amount_conflict")
+            if not has_amount and not has_base:
+                raise Refused("missing", field="amount")
+        return body
+
+
+class OrderRef(Command):
+    order_id: Param(_order_id_of)
+
+
+class AddCard(Command):
+    """A live card needs its app password; a sandbox card ignores one (it is never stored)."""
+
+    app_password: Param(_app_password_of) = None
+    card_last4: CardLast4
+    gmail: Gmail
+    aliases: Param(_aliases_of) = None
+    """Other addresses that deliver to the mailbox (normalized); None keeps the stored ones."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_present(cls, body: Any) -> Any:
+        if isinstance(body, dict) and "app_password" not in body:
+            body = {**body, "app_password": None}  # validated (required unless sandbox)
+        return body
+
+    @model_validator(mode="after")
+    def _without_own_address(self) -> AddCard:
+        if self.aliases:
+            own = tuple(a for a in self.aliases if a != self.gmail)
+            object.__setattr__(self, "aliases", own)
+        return self
+
+
+class SandboxTransfer(Command):
+    card_last4: CardLast4
+    gmail: Gmail
+    amount: Amount
+    """So'm, as in create-payment."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _amount_present(cls, body: Any) -> Any:
+        if isinstance(body, dict) and body.get("amount") is None:
+            raise Refused("missing", field="amount")
+        return body
+
+
+class Settings(Command):
     """`PUT /api/settings {webhook_url, notify_events}`: both optional; a null or empty
     `webhook_url` removes the default URL."""
-    return Settings(
-        webhook_url=webhook_url(body.get("webhook_url"), allow_http_loopback),
-        notify_events=notify_events(body.get("notify_events")) or ("paid",),
-    )
+
+    webhook_url: Param(_webhook_url_of) = None
+    notify_events: Param(_notify_events_of) = None
+
+    @model_validator(mode="after")
+    def _paid_always(self) -> Settings:
+        if self.notify_events is None:
+            object.__setattr__(self, "notify_events", ("paid",))
+        return self
 
 
-@dataclass(frozen=True)
-class AddCard:
-    card_last4: str
-    gmail: str
-    app_password: str | None
-    """Required of a live key; a sandbox card (test key) needs none and keeps none."""
-    aliases: tuple[str, ...] | None = None
-    """Other addresses that deliver to the mailbox (normalized); None keeps the stored ones."""
+# --- decoding ---------------------------------------------------------------------------------
 
 
 def decode_object(raw: bytes) -> dict[str, Any]:
@@ -101,175 +339,31 @@ def decode_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _amount(body: dict[str, Any], field: str, max_amount: int) -> int:
-    value = body[field]
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= max_amount:
-        raise ApiError(400, "invalid_amount", field=field, max=max_amount)
-    return value
-
-
-def card_last4(body: dict[str, Any]) -> str:
-    if "card_last4" not in body or body["card_last4"] is None:
-        raise ApiError(400, "missing", field="card_last4")
-    value = body["card_last4"]
-    if not is_card_last4(value):  # a str of exactly four ASCII digits, nothing around them
-        raise ApiError(400, "invalid_card_last4")
-    return value
-
-
-def _address(value: Any) -> str | None:
-    """The normalized form of an e-mail address, or None when `value` is not one."""
-    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value.strip()):
-        return None
-    return normalize_gmail(value)
-
-
-def gmail(body: dict[str, Any]) -> str:
-    if "gmail" not in body or body["gmail"] is None:
-        raise ApiError(400, "missing", field="gmail")
-    address = _address(body["gmail"])
-    if address is None:
-        raise ApiError(400, "invalid_gmail")
-    return address
-
-
-def aliases(body: dict[str, Any], mailbox: str) -> tuple[str, ...] | None:
-    """`aliases`: up to `MAX_ALIASES` addresses, normalized, without duplicates or the
-    mailbox's own address. Absent (or null) → None: the stored aliases stay."""
-    value = body.get("aliases")
-    if value is None:
-        return None
-    if not isinstance(value, list) or len(value) > MAX_ALIASES:
-        raise ApiError(400, "invalid_aliases", max=MAX_ALIASES)
-    result: list[str] = []
-    for item in value:
-        address = _address(item)
-        if address is None:
-            raise ApiError(400, "invalid_aliases", max=MAX_ALIASES)
-        if address != mailbox and address not in result:
-            result.append(address)
-    return tuple(result)
-
-
-def webhook_url(value: Any, allow_http_loopback: bool) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
-        raise ApiError(400, "invalid_webhook_url")
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ApiError(400, "invalid_webhook_url") from None
-    if not host or any(c.isspace() for c in value):
-        raise ApiError(400, "invalid_webhook_url")
-    loopback_ok = allow_http_loopback and _is_loopback(host)
-    if parts.scheme == "https" or (parts.scheme == "http" and loopback_ok):
-        # Refused now rather than at delivery: the notifier's guard (which also vets what a
-        # name resolves to) stays, but the merchant learns of the mistake at once.
-        if not loopback_ok and internal_host(host) is not None:
-            raise ApiError(400, "webhook_url_internal")
-        return value
-    raise ApiError(400, "invalid_webhook_url")
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def create_payment(
     body: dict[str, Any], *, max_amount: int, allow_http_loopback: bool
 ) -> CreatePayment:
-    has_amount = body.get("amount") is not None
-    has_base = body.get("amount_base") is not None
-    if has_amount and has_base:
-        raise ApiError(400, "amount_conflict")
-    if not has_amount and not has_base:
-        raise ApiError(400, "missing", field="amount")
-    amount = _amount(body, "amount", max_amount) if has_amount else None
-    amount_base = _amount(body, "amount_base", max_amount) if has_base else None
-
-    user_id = body.get("client_user_id")
-    if user_id is not None:
-        if isinstance(user_id, int) and not isinstance(user_id, bool):
-            user_id = str(user_id)
-        if not isinstance(user_id, str) or len(user_id) > MAX_CLIENT_USER_ID:
-            raise ApiError(400, "invalid_client_user_id", max=MAX_CLIENT_USER_ID)
-
-    user_data = body.get("client_user_data")
-    if user_data is not None and (
-        not isinstance(user_data, dict) or len(orjson.dumps(user_data)) > MAX_CLIENT_USER_DATA_BYTES
-    ):
-        raise ApiError(400, "invalid_client_user_data", max=MAX_CLIENT_USER_DATA_BYTES)
-
-    return CreatePayment(
-        card_last4=card_last4(body),
-        gmail=gmail(body),
-        amount=amount,
-        amount_base=amount_base,
-        client_user_id=user_id,
-        client_user_data=user_data,
-        webhook_url=webhook_url(body.get("webhook_url"), allow_http_loopback),
-        notify_events=notify_events(body.get("notify_events")),
+    return decode(
+        CreatePayment, body, max_amount=max_amount, allow_http_loopback=allow_http_loopback
     )
 
 
 def order_id(body: dict[str, Any]) -> str:
-    if body.get("order_id") is None:
-        raise ApiError(400, "missing", field="order_id")
-    value = body["order_id"]
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value or len(value) > MAX_ORDER_ID:
-        raise ApiError(400, "invalid_order_id")
-    return value.strip()
+    return decode(OrderRef, body).order_id
 
 
 def add_card(body: dict[str, Any], *, sandbox: bool = False) -> AddCard:
-    """A live card needs its app password; a sandbox card ignores one (it is never stored)."""
-    password = body.get("app_password")
-    if sandbox:
-        password = None
-    elif password is None:
-        raise ApiError(400, "missing", field="app_password")
-    elif not isinstance(password, str) or not 1 <= len(password.strip()) <= 128:
-        raise ApiError(400, "invalid_app_password")
-    last4, mailbox = card_last4(body), gmail(body)
-    return AddCard(
-        card_last4=last4,
-        gmail=mailbox,
-        app_password=password.strip() if password is not None else None,
-        aliases=None if sandbox else aliases(body, mailbox),
-    )
-
-
-@dataclass(frozen=True)
-class SandboxTransfer:
-    card_last4: str
-    gmail: str
-    amount: int
-    """So'm, as in create-payment."""
+    return decode(AddCard, body, sandbox=sandbox)
 
 
 def sandbox_transfer(body: dict[str, Any], *, max_amount: int) -> SandboxTransfer:
-    if body.get("amount") is None:
-        raise ApiError(400, "missing", field="amount")
-    return SandboxTransfer(
-        card_last4=card_last4(body),
-        gmail=gmail(body),
-        amount=_amount(body, "amount", max_amount),
-    )
+    return decode(SandboxTransfer, body, max_amount=max_amount)
 
 
-MAX_TRANSACTIONS_PAGE = 200
+def settings(body: dict[str, Any], *, allow_http_loopback: bool) -> Settings:
+    return decode(Settings, body, allow_http_loopback=allow_http_loopback)
+
+
+# --- the ledger's query -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
