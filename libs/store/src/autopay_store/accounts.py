@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio as aioredis
 
 from autopay_contracts import is_card_last4, mailbox_id_for, normalize_gmail
+from autopay_store import scripts
 from autopay_store.keys import Keys
 from autopay_store.mailboxes import MailboxOwners, MailboxOwnership
 from autopay_store.secrets import SecretBox
@@ -82,16 +83,6 @@ class MailboxTaken(Exception):
 
 SECRET_ROTATION_GRACE = timedelta(hours=24)
 
-_USE_PAYMENT = """
-local expires = tonumber(redis.call('HGET', KEYS[1], 'expires_at') or '0')
-if expires <= tonumber(ARGV[1]) then return 'inactive' end
-local used = tonumber(redis.call('HGET', KEYS[1], 'payments_used') or '0')
-local max = tonumber(redis.call('HGET', KEYS[1], 'max_payments') or '0')
-if used >= max then return 'limit' end
-redis.call('HINCRBY', KEYS[1], 'payments_used', 1)
-return 'ok'
-"""
-
 
 def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
@@ -129,7 +120,7 @@ class Accounts:
         self.redis = redis
         self.keys = keys
         self.secrets = secrets
-        self._use_payment = redis.register_script(_USE_PAYMENT)
+        self._use_payment = scripts.register(redis, "account_use_payment")
         self.mailboxes = MailboxOwners(redis, keys)
 
     # --- merchants ----------------------------------------------------------------------

@@ -31,70 +31,6 @@ import redis.asyncio as aioredis
 
 from autopay_store import scripts
 
-_ENQUEUE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'pending', 'attempts', 0, unpack(ARGV, 6))
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'lease', ARGV[3]) end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[5])
-return 1
-"""
-
-_CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local out = {}
-for i, id in ipairs(ids) do
-  local key = ARGV[5] .. id
-  if redis.call('EXISTS', key) == 0 then
-    redis.call('ZREM', KEYS[1], id)
-  else
-    local token = ARGV[4] .. '-' .. i
-    redis.call('ZADD', KEYS[1], ARGV[3], id)
-    redis.call('HSET', key, 'lease', token)
-    local f = redis.call('HMGET', key, 'merchant_id', 'order_id', 'order_event', 'url', 'body',
-                         'attempts')
-    table.insert(out, {id, token, f[1], f[2], f[3], f[4], f[5], f[6]})
-  end
-end
-return out
-"""
-
-_RENEW = """
-local n = 0
-for i = 3, #ARGV, 2 do
-  if redis.call('HGET', ARGV[2] .. ARGV[i], 'lease') == ARGV[i + 1] then
-    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
-    n = n + 1
-  end
-end
-return n
-"""
-
-_COMPLETE = """
-if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], 'lease')
-if ARGV[3] == 'defer' then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-  return 1
-end
-redis.call('HSET', KEYS[1], 'attempts', ARGV[5], 'last_status', ARGV[8], 'last_error', ARGV[9],
-           'last_attempt_at', ARGV[10])
-if ARGV[3] == 'retry' then
-  redis.call('HSET', KEYS[1], 'state', 'pending', 'next_attempt_at', ARGV[4])
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-else
-  redis.call('HSET', KEYS[1], 'state', ARGV[3])
-  redis.call('HDEL', KEYS[1], 'next_attempt_at')
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[7])
-end
-redis.call('RPUSH', KEYS[3], ARGV[6])
-redis.call('LTRIM', KEYS[3], -tonumber(ARGV[11]), -1)
-redis.call('EXPIRE', KEYS[3], ARGV[7])
-return 1
-"""
-
 
 @dataclass(frozen=True)
 class DeliveryKeys:
@@ -168,10 +104,10 @@ class DeliveryStore:
         self.keys = keys
         self.retention_s = retention_s
         self.log_max = log_max
-        self._enqueue = redis.register_script(_ENQUEUE)
-        self._claim = redis.register_script(_CLAIM)
-        self._complete = redis.register_script(_COMPLETE)
-        self._renew = redis.register_script(_RENEW)
+        self._enqueue = scripts.register(redis, "delivery_enqueue")
+        self._claim = scripts.register(redis, "delivery_claim")
+        self._complete = scripts.register(redis, "delivery_complete")
+        self._renew = scripts.register(redis, "delivery_renew")
         self._redeliver = scripts.register(redis, "delivery_redeliver")
 
     async def enqueue(

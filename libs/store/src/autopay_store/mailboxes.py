@@ -26,80 +26,13 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
+from autopay_store import scripts
 from autopay_store.keys import Keys, glob_escape
 
 MIGRATION = "mailbox-owners"
 """The migration after which every mailbox with cards has its record (no adoption needed)."""
 
 Verdict = Literal["ok", "card_taken", "mailbox_taken"]
-
-# KEYS: the record. ARGV: merchant, gmail, last4, new card id ('' when none was allocated),
-# password token ('' keeps it), aliases JSON ('' keeps them).
-_CLAIM = """
-local rec, m, field = KEYS[1], ARGV[1], 'card:' .. ARGV[3]
-local card = redis.call('HGET', rec, field)
-if card and string.sub(card, 1, #m + 1) ~= m .. ':' then return {'card_taken'} end
-if redis.call('HEXISTS', rec, 'disputed') == 1 then return {'mailbox_taken'} end
-local owner = redis.call('HGET', rec, 'merchant_id')
-if owner and owner ~= m then return {'mailbox_taken'} end
-if not card then
-  if ARGV[4] == '' then return {'need_id'} end
-  card = m .. ':' .. ARGV[4]
-  redis.call('HSET', rec, field, card)
-end
-redis.call('HSET', rec, 'merchant_id', m)
-if not redis.call('HGET', rec, 'gmail') then redis.call('HSET', rec, 'gmail', ARGV[2]) end
-if ARGV[5] ~= '' then redis.call('HSET', rec, 'app_password', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('HSET', rec, 'aliases', ARGV[6]) end
-return {'ok', card}
-"""
-
-# KEYS: the record. ARGV: merchant, last4. Drops that merchant's card; deletes the record when
-# no card is left ('released'); a dispute ends when one merchant's cards are left.
-_RELEASE = """
-local rec, m, field = KEYS[1], ARGV[1], 'card:' .. ARGV[2]
-local card = redis.call('HGET', rec, field)
-if card and string.sub(card, 1, #m + 1) == m .. ':' then redis.call('HDEL', rec, field) end
-local owners, count, last = {}, 0, nil
-local all = redis.call('HGETALL', rec)
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 5) == 'card:' then
-    local owner = string.match(all[i + 1], '^(.-):')
-    if not owners[owner] then owners[owner] = true; count = count + 1; last = owner end
-  end
-end
-if count == 0 then
-  redis.call('DEL', rec)
-  return 'released'
-end
-if count == 1 and redis.call('HEXISTS', rec, 'disputed') == 1 then
-  redis.call('HDEL', rec, 'disputed')
-  redis.call('HSET', rec, 'merchant_id', last)
-end
-return 'kept'
-"""
-
-# KEYS: the record. ARGV: gmail, owner ('' when disputed), disputed merchants ('' when not),
-# password token ('' when none), then last4, `<merchant>:<card id>` pairs. Fills the record in
-# (never overwriting a field) when it is absent or the same owner's; a disputed record only
-# when absent. Returns 1 when it wrote, 0 when the record belongs to someone else.
-_MERGE = """
-local rec = KEYS[1]
-local owner = redis.call('HGET', rec, 'merchant_id')
-local disputed = redis.call('HEXISTS', rec, 'disputed') == 1
-if ARGV[3] ~= '' then
-  if owner or disputed then return 0 end
-  redis.call('HSET', rec, 'disputed', ARGV[3])
-elseif disputed or (owner and owner ~= ARGV[2]) then
-  return 0
-else
-  redis.call('HSET', rec, 'merchant_id', ARGV[2])
-end
-redis.call('HSETNX', rec, 'gmail', ARGV[1])
-if ARGV[4] ~= '' then redis.call('HSETNX', rec, 'app_password', ARGV[4]) end
-for i = 5, #ARGV, 2 do redis.call('HSETNX', rec, 'card:' .. ARGV[i], ARGV[i + 1]) end
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -142,9 +75,9 @@ class MailboxOwners:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._claim = redis.register_script(_CLAIM)
-        self._release = redis.register_script(_RELEASE)
-        self._merge = redis.register_script(_MERGE)
+        self._claim = scripts.register(redis, "mailbox_claim")
+        self._release = scripts.register(redis, "mailbox_release")
+        self._merge = scripts.register(redis, "mailbox_merge")
 
     async def get(self, mailbox_id: str) -> MailboxOwnership | None:
         data = await self.redis.hgetall(self.keys.mailbox_owner(mailbox_id))

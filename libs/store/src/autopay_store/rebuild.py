@@ -44,6 +44,7 @@ from autopay_contracts import (
 )
 from autopay_contracts.events import Credit, Order
 from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_store import scripts
 from autopay_store.ledger import Ledger, replay_ledger
 from autopay_store.mailboxes import MailboxOwners
 from autopay_store.orders import OrderBook, OrderRecord
@@ -56,15 +57,6 @@ OrderOrCredit = TypeVar("OrderOrCredit", Order, Credit)
 _RANK = {"waiting": 0, "expired": 1, "cancelled": 1, "paid": 2}
 
 _DECISION_TYPES = {e.event_type for e in (CreditMatched, CreditUnmatched, CreditAmbiguous)}
-
-# KEYS: the order id sequence. ARGV: the lowest value it may have.
-_RAISE_SEQUENCE = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local floor = tonumber(ARGV[1])
-if cur < floor then redis.call('SET', KEYS[1], floor) return floor end
-return cur
-"""
-
 
 # --- pure folding -------------------------------------------------------------------------
 
@@ -276,7 +268,7 @@ async def rebuild_orders(
     owners = MailboxOwners(book.redis, book.keys)
     for event, _ in all_credit_events:  # in stream order: a dismissal after its record
         report.ledger += await replay_ledger(event, ledger, owners)
-    raise_sequence = book.redis.register_script(_RAISE_SEQUENCE)
+    raise_sequence = scripts.register(book.redis, "order_sequence_raise")
     report.order_sequence = int(
         await raise_sequence(keys=[book.keys.order_sequence], args=[sequence_floor(records)])
     )

@@ -13,21 +13,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from autopay_store import scripts
 from autopay_store.keys import Keys
-
-# KEYS: the watermark. ARGV: the new value. Sets it only upwards; returns the value it now has.
-_RAISE = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local new = tonumber(ARGV[1])
-if new > cur then redis.call('SET', KEYS[1], ARGV[1]) return new end
-return cur
-"""
-
-# KEYS: the lease. ARGV: the holder. Deletes it only if this holder still has it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class ReconcileState:
@@ -35,8 +22,8 @@ class ReconcileState:
         self.redis = redis
         self._watermark = keys.reconcile_watermark(stream)
         self._lease = keys.reconcile_lease(stream)
-        self._raise = redis.register_script(_RAISE)
-        self._release = redis.register_script(_RELEASE)
+        self._raise = scripts.register(redis, "reconcile_raise")
+        self._release = scripts.register(redis, "reconcile_release")
 
     async def watermark(self) -> int:
         """0 when nothing is known (every credit of the stream is to be checked)."""
