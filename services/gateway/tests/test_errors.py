@@ -42,6 +42,13 @@ GOOD = {"amount": 50037, "card_last4": "6412", "gmail": "karta@gmail.com"}
             "Invalid webhook_url",
         ),
         ({**GOOD, "webhook_url": "ftp://x"}, "webhook_url noto'g'ri", "Invalid webhook_url"),
+        ({**GOOD, "notify_events": ["refunded"]}, "notify_events", "Invalid notify_events"),
+        # several mistakes: the first in the order of checks is the one reported
+        (
+            {**GOOD, "card_last4": "64a2", "notify_events": ["refunded"]},
+            "card_last4 noto'g'ri",
+            "Invalid card_last4",
+        ),
         ([GOOD], "JSON obyekt kutilgan", "a JSON object is expected"),
     ],
 )

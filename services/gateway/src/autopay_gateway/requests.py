@@ -72,7 +72,7 @@ def Param(check: Callable[..., Any]) -> Any:
 
 
 class Command(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -139,7 +139,13 @@ def _webhook_url_of(value: Any, info: ValidationInfo) -> str | None:
 
 
 def _notify_events_of(value: Any, info: ValidationInfo) -> tuple[str, ...] | None:
-    return notify_events(value)
+    """`notify_events`: which order events are notified, of `paid`, `expired`, `cancelled`;
+    `paid` always is. Absent (or null) → None."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(v in ORDER_EVENTS for v in value):
+        raise Refused("invalid_notify_events", allowed=", ".join(ORDER_EVENTS))
+    return tuple(event for event in ORDER_EVENTS if event == "paid" or event in value)
 
 
 def _order_id_of(value: Any, info: ValidationInfo) -> str:
@@ -177,22 +183,11 @@ def _aliases_of(value: Any, info: ValidationInfo) -> tuple[str, ...] | None:
     return tuple(result)
 
 
-def notify_events(value: Any) -> tuple[str, ...] | None:
-    """`notify_events`: which order events are notified, of `paid`, `expired`, `cancelled`;
-    `paid` always is. Absent (or null) → None."""
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(v in ORDER_EVENTS for v in value):
-        raise ApiError(400, "invalid_notify_events", allowed=", ".join(ORDER_EVENTS))
-    return tuple(event for event in ORDER_EVENTS if event == "paid" or event in value)
-
-
-def order_event(value: Any) -> str | None:
-    """An order event name (`paid`, `expired`, `cancelled`), or None when absent."""
+def _order_event_of(value: Any) -> str | None:
     if value is None:
         return None
     if value not in ORDER_EVENTS:
-        raise ApiError(400, "invalid_notify_events", allowed=", ".join(ORDER_EVENTS))
+        raise Refused("invalid_notify_events", allowed=", ".join(ORDER_EVENTS))
     return value
 
 
@@ -219,12 +214,21 @@ def _checked_url(value: Any, allow_http_loopback: bool) -> str | None:
     raise Refused("invalid_webhook_url")
 
 
-def webhook_url(value: Any, allow_http_loopback: bool) -> str | None:
-    """A webhook URL given alone (not in a body model): the same rules, as an ApiError."""
+def _alone(check: Callable[..., Any], *args: Any) -> Any:
+    """A parameter checked outside a body model: the same rules, the same 400."""
     try:
-        return _checked_url(value, allow_http_loopback)
+        return check(*args)
     except PydanticCustomError as exc:
         raise ApiError(400, exc.type, **(exc.context or {})) from None
+
+
+def webhook_url(value: Any, allow_http_loopback: bool) -> str | None:
+    return _alone(_checked_url, value, allow_http_loopback)
+
+
+def order_event(value: Any) -> str | None:
+    """An order event name (`paid`, `expired`, `cancelled`), or None when absent."""
+    return _alone(_order_event_of, value)
 
 
 def _is_loopback(host: str) -> bool:
