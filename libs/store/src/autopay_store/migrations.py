@@ -43,7 +43,7 @@ from autopay_contracts.streams import MAILBOX_CONFIG
 from autopay_store.accounts import Card
 from autopay_store.keys import Keys, glob_escape
 from autopay_store.mailboxes import MIGRATION, CardSlot, MailboxOwners
-from autopay_store.rebuild import read_stream
+from autopay_store.rebuild import latest_mailbox_config
 from autopay_store.relocation import Moved, Relocation
 
 
@@ -143,15 +143,9 @@ class MailboxMigration:
     # --- what is there ----------------------------------------------------------------------
 
     async def _mailbox_config(self) -> dict[str, Event]:
-        """The latest MAILBOX_CONFIG event per mailbox id (the stream keeps only that)."""
         if self.js is None or self.ns is None:
             return {}
-        latest: dict[str, Event] = {}
-        stream = MAILBOX_CONFIG.name(self.ns)
-        async for event, _ in read_stream(self.js, stream, self.ns.all_of("mailbox-config")):
-            if isinstance(event, MailboxRegistered | MailboxRemoved):
-                latest[event.mailbox_id] = event
-        return latest
+        return dict(await latest_mailbox_config(self.js, self.ns))
 
     async def _inventory(self, config: dict[str, Event]) -> _Inventory:
         found = _Inventory()

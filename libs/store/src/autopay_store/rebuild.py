@@ -33,6 +33,8 @@ from autopay_contracts import (
     CreditMatched,
     CreditUnmatched,
     Event,
+    MailboxRegistered,
+    MailboxRemoved,
     Namespace,
     OrderCancelled,
     OrderCreated,
@@ -43,7 +45,7 @@ from autopay_contracts import (
     parse_event,
 )
 from autopay_contracts.events import Credit, Order
-from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_contracts.streams import CREDITS, MAILBOX_CONFIG, ORDERS
 from autopay_store import scripts
 from autopay_store.ledger import Ledger, replay_ledger
 from autopay_store.mailboxes import MailboxOwners
@@ -190,6 +192,18 @@ async def read_stream(
                 return
     finally:
         await sub.unsubscribe()
+
+
+async def latest_mailbox_config(
+    js: JetStreamContext, ns: Namespace
+) -> dict[str, MailboxRegistered | MailboxRemoved]:
+    """The latest MAILBOX_CONFIG event per mailbox id (the stream keeps only that)."""
+    latest: dict[str, MailboxRegistered | MailboxRemoved] = {}
+    stream = MAILBOX_CONFIG.name(ns)
+    async for event, _ in read_stream(js, stream, ns.all_of(MAILBOX_CONFIG.aggregate)):
+        if isinstance(event, MailboxRegistered | MailboxRemoved):
+            latest[event.mailbox_id] = event
+    return latest
 
 
 # --- writing ------------------------------------------------------------------------------

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from nats.js import JetStreamContext
 
-from autopay_contracts import MailboxRegistered, MailboxRemoved, Namespace
+from autopay_contracts import MailboxRegistered, Namespace
 from autopay_contracts.streams import MAILBOX_CONFIG
 from autopay_store import scripts
 from autopay_store.keys import Keys, glob_escape
-from autopay_store.rebuild import read_stream
+from autopay_store.rebuild import latest_mailbox_config
 from autopay_store.secrets import SecretBox
 
 WEBHOOK_SECRET_FIELDS = ("webhook_secret", "previous_webhook_secret")
@@ -100,24 +100,20 @@ class Reencryption:
 
     async def _field(self, key: str, name: str) -> None:
         token = await self.redis.hget(key, name)
-        if not token:
-            return
-        new = self._rotated(token, f"{key} {name}")
-        if new is None:
-            return
-        if await self._replace_field(keys=[key], args=[name, token, new]):
-            self.report.reencrypted += 1
-        else:
-            self.report.changed_meanwhile += 1
+        await self._replace(token, f"{key} {name}", self._replace_field, [key], [name])
 
     async def _string(self, key: str) -> None:
         token = await self.redis.get(key)
+        await self._replace(token, key, self._replace_string, [key], [])
+
+    async def _replace(self, token, where: str, script, keys: list, args: list) -> None:
+        """Swap `token` for its newest-key version with `script`, if it is still there."""
         if not token:
             return
-        new = self._rotated(token, key)
+        new = self._rotated(token, where)
         if new is None:
             return
-        if await self._replace_string(keys=[key], args=[token, new]):
+        if await script(keys=keys, args=[*args, token, new]):
             self.report.reencrypted += 1
         else:
             self.report.changed_meanwhile += 1
@@ -125,11 +121,8 @@ class Reencryption:
     async def _mailbox_config(self) -> None:
         if self.js is None or self.ns is None:
             return
-        latest: dict[str, MailboxRegistered | MailboxRemoved] = {}
+        latest = await latest_mailbox_config(self.js, self.ns)
         stream = MAILBOX_CONFIG.name(self.ns)
-        async for event, _ in read_stream(self.js, stream, self.ns.all_of("mailbox-config")):
-            if isinstance(event, MailboxRegistered | MailboxRemoved):
-                latest[event.mailbox_id] = event
         now_ms = time.time_ns() // 1_000_000
         for event in latest.values():
             if not isinstance(event, MailboxRegistered):
