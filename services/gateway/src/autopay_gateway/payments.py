@@ -19,6 +19,7 @@ from autopay_gateway.cards import Cards
 from autopay_gateway.clock import tashkent
 from autopay_gateway.faults import crash_point
 from autopay_gateway.messages import ApiError
+from autopay_gateway.money import TIYIN_PER_SOM
 from autopay_gateway.requests import CreatePayment
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.publishing import EventPublisher, PublishFailed
@@ -32,8 +33,6 @@ from autopay_store.orders import (
 )
 
 log = structlog.get_logger("autopay_gateway")
-
-TIYIN_PER_SOM = 100
 
 
 def order_view(record: OrderRecord) -> dict[str, Any]:

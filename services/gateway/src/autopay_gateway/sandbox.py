@@ -11,14 +11,13 @@ import structlog
 from autopay_contracts import SandboxTransferRequested
 from autopay_gateway.cards import Cards
 from autopay_gateway.messages import ApiError
+from autopay_gateway.money import TIYIN_PER_SOM
 from autopay_gateway.requests import SandboxTransfer
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import Merchant
 
 log = structlog.get_logger("autopay_gateway")
-
-TIYIN_PER_SOM = 100
 
 
 class Sandbox:

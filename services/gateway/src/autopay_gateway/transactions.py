@@ -19,6 +19,7 @@ import structlog
 from autopay_contracts import CreditDismissed, CreditMatched, OrderPaid
 from autopay_gateway.clock import tashkent
 from autopay_gateway.messages import ApiError
+from autopay_gateway.money import som
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import Merchant
 from autopay_store.ledger import (
@@ -33,21 +34,13 @@ from autopay_store.orders import CreditConsumed, OrderBook, OrderRecord, Transit
 
 log = structlog.get_logger("autopay_gateway")
 
-TIYIN_PER_SOM = 100
-
-
-def _som(tiyin: int | None) -> int | float | None:
-    if tiyin is None:
-        return None
-    return tiyin // TIYIN_PER_SOM if tiyin % TIYIN_PER_SOM == 0 else tiyin / TIYIN_PER_SOM
-
 
 def transaction_view(tx: Transaction) -> dict[str, Any]:
     return {
         "id": tx.id,
         "status": tx.status,
         "reason": tx.reason,
-        "amount": _som(tx.amount_tiyin),
+        "amount": som(tx.amount_tiyin),
         "card_last4": tx.card_last4,
         "gmail": tx.gmail,
         "occurred_at": tashkent(tx.occurred_at),
@@ -177,7 +170,7 @@ class Transactions:
             "order_id": order_id,
             "status": "paid",
             "amount_differs": difference != 0,
-            "difference": _som(difference),
+            "difference": som(difference),
         }
 
     async def dismiss(

@@ -14,7 +14,6 @@ import secrets
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from autopay_contracts import Namespace
 from autopay_contracts.permissions import (
@@ -26,6 +25,7 @@ from autopay_contracts.permissions import (
     integrator_user,
     nats_authorization,
 )
+from autopay_runtime.settings import url_with_credentials
 from autopay_store.keys import glob_escape
 
 REDIS_SERVICE_RULES = "&* +@all -@dangerous +info +client|setname"
@@ -34,16 +34,6 @@ CONFIG, KEYS, DEBUG, SHUTDOWN...), on the stack's keys only."""
 
 INTEGRATORS_FILE = "integrators.json"
 AUTH_FILE = "auth.conf"
-
-
-def with_user(url: str, user: str | None, password: str) -> str:
-    """`url` with `user:password@` (Redis's default user: no name) in front of the host."""
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    netloc = f"{quote(user or '', safe='')}:{quote(password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _passwords(names: list[str], known: dict[str, str] | None) -> dict[str, str]:
@@ -69,7 +59,7 @@ class StackCredentials:
 
     # --- NATS ---------------------------------------------------------------------------------
     def nats_url(self, base: str, user: str = ADMIN_USER) -> str:
-        return with_user(base, user, self.nats[user])
+        return url_with_credentials(base, user, self.nats[user])
 
     def write_nats_auth(self, nats_dir: Path, ns: Namespace) -> Path:
         """Render `auth.conf`: the service users and every integrator issued so far."""
@@ -86,8 +76,8 @@ class StackCredentials:
     # --- Redis --------------------------------------------------------------------------------
     def redis_url(self, base: str, user: str = ADMIN_USER) -> str:
         if user == ADMIN_USER:
-            return with_user(base, None, self.redis[ADMIN_USER])
-        return with_user(base, user, self.redis[user])
+            return url_with_credentials(base, "", self.redis[ADMIN_USER])
+        return url_with_credentials(base, user, self.redis[user])
 
     def redis_acl(self, prefix: str) -> tuple[str, ...]:
         keys = "~" + glob_escape(prefix) + ":*"

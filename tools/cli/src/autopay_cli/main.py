@@ -459,6 +459,7 @@ def integrator_create(
         integrator_permissions,
         integrator_user,
     )
+    from autopay_runtime.settings import url_with_credentials
 
     settings = load_settings(state_dir)
     user = integrator_user(merchant_id)
@@ -477,7 +478,7 @@ def integrator_create(
         stack.write_nats_auth(nats_dir, settings.ns)
         credentials.reload_nats(run["infra_pids"][0])
         base = f"nats://127.0.0.1:{run['nats_port']}"
-        result |= {"password": secret, "nats_url": credentials.with_user(base, user, secret)}
+        result |= {"password": secret, "nats_url": url_with_credentials(base, user, secret)}
     else:
         secret = password or random_secrets.token_urlsafe(18)
         entry = {"user": user, "password": secret, "permissions": allowed.as_nats()}
