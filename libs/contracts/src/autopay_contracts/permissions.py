@@ -46,8 +46,10 @@ from autopay_contracts.namespace import Namespace
 from autopay_contracts.streams import (
     CREDITS,
     MAILBOX_CONFIG,
+    MAILBOXES,
     ORDERS,
     SANDBOX,
+    WEBHOOKS,
     StreamSpec,
 )
 
@@ -104,6 +106,12 @@ SERVICES: dict[str, ServiceAccess] = {
     "notifier": ServiceAccess(
         publishes=(WebhookDelivered, WebhookFailed, WebhookExhausted),
         consumes=(ORDERS,),
+    ),
+    # The merchant's Telegram bot publishes nothing: it changes state only through the
+    # gateway's APIs, and reads the streams to alert merchants.
+    "merchant-bot": ServiceAccess(
+        publishes=(),
+        consumes=(ORDERS, CREDITS, WEBHOOKS, MAILBOXES),
     ),
 }
 

@@ -53,6 +53,21 @@ class Keys:
         """Set of the tariff names."""
         return f"{self.prefix}:tariffs"
 
+    def invite(self, code: str) -> str:
+        """Hash of an invite code (`autopay_store.invites`): its uses, remaining uses, expiry."""
+        return f"{self.prefix}:invite:{code}"
+
+    def subscription_order(self, order_id: str) -> str:
+        """The merchant whose subscription the paid order `order_id` extended (set once, never
+        changed: one order extends one merchant)."""
+        return f"{self.prefix}:subscription-order:{order_id}"
+
+    def subscription_orders(self, merchant_id: str) -> str:
+        """Set of the order ids applied to a merchant's subscription. Its hash tag is the whole
+        name of the merchant's record (`merchant(merchant_id)`, which has no tag), so both are
+        in one Cluster slot and one script updates them together."""
+        return f"{self.prefix}:subscription-orders:{{{self.merchant(merchant_id)}}}"
+
     def ledger(self, merchant_id: str, suffix: str) -> str:
         """A merchant's transactions ledger (`autopay_store.ledger`), one hash tag per merchant."""
         return f"{self.prefix}:{{l:{merchant_id}}}:{suffix}"
@@ -105,6 +120,18 @@ class Keys:
     def reconcile_lease(self, stream: str) -> str:
         """Held by the one matcher replica running a reconciler pass over `stream`."""
         return f"{self.prefix}:reconcile:{stream}:lease"
+
+    # --- the merchant bot's own state (`autopay_store.merchant_bot`) --------------------------
+    def bot(self, *parts: str) -> str:
+        """The merchant bot's keys: its chats, alert states and order projection. The bot's
+        Redis user may touch these and nothing else (`service_keyspace`)."""
+        return ":".join([self.prefix, "bot", *parts])
+
+    def service_keyspace(self, service: str) -> str:
+        """The key pattern a service's Redis user is limited to (an ACL `~pattern`)."""
+        if service == "merchant-bot":
+            return glob_escape(self.bot()) + ":*"
+        return glob_escape(self.prefix) + ":*"
 
     def global_key(self, *parts: str) -> str:
         return ":".join([self.prefix, *parts])

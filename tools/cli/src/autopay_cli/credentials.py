@@ -26,7 +26,7 @@ from autopay_contracts.permissions import (
     nats_authorization,
 )
 from autopay_runtime.settings import url_with_credentials
-from autopay_store.keys import glob_escape
+from autopay_store.keys import Keys
 
 REDIS_SERVICE_RULES = "&* +@all -@dangerous +info +client|setname"
 """What a service's Redis user may run: everything but the dangerous commands (FLUSHALL,
@@ -80,9 +80,10 @@ class StackCredentials:
         return url_with_credentials(base, user, self.redis[user])
 
     def redis_acl(self, prefix: str) -> tuple[str, ...]:
-        keys = "~" + glob_escape(prefix) + ":*"
+        keys = Keys(prefix)
         return tuple(
-            f"{name} on >{self.redis[name]} {keys} {REDIS_SERVICE_RULES}" for name in SERVICES
+            f"{name} on >{self.redis[name]} ~{keys.service_keyspace(name)} {REDIS_SERVICE_RULES}"
+            for name in SERVICES
         )
 
 
