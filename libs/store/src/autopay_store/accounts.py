@@ -16,6 +16,7 @@ import json
 import secrets as _random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
 
 import redis.asyncio as aioredis
 
@@ -27,6 +28,14 @@ from autopay_store.secrets import SecretBox
 
 LIVE_KEY_PREFIX = "ap_live_"
 TEST_KEY_PREFIX = "ap_test_"
+BOT_KEY_PREFIX = "ap_bot_"
+
+KeyMode = Literal["live", "test", "bot"]
+"""A merchant has one key of each mode. `live` and `bot` keys both act in the merchant's live
+world; a `bot` key is the merchant bot's (what it does is audited as done through the bot).
+`test` keys act in the sandbox."""
+KEY_MODES: tuple[KeyMode, ...] = get_args(KeyMode)
+_KEY_PREFIXES = {"live": LIVE_KEY_PREFIX, "test": TEST_KEY_PREFIX, "bot": BOT_KEY_PREFIX}
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,14 @@ class Merchant:
 
     def active(self, now: datetime) -> bool:
         return now < self.expires_at
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """Who a valid API key belongs to, and which of the merchant's keys it is."""
+
+    merchant: Merchant
+    mode: KeyMode
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,10 @@ class SubscriptionExhausted(Exception):
         self.reason = reason  # "inactive" | "limit"
 
 
+class SubscriptionOrderTaken(Exception):
+    """The order id already extended another merchant's subscription."""
+
+
 class CardTaken(Exception):
     """The `(gmail, card_last4)` pair belongs to another merchant."""
 
@@ -88,8 +109,9 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-def new_api_key(test_mode: bool) -> str:
-    return (TEST_KEY_PREFIX if test_mode else LIVE_KEY_PREFIX) + _random.token_urlsafe(24)
+def new_api_key(test_mode: bool = False, *, mode: KeyMode | None = None) -> str:
+    """A fresh key of `mode` (else live, or test when `test_mode`): its prefix says the mode."""
+    return _KEY_PREFIXES[mode or ("test" if test_mode else "live")] + _random.token_urlsafe(24)
 
 
 def new_webhook_secret() -> str:
@@ -121,6 +143,7 @@ class Accounts:
         self.keys = keys
         self.secrets = secrets
         self._use_payment = scripts.register(redis, "account_use_payment")
+        self._extend = scripts.register(redis, "account_extend")
         self.mailboxes = MailboxOwners(redis, keys)
 
     # --- merchants ----------------------------------------------------------------------
@@ -174,17 +197,32 @@ class Accounts:
         )
 
     async def authenticate(self, api_key: str) -> Merchant | None:
+        holder = await self.identify(api_key)
+        return holder.merchant if holder is not None else None
+
+    async def identify(self, api_key: str) -> KeyHolder | None:
+        """The merchant a key belongs to and the key's mode, or None for a wrong key. A test
+        key's merchant is in test mode; a live or bot key's is in the merchant's own mode."""
         if not api_key:
             return None
         found = await self.redis.hgetall(self.keys.api_key(hash_api_key(api_key)))
         if not found:
             return None
-        return await self.get_merchant(found["merchant_id"], test_key=found.get("mode") == "test")
+        mode = found.get("mode") or "live"
+        merchant = await self.get_merchant(found["merchant_id"], test_key=mode == "test")
+        if merchant is None:
+            return None
+        return KeyHolder(merchant, mode if mode in KEY_MODES else "live")
 
-    async def rotate_api_key(self, merchant_id: str, *, test: bool = False) -> str:
-        """Issue a new live (or test-mode) key; the previous key of that mode stops working."""
-        mode = "test" if test else "live"
-        api_key = new_api_key(test)
+    async def rotate_api_key(
+        self, merchant_id: str, *, mode: KeyMode | None = None, test: bool = False
+    ) -> str:
+        """Issue a new key of `mode` (default: live, or test when `test`); the previous key of
+        that mode stops working, the merchant's keys of the other modes are untouched."""
+        mode = mode or ("test" if test else "live")
+        if mode not in KEY_MODES:
+            raise ValueError(f"unknown key mode {mode!r}")
+        api_key = new_api_key(mode=mode)
         key_hash = hash_api_key(api_key)
         field = f"api_key_hash_{mode}"
         previous = await self.redis.hget(self.keys.merchant(merchant_id), field)
@@ -214,6 +252,58 @@ class Accounts:
         merchant = await self.get_merchant(merchant_id)
         assert merchant is not None
         return merchant
+
+    async def extend_subscription(
+        self,
+        merchant_id: str,
+        *,
+        tariff_name: str,
+        max_payments: int,
+        days: int,
+        rate_per_s: float,
+        rate_burst: int,
+        order_id: str,
+        now: datetime,
+    ) -> tuple[Merchant, bool]:
+        """Extend the subscription by one paid order (`tariffs.extend_subscription`): the new
+        period starts at the current expiry while the subscription is active, else `now`, and
+        lasts `days`; the allowance becomes what an active one has left plus `max_payments`,
+        with `payments_used` back at 0; the tariff's name and rate limit are set.
+
+        Idempotent per `order_id`: applying it again changes nothing and returns
+        `(merchant, False)`. An order id extends one merchant only: `SubscriptionOrderTaken`
+        when it extended another one. `KeyError` when the merchant does not exist."""
+        if not order_id or len(order_id) > 128:
+            raise ValueError("an order id of 1..128 characters is needed")
+        if max_payments < 1 or days < 1:
+            raise ValueError("payments and days must be >= 1")
+        record = self.keys.merchant(merchant_id)
+        if not await self.redis.exists(record):
+            raise KeyError(merchant_id)
+        # The order's owner first (one key, set once): a retry after a crash between the two
+        # steps finds its own claim and applies the extension then.
+        claim = self.keys.subscription_order(order_id)
+        if not await self.redis.set(claim, merchant_id, nx=True):
+            owner = await self.redis.get(claim)
+            if owner != merchant_id:
+                raise SubscriptionOrderTaken(order_id)
+        verdict = await self._extend(
+            keys=[record, self.keys.subscription_orders(merchant_id)],
+            args=[
+                order_id,
+                _epoch(now),
+                days * 86_400,
+                max_payments,
+                tariff_name,
+                rate_per_s,
+                rate_burst,
+            ],
+        )
+        if verdict == "missing":
+            raise KeyError(merchant_id)
+        merchant = await self.get_merchant(merchant_id)
+        assert merchant is not None
+        return merchant, verdict == "extended"
 
     async def set_rate_limit(self, merchant_id: str, *, per_s: float, burst: int) -> Merchant:
         """The merchant's API rate limit (token bucket: `per_s` sustained, `burst` at once)."""

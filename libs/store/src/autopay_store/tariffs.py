@@ -3,7 +3,8 @@
 One hash per tariff (`Keys.tariff(name)`) and a set of their names. A merchant on a tariff has
 its name, payment limit and expiry on its record (`Accounts.set_subscription`) and the tariff's
 rate limit (`Accounts.set_rate_limit`); changing a tariff later changes what the next
-subscription on it gives, not the running ones.
+subscription on it gives, not the running ones. `extend_subscription` adds a period bought
+through a paid order (the merchant bot's subscription purchase), once per order.
 """
 
 from __future__ import annotations
@@ -81,4 +82,25 @@ async def put_on_tariff(
     )
     return await accounts.set_rate_limit(
         merchant_id, per_s=tariff.rate_per_s, burst=tariff.rate_burst
+    )
+
+
+async def extend_subscription(
+    accounts: Accounts, merchant_id: str, tariff: Tariff, order_id: str, now: datetime
+) -> tuple[Merchant, bool]:
+    """Extend the merchant's subscription by one period of `tariff`, bought with the paid order
+    `order_id`: from the current expiry while it is active, else from `now`; the allowance is
+    what is left of an active subscription plus the tariff's payments (`payments_used` back at
+    0); the tariff's name and rate limit apply. Atomic, and idempotent per order id: the same
+    order applied again returns the current merchant and False. Raises `KeyError` for an
+    unknown merchant, `SubscriptionOrderTaken` when the order extended another merchant."""
+    return await accounts.extend_subscription(
+        merchant_id,
+        tariff_name=tariff.name,
+        max_payments=tariff.max_payments,
+        days=tariff.days,
+        rate_per_s=tariff.rate_per_s,
+        rate_burst=tariff.rate_burst,
+        order_id=order_id,
+        now=now,
     )

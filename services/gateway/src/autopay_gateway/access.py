@@ -12,15 +12,25 @@ from autopay_gateway.adapters.cache import MISSING, TtlCache
 from autopay_gateway.adapters.ratelimit import RateLimiter
 from autopay_gateway.messages import ApiError
 from autopay_gateway.settings import GatewaySettings
-from autopay_store.accounts import Accounts, Merchant, hash_api_key
+from autopay_store.accounts import Accounts, KeyHolder, Merchant, hash_api_key
+
+BOT_ACTOR_PREFIX = "merchant-bot:"
 
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated request: the merchant and which of its keys (for the rate limit)."""
+    """An authenticated request: the merchant, which of its keys (for the rate limit) and
+    through what it came: `api` (a live or test key) or `bot` (the merchant bot's key)."""
 
     merchant: Merchant
     key_id: str
+    via: str = "api"
+
+    @property
+    def actor(self) -> str:
+        """Who did it, for audit records (`matched_by`, `dismissed_by`): the key id, prefixed
+        `merchant-bot:` for the merchant bot's key."""
+        return BOT_ACTOR_PREFIX + self.key_id if self.via == "bot" else self.key_id
 
 
 class Access:
@@ -28,10 +38,10 @@ class Access:
         self.settings = settings
         self.accounts = accounts
         self.limiter = limiter
-        self._merchants: TtlCache[str, Merchant | None] = TtlCache(settings.auth_cache_seconds)
+        self._merchants: TtlCache[str, KeyHolder | None] = TtlCache(settings.auth_cache_seconds)
 
     def forget_merchants(self) -> None:
-        """Drop every cached merchant (its settings changed)."""
+        """Drop every cached merchant (its settings, subscription or keys changed)."""
         self._merchants.clear()
 
     async def authenticate(self, api_key: str | None, client_address: str) -> Caller:
@@ -39,19 +49,19 @@ class Access:
         client's address: past `failed_auth_burst` failures (refilled at `failed_auth_per_s`)
         that address gets 429 instead, so keys cannot be guessed at speed. Only valid keys
         enter the cache, so wrong ones can neither fill it nor push valid ones out."""
-        merchant = None
+        holder = None
         key_hash = hash_api_key(api_key) if api_key else None
         if key_hash is not None:
-            merchant = self._merchants.get(key_hash)
-            if merchant is MISSING:
-                merchant = await self.accounts.authenticate(api_key)
-                if merchant is not None:
-                    self._merchants.put(key_hash, merchant)
-        if merchant is None or key_hash is None:
+            holder = self._merchants.get(key_hash)
+            if holder is MISSING:
+                holder = await self.accounts.identify(api_key)
+                if holder is not None:
+                    self._merchants.put(key_hash, holder)
+        if holder is None or key_hash is None:
             await self._count_failed_auth(client_address)
             raise ApiError(401, "unauthorized")
-        assert isinstance(merchant, Merchant)
-        return Caller(merchant, key_hash[:32])
+        assert isinstance(holder, KeyHolder)
+        return Caller(holder.merchant, key_hash[:32], "bot" if holder.mode == "bot" else "api")
 
     async def _count_failed_auth(self, client_address: str) -> None:
         wait = await self.limiter.take(

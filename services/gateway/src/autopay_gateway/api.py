@@ -12,7 +12,7 @@ from autopay_gateway import requests as body
 from autopay_gateway.adapters.idempotency import StoredResponse, fingerprint
 from autopay_gateway.application import Caller, Gateway
 from autopay_gateway.clock import utcnow
-from autopay_gateway.http import JSON, JsonResponse, error_body
+from autopay_gateway.http import JSON, JsonResponse, error_body, read_body
 from autopay_gateway.messages import ApiError
 from autopay_store.ledger import STATUSES
 
@@ -38,26 +38,6 @@ async def authenticated(request: Request) -> Caller:
 Authenticated = Annotated[Caller, Depends(authenticated)]
 
 
-MAX_BODY_BYTES = 64 * 1024
-
-
-async def _body(request: Request) -> bytes:
-    """The request body, refused with 413 past `MAX_BODY_BYTES`: by its Content-Length before
-    anything is read, and while reading when it has none (chunked), so a large body is never
-    buffered whole."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, "body_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 Guard = Callable[[Gateway, Caller], None]
 
 
@@ -74,7 +54,7 @@ async def _post(
     gateway = _gateway(request)
     if guard is not None:
         guard(gateway, caller)
-    raw = await _body(request)
+    raw = await read_body(request)
     if bodyless and not raw.strip():
         raw = b"{}"
     key = request.headers.get("idempotency-key")
@@ -116,7 +96,7 @@ async def _post(
 async def _read(request: Request, caller: Caller, action: Action) -> Response:
     """Run a POST that changes nothing (check-payment): every call answers with the current
     state, so an `Idempotency-Key` is not honoured there (a replay would freeze a stale status)."""
-    data = body.decode_object(await _body(request))
+    data = body.decode_object(await read_body(request))
     return JsonResponse(await action(_gateway(request), caller, data))
 
 
@@ -233,7 +213,7 @@ async def match_transaction(
     async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
         order_id = body.order_id(data)
         return await gateway.transactions.match(
-            caller.merchant, caller.key_id, transaction_id, order_id, utcnow()
+            caller.merchant, caller.actor, transaction_id, order_id, utcnow()
         )
 
     return await _post(request, caller, action)
@@ -247,7 +227,7 @@ async def dismiss_transaction(
 
     async def action(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:
         return await gateway.transactions.dismiss(
-            caller.merchant, caller.key_id, transaction_id, utcnow()
+            caller.merchant, caller.actor, transaction_id, utcnow()
         )
 
     return await _post(request, caller, action, bodyless=True)
@@ -266,7 +246,7 @@ async def put_settings(request: Request, caller: Authenticated) -> Response:
     """`{webhook_url, notify_events}`: the defaults of payments created without them."""
     gateway = _gateway(request)
     cmd = body.settings(
-        body.decode_object(await _body(request)),
+        body.decode_object(await read_body(request)),
         allow_http_loopback=gateway.settings.allow_http_loopback_webhooks,
     )
     return JsonResponse(await gateway.account.put_settings(caller.merchant, cmd))

@@ -3,8 +3,9 @@
 Each use case takes the authenticated merchant and a validated command and returns the response
 payload, or raises `ApiError` with the status and message code of the original service:
 `access` (key, rate limit, subscription), `payments`, `cards`, `sandbox`, `account`
-(subscription and settings), `transactions` (the ledger, manual match) and `webhooks` (the
-webhook tools). Adapters are passed in; the clock too.
+(subscription and settings), `transactions` (the ledger, manual match), `webhooks` (the
+webhook tools) and `operators` (the admin API: sign-ups, keys, subscriptions). Adapters are
+passed in; the clock too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
 from autopay_gateway.adapters.ratelimit import RateLimiter
 from autopay_gateway.cards import Cards
+from autopay_gateway.operators import Operators
 from autopay_gateway.payments import Payments
 from autopay_gateway.sandbox import Sandbox
 from autopay_gateway.settings import GatewaySettings
@@ -23,9 +25,12 @@ from autopay_gateway.transactions import Transactions
 from autopay_gateway.webhooks import Webhooks
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.accounts import Accounts
+from autopay_store.invites import Invites
+from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
 from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
+from autopay_store.tariffs import Tariffs
 
 __all__ = ["Caller", "Gateway"]
 
@@ -45,6 +50,9 @@ class Gateway:
         sandbox: SandboxCards,
         transactions: Transactions,
         webhooks: Webhooks,
+        tariffs: Tariffs,
+        invites: Invites,
+        keys: Keys,
     ) -> None:
         self.settings = settings
         self.orders = orders
@@ -57,3 +65,4 @@ class Gateway:
         self.account = Account(accounts, self.access)
         self.transactions = transactions
         self.webhooks = webhooks
+        self.operators = Operators(accounts, tariffs, invites, keys, self.access)

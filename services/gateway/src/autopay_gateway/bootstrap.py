@@ -11,7 +11,7 @@ from faststream.nats import NatsBroker
 from starlette.responses import Response
 
 from autopay_contracts.permissions import SERVICES, inbox_prefix
-from autopay_gateway import openapi
+from autopay_gateway import admin, openapi
 from autopay_gateway.adapters.idempotency import IdempotencyStore
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
@@ -29,18 +29,22 @@ from autopay_runtime.health import failing_checks
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.accounts import Accounts
 from autopay_store.deliveries import DeliveryKeys, DeliveryStore
+from autopay_store.invites import Invites
 from autopay_store.keys import Keys
 from autopay_store.ledger import Ledger
 from autopay_store.orders import OrderBook
 from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
+from autopay_store.tariffs import Tariffs
 
 PUBLISHED_EVENTS = SERVICES["gateway"].events
 
 
 def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -> FastAPI:
     """The gateway as an ASGI app; connections open in its lifespan. `/metrics` is not on it:
-    `__main__` serves the metrics on the internal `metrics_port`."""
+    `__main__` serves the metrics on the internal `metrics_port`. The admin API (`/admin/*`)
+    is on it but answers only requests that came in on `admin_port` with the admin token
+    (`__main__` listens there too when both are set)."""
     secrets = SecretBox(settings.secret_keys)
     broker = NatsBroker(settings.nats_url, name="gateway", inbox_prefix=inbox_prefix("gateway"))
     publisher = EventPublisher(
@@ -78,6 +82,9 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
                 DeliveryStore(redis, DeliveryKeys(settings.redis_prefix)),
                 Accounts(redis, keys, secrets),
             ),
+            tariffs=Tariffs(redis, keys),
+            invites=Invites(redis, keys),
+            keys=keys,
         )
         app.state.readiness = dependency_checks(broker, redis, settings.ns)
         republisher = Republisher(
@@ -107,9 +114,14 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
     )
     app.state.broker = broker
     app.state.bot_handle = settings.bot_handle
+    app.state.admin_access = admin.AdminAccess(
+        settings.admin_port, settings.admin_token.get_secret_value()
+    )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(admin.router)
     openapi.install(app)
+    app.add_middleware(admin.AdminGate, access=app.state.admin_access)
     app.add_middleware(MetricsMiddleware)
 
     @app.get("/healthz", include_in_schema=False)

@@ -29,6 +29,26 @@ class JsonResponse(Response):
         return orjson.dumps(content)
 
 
+MAX_BODY_BYTES = 64 * 1024
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 past `MAX_BODY_BYTES`: by its Content-Length before
+    anything is read, and while reading when it has none (chunked), so a large body is never
+    buffered whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, "body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def error_body(request: Request, err: ApiError) -> bytes:
     language = negotiate(request.headers.get("accept-language"))
     bot = getattr(request.app.state, "bot_handle", DEFAULT_BOT_HANDLE)

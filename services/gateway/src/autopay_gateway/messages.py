@@ -301,6 +301,58 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "This action requires a test-mode API key.",
         "ru": "Это действие доступно только с тестовым API-ключом.",
     },
+    # --- the admin API (the merchant bot and operators) ----------------------------------
+    "admin_unauthorized": {
+        "uz": "Admin token noto'g'ri yoki yo'q. Authorization: Bearer headerni tekshiring.",
+        "en": "Admin token is missing or invalid. Check the Authorization: Bearer header.",
+        "ru": "Токен администратора отсутствует или неверен. Проверьте заголовок "
+        "Authorization: Bearer.",
+    },
+    "invalid_name": {
+        "uz": "name noto'g'ri: 1 dan {max} gacha belgili matn bo'lishi kerak.",
+        "en": "Invalid name: must be text of 1 to {max} characters.",
+        "ru": "Неверное name: нужен текст от 1 до {max} символов.",
+    },
+    "invalid_tariff": {
+        "uz": "tariff noto'g'ri: tarif nomi (matn) bo'lishi kerak.",
+        "en": "Invalid tariff: must be a tariff name (text).",
+        "ru": "Неверный tariff: нужно название тарифа (текст).",
+    },
+    "unknown_tariff": {
+        "uz": "Bunday tarif yo'q (unknown tariff): {tariff}.",
+        "en": "Unknown tariff: {tariff}.",
+        "ru": "Такого тарифа нет (unknown tariff): {tariff}.",
+    },
+    "invalid_invite": {
+        "uz": "Taklif kodi (invite_code) noto'g'ri, ishlatib bo'lingan yoki muddati o'tgan.",
+        "en": "The invite code (invite_code) is unknown, used up or expired.",
+        "ru": "Код приглашения (invite_code) неверен, уже использован или истёк.",
+    },
+    "invalid_key_mode": {
+        "uz": "mode noto'g'ri: {allowed} dan biri bo'lishi kerak.",
+        "en": "Invalid mode: must be one of {allowed}.",
+        "ru": "Неверный mode: допустимо одно из {allowed}.",
+    },
+    "invalid_subscription_order": {
+        "uz": "order_id noto'g'ri: 1 dan {max} gacha belgi bo'lishi kerak.",
+        "en": "Invalid order_id: must be 1 to {max} characters.",
+        "ru": "Неверный order_id: должен содержать от 1 до {max} символов.",
+    },
+    "subscription_order_taken": {
+        "uz": "Bu to'lov (order_id) boshqa merchant obunasini uzaytirgan.",
+        "en": "This order already extended another merchant's subscription.",
+        "ru": "Этот заказ (order_id) уже продлил подписку другого мерчанта.",
+    },
+    "merchant_not_found": {
+        "uz": "Merchant topilmadi.",
+        "en": "Merchant not found.",
+        "ru": "Мерчант не найден.",
+    },
+    "mailbox_not_found": {
+        "uz": "Pochta qutisi hech kimga tegishli emas.",
+        "en": "Nobody owns this mailbox.",
+        "ru": "Этот почтовый ящик никому не принадлежит.",
+    },
     "not_found": {"uz": "Topilmadi.", "en": "Not found.", "ru": "Не найдено."},
     "method_not_allowed": {
         "uz": "Bu metod ruxsat etilmagan.",

@@ -37,6 +37,10 @@ MAX_ORDER_ID = 32
 MAX_ALIASES = 10
 MAX_TRANSACTIONS_PAGE = 200
 ORDER_EVENTS = ("paid", "expired", "cancelled")
+MAX_MERCHANT_NAME = 64
+MAX_TARIFF_NAME = 64
+MAX_SUBSCRIPTION_ORDER = 128
+KEY_MODES = ("live", "test", "bot")
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+")
 _LOOPBACK_HOSTS = {"localhost"}
@@ -330,6 +334,76 @@ class Settings(Command):
         return self
 
 
+# --- admin commands (`admin.py`) -------------------------------------------------------------
+
+
+def _merchant_name_of(value: Any, info: ValidationInfo) -> str:
+    _required(value, info)
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_MERCHANT_NAME:
+        raise Refused("invalid_name", max=MAX_MERCHANT_NAME)
+    return value.strip()
+
+
+def _tariff_name_of(value: Any, info: ValidationInfo) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_TARIFF_NAME:
+        raise Refused("invalid_tariff")
+    return value.strip()
+
+
+def _required_tariff_name_of(value: Any, info: ValidationInfo) -> str:
+    _required(value, info)
+    return _tariff_name_of(value, info)  # type: ignore[return-value]
+
+
+def _invite_code_of(value: Any, info: ValidationInfo) -> str | None:
+    """Any string is looked at (a malformed one is simply no valid code: 400 `invalid_invite`
+    when redeemed); anything else is not a code."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Refused("invalid_invite")
+    return value.strip()
+
+
+def _key_mode_of(value: Any, info: ValidationInfo) -> str:
+    _required(value, info)
+    if value not in KEY_MODES:
+        raise Refused("invalid_key_mode", allowed=", ".join(KEY_MODES))
+    return value
+
+
+def _subscription_order_of(value: Any, info: ValidationInfo) -> str:
+    _required(value, info)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_SUBSCRIPTION_ORDER:
+        raise Refused("invalid_subscription_order", max=MAX_SUBSCRIPTION_ORDER)
+    return value.strip()
+
+
+class CreateMerchant(Command):
+    """`POST /admin/merchants`: a live merchant, on `tariff` (None: the default terms), after
+    redeeming `invite_code` when one is given."""
+
+    name: Param(_merchant_name_of)
+    tariff: Param(_tariff_name_of) = None
+    invite_code: Param(_invite_code_of) = None
+
+
+class RotateKey(Command):
+    mode: Param(_key_mode_of)
+
+
+class ExtendSubscription(Command):
+    """`POST /admin/merchants/{id}/subscription`: one period of `tariff`, bought with the paid
+    order `order_id` (applied once per order id)."""
+
+    tariff: Param(_required_tariff_name_of)
+    order_id: Param(_subscription_order_of)
+
+
 # --- decoding ---------------------------------------------------------------------------------
 
 
@@ -399,3 +473,18 @@ def transaction_query(params: Mapping[str, str], statuses: tuple[str, ...]) -> T
     if cursor is not None and len(cursor) > 200:
         raise ApiError(400, "invalid_cursor")
     return TransactionQuery(status, since, int(raw_limit), cursor)
+
+
+# --- admin bodies -----------------------------------------------------------------------------
+
+
+def create_merchant(body: dict[str, Any]) -> CreateMerchant:
+    return decode(CreateMerchant, body)
+
+
+def rotate_key(body: dict[str, Any]) -> RotateKey:
+    return decode(RotateKey, body)
+
+
+def extend_subscription(body: dict[str, Any]) -> ExtendSubscription:
+    return decode(ExtendSubscription, body)

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from autopay_runtime.settings import ServiceSettings
 
@@ -55,3 +55,23 @@ class GatewaySettings(ServiceSettings):
     )
     auth_cache_seconds: float = Field(1.0, ge=0, description="How long a merchant is cached")
     idempotency_ttl_seconds: int = 24 * 3600
+
+    admin_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token of the admin API (`/admin/*`); empty: the admin API is off",
+    )
+    admin_port: int = Field(
+        0, ge=0, le=65535, description="The admin API's own port, never public (0: not served)"
+    )
+    admin_host: str = Field("127.0.0.1", description="Where the admin API listens")
+
+    @property
+    def admin_enabled(self) -> bool:
+        """The admin API is served only with both a token and a port of its own."""
+        return bool(self.admin_token.get_secret_value()) and self.admin_port != 0
+
+    @model_validator(mode="after")
+    def _admin_port_apart(self):
+        if self.admin_port and self.admin_port == self.http_port:
+            raise ValueError("admin_port must differ from http_port")
+        return self

@@ -4,9 +4,10 @@ hand, dismiss a credit that belongs to no order.
 A manual match is one atomic transition in the order book (`OrderBook.match_manually`): the
 credit must not have paid an order, and the order must be waiting or expired, of the same
 merchant, world and card. The amounts may differ (the response and the events say by how
-much). Then the ledger record is written at once, and `order.paid` (manual, with the key id) and
-`credit.matched` are published; the outbox entry written before the transition makes the sweep
-publish them if this request dies first, so the webhook fires whatever happens.
+much). Then the ledger record is written at once, and `order.paid` and `credit.matched` are
+published (manual, with who made it: the key id, or `merchant-bot:<key id>` for the merchant
+bot's key); the outbox entry written before the transition makes the sweep publish them if this
+request dies first, so the webhook fires whatever happens.
 """
 
 from __future__ import annotations
@@ -122,8 +123,10 @@ class Transactions:
         return {"transaction": transaction_view(await self._own(merchant, tx_id))}
 
     async def match(
-        self, merchant: Merchant, key_id: str, tx_id: str, order_id: str, now: datetime
+        self, merchant: Merchant, actor: str, tx_id: str, order_id: str, now: datetime
     ) -> dict[str, Any]:
+        """`actor`: who matches, as audited (`Caller.actor`: the key id, or
+        `merchant-bot:<key id>` through the merchant bot)."""
         tx = await self._own(merchant, tx_id)
         if not tx.matchable:
             raise ApiError(409, "transaction_not_matchable", status=_state(tx))
@@ -139,14 +142,14 @@ class Transactions:
         if (order.mailbox_id, order.card_last4) != (credit.mailbox_id, credit.card_last4):
             raise ApiError(400, "order_other_card")
         try:
-            paid = await self.orders.match_manually(order_id, credit, now, key_id)
+            paid = await self.orders.match_manually(order_id, credit, now, actor)
         except CreditConsumed as exc:
             raise ApiError(409, "credit_consumed", order_id=exc.order_id or "?") from None
         except TransitionNotAllowed as exc:
             raise ApiError(409, "cannot_match", status=exc.status) from None
         except KeyError:
             raise ApiError(404, "order_not_found") from None
-        order_paid, credit_matched = matched_events(paid, tx, key_id)
+        order_paid, credit_matched = matched_events(paid, tx, actor)
         matched = transaction_of(credit_matched)
         with structlog.contextvars.bound_contextvars(order_id=order_id, transaction_id=tx_id):
             await self.ledger.record(matched)
@@ -174,11 +177,11 @@ class Transactions:
         }
 
     async def dismiss(
-        self, merchant: Merchant, key_id: str, tx_id: str, now: datetime
+        self, merchant: Merchant, actor: str, tx_id: str, now: datetime
     ) -> dict[str, Any]:
         scope = ledger_scope(merchant.merchant_id, merchant.test_mode)
         try:
-            tx = await self.ledger.dismiss(scope, tx_id, now, key_id)
+            tx = await self.ledger.dismiss(scope, tx_id, now, actor)
         except UnknownTransaction:
             raise ApiError(404, "transaction_not_found") from None
         except AlreadyMatched:
@@ -187,7 +190,7 @@ class Transactions:
             transaction_id=tx_id,
             merchant_id=merchant.merchant_id,
             dismissed_at=tx.dismissed_at or now,
-            dismissed_by=tx.dismissed_by or key_id,
+            dismissed_by=tx.dismissed_by or actor,
             test_mode=merchant.test_mode,
         )
         try:
