@@ -406,7 +406,35 @@ async def _serve(args: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if args.passwords_file:
+            path = Path(args.passwords_file)
+
+            reloads: set[asyncio.Task] = set()
+
+            def reload_passwords() -> None:
+                passwords = _read_passwords(path)
+                task = loop.create_task(_apply_passwords(server, passwords))
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+            loop.add_signal_handler(signal.SIGUSR1, reload_passwords)
         await stop.wait()
+
+
+def _read_passwords(path: Path) -> dict[str, str]:
+    try:
+        return {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+async def _apply_passwords(server: ImapServer, passwords: dict[str, str]) -> None:
+    """SIGUSR1: set the passwords of `--passwords-file` (JSON `{address: password}`) and drop
+    every connection, so clients log in again with what they hold (a password that "stops
+    working", as when the owner revokes a Gmail App Password)."""
+    for user, password in passwords.items():
+        await server.add_user(user, password)
+    await server.disconnect_all()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -418,6 +446,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--user", type=_parse_user, action="append", default=[])
     parser.add_argument(
         "--any-user-password", help="accept any address with this password (demo server)"
+    )
+    parser.add_argument(
+        "--passwords-file", help="JSON {address: password} applied on SIGUSR1 (then reconnects)"
     )
     parser.add_argument("--tls-cert", help="PEM certificate: --port then speaks implicit TLS")
     parser.add_argument("--tls-key", help="PEM key for --tls-cert")
