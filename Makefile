@@ -4,7 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := libs/contracts libs/runtime libs/store libs/bankmail libs/testing \
-	services/gateway services/mail-ingest services/matcher services/notifier tools/cli
+	services/gateway services/mail-ingest services/matcher services/notifier \
+	services/merchant-bot tools/cli
 MANIFESTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt constraints.txt
 PYTEST_WORKERS ?= 2
 

@@ -36,8 +36,8 @@ def imported_packages(package_dir: Path, root: Path = ROOT) -> dict[str, set[str
     return found
 
 
-def test_there_are_four_services_and_the_shared_libs():
-    assert set(SERVICES) == {"gateway", "mail-ingest", "matcher", "notifier"}
+def test_there_are_five_services_and_the_shared_libs():
+    assert set(SERVICES) == {"gateway", "mail-ingest", "matcher", "notifier", "merchant-bot"}
     assert {"autopay_contracts", "autopay_runtime", "autopay_store"} <= LIBS
 
 

@@ -1,0 +1,1 @@
+"""The merchant bot: AutoPay for merchants in Telegram."""

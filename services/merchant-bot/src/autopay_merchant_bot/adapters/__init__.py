@@ -1,0 +1,1 @@
+"""Adapters: the gateway over HTTP, Telegram through aiogram."""

@@ -1,0 +1,76 @@
+"""What every handler and consumer of the bot works with: settings, its store, the gateway's
+APIs and a way to tell a merchant something."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+from aiogram import Bot
+from aiogram.types import InlineKeyboardMarkup, Message
+from prometheus_client import Counter
+
+from autopay_merchant_bot.adapters.gateway import AdminApi, MerchantApi
+from autopay_merchant_bot.adapters.telegram import ChatUnreachable
+from autopay_merchant_bot.settings import MerchantBotSettings
+from autopay_merchant_bot.texts import say
+from autopay_store.merchant_bot import BotChat, MerchantBotStore
+
+log = structlog.get_logger("autopay_merchant_bot")
+
+TOLD = Counter(
+    "autopay_bot_alerts_total",
+    "Alerts the bot told merchants, by kind (a text key) and outcome",
+    ["kind", "outcome"],  # outcome: sent | unreachable
+)
+
+
+@dataclass
+class BotContext:
+    settings: MerchantBotSettings
+    store: MerchantBotStore
+    admin: AdminApi
+    http: httpx.AsyncClient
+    bot: Bot
+
+    def language(self, chat: BotChat) -> str:
+        return chat.language or self.settings.default_language
+
+    def merchant_api(self, chat: BotChat) -> MerchantApi | None:
+        if not chat.bot_key:
+            return None
+        return MerchantApi(
+            self.http, self.settings.gateway_url.rstrip("/"), chat.bot_key, self.language(chat)
+        )
+
+    def operator_api(self) -> MerchantApi | None:
+        key = self.settings.operator_api_key.get_secret_value()
+        if not (key and self.settings.operator_card_last4 and self.settings.operator_gmail):
+            return None
+        return MerchantApi(self.http, self.settings.gateway_url.rstrip("/"), key, "en")
+
+    async def tell(
+        self,
+        chat: BotChat,
+        key: str,
+        /,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        **values: Any,
+    ) -> Message | None:
+        """Send the text `key` to the chat in its language; None when Telegram refuses the
+        chat (recorded by the send queue) or it was recorded unreachable before."""
+        if chat.unreachable:
+            log.info("alert skipped: chat unreachable", chat_id=chat.chat_id, kind=key)
+            TOLD.labels(key, "unreachable").inc()
+            return None
+        try:
+            sent = await self.bot.send_message(
+                chat.chat_id, say(self.language(chat), key, **values), reply_markup=reply_markup
+            )
+        except ChatUnreachable:
+            TOLD.labels(key, "unreachable").inc()
+            return None
+        TOLD.labels(key, "sent").inc()
+        return sent
