@@ -27,6 +27,7 @@ from autopay_cli.credentials import StackCredentials
 from autopay_cli.operations import Operator, provision
 from autopay_contracts.permissions import ADMIN_USER
 from autopay_store.secrets import SecretBox
+from autopay_store.tariffs import Tariff
 from autopay_testing.servers import (
     ServerProcess,
     die_with_parent,
@@ -43,7 +44,13 @@ SERVICES = {
     "mail-ingest": "autopay_mail_ingest",
     "matcher": "autopay_matcher",
     "notifier": "autopay_notifier",
+    "merchant-bot": "autopay_merchant_bot",
 }
+FAKE_BOT_TOKEN = "1000001:autopay-dev-stack-fake-telegram"  # noqa: S105 - not a secret
+"""The token the bot uses against the stack's own fake Bot API (no real Telegram is asked)."""
+IMAP_PASSWORDS_FILE = "imap-passwords.json"
+TRIAL_TARIFF = Tariff("Trial", price_som=0, max_payments=100, days=14)
+SOLD_TARIFF = Tariff("Pro", price_som=99_000, max_payments=10_000, days=30)
 READY_TIMEOUT_S = 90.0
 
 
@@ -155,6 +162,7 @@ class Supervisor:
                 *("--port", str(settings.imap_port), "--user", f"{DEMO_GMAIL}:{imap_password}"),
                 # one argument, `=`-joined: a random password may begin with "-"
                 f"--any-user-password={imap_password}",
+                f"--passwords-file={self.state_dir / IMAP_PASSWORDS_FILE}",
             ],
             settings.imap_port,
             {},
@@ -165,14 +173,23 @@ class Supervisor:
         ports = {name: persisted.get(f"{name}_port") or free_port() for name in SERVICES}
         env = self._service_env(settings)
         metrics_port = persisted.get("gateway_metrics_port") or free_port()
+        admin_port = persisted.get("gateway_admin_port") or free_port()
+        telegram = self._telegram(persisted)
+        gateway_url = f"http://127.0.0.1:{ports['gateway']}"
         for name, module in SERVICES.items():
             child_env = {
                 **env,
                 "AUTOPAY_NATS_URL": self.credentials.nats_url(self.nats.url, name),
                 "AUTOPAY_REDIS_URL": self.credentials.redis_url(self.redis.url, name),
+                "AUTOPAY_ADMIN_TOKEN": persisted["admin_token"],
             }
-            if name == "gateway":  # its /metrics is on an internal port, apart from the API
+            if name == "gateway":  # /metrics and the admin API on internal ports
                 child_env["AUTOPAY_METRICS_PORT"] = str(metrics_port)
+                child_env["AUTOPAY_ADMIN_PORT"] = str(admin_port)
+            if name == "merchant-bot":
+                child_env.update(
+                    self._bot_env(telegram, gateway_url, f"http://127.0.0.1:{admin_port}", demo)
+                )
             self._add_child(name, [sys.executable, "-m", module], ports[name], child_env)
         run = {
             "supervisor_pid": os.getpid(),
@@ -186,10 +203,13 @@ class Supervisor:
             "demo": demo,
             **{f"{name}_port": port for name, port in ports.items()},
             "gateway_metrics_port": metrics_port,
+            "gateway_admin_port": admin_port,
+            "admin_token": persisted["admin_token"],
+            "telegram": telegram,
+            "telegram_port": telegram.get("port"),
         }
         self._write_run(run)
         self._wait_ready()
-        gateway_url = f"http://127.0.0.1:{ports['gateway']}"
         write_json(
             self.state_dir / STACK_FILE,
             {
@@ -208,6 +228,8 @@ class Supervisor:
                 },
                 "nats_url": settings.nats_url,
                 "redis_url": settings.redis_url,
+                "admin_url": f"http://127.0.0.1:{admin_port}",
+                "bot": telegram,
             },
             private=True,
         )
@@ -219,15 +241,49 @@ class Supervisor:
         path = self.state_dir / RUN_FILE
         run = read_json(path) if path.exists() else {}
         for key in [k for k in run if k.endswith("_port")]:
-            if not _port_free(run[key]):
+            if not run[key] or not _port_free(run[key]):
                 del run[key]
         run.setdefault("secret_key", SecretBox.generate_key())
         run.setdefault("imap_password", secrets.token_urlsafe(12))
+        run.setdefault("admin_token", secrets.token_urlsafe(24))
         return run
+
+    def _telegram(self, persisted: dict) -> dict:
+        """The Bot API the merchant bot polls: Telegram itself when `AUTOPAY_BOT_TOKEN` is set
+        in the environment, else a local fake (`autopay_testing.telegram`) that `autopay dev
+        bot` talks to as a merchant would."""
+        if os.environ.get("AUTOPAY_BOT_TOKEN"):
+            url = os.environ.get("AUTOPAY_TELEGRAM_API_URL", "https://api.telegram.org")
+            return {"fake": False, "telegram_api_url": url}
+        port = persisted.get("telegram_port") or free_port()
+        argv = [sys.executable, "-m", "autopay_testing.telegram", "--host", "127.0.0.1"]
+        self._add_child("telegram", [*argv, "--port", str(port)], port, {})
+        wait_for_port(port)
+        return {"fake": True, "telegram_api_url": f"http://127.0.0.1:{port}", "port": port}
+
+    def _bot_env(self, telegram: dict, gateway_url: str, admin_url: str, demo: dict) -> dict:
+        """The bot: the stack's gateway, the demo merchant as the operator (subscriptions are
+        paid to the demo card), merchants joining by invite unless the environment says."""
+        env = {
+            "AUTOPAY_TELEGRAM_API_URL": telegram["telegram_api_url"],
+            "AUTOPAY_GATEWAY_URL": gateway_url,
+            "AUTOPAY_ADMIN_URL": admin_url,
+            "AUTOPAY_TRIAL_TARIFF": TRIAL_TARIFF.name,
+            "AUTOPAY_OPERATOR_API_KEY": demo["api_key"],
+            "AUTOPAY_OPERATOR_CARD_LAST4": DEMO_CARD,
+            "AUTOPAY_OPERATOR_GMAIL": DEMO_GMAIL,
+            "AUTOPAY_MAILBOX_DOWN_GRACE_S": os.environ.get("AUTOPAY_MAILBOX_DOWN_GRACE_S", "60"),
+        }
+        if telegram["fake"]:
+            env["AUTOPAY_BOT_TOKEN"] = FAKE_BOT_TOKEN
+        return env
 
     async def _bootstrap_demo(self, settings: CliSettings, imap_password: str, persisted: dict):
         """The demo merchant, its live and test keys, and the demo card (reused when present)."""
         async with Operator(settings) as op:
+            for tariff in (TRIAL_TARIFF, SOLD_TARIFF):
+                if await op.tariffs.get(tariff.name) is None:
+                    await op.tariffs.save(tariff)
             demo = persisted.get("demo")
             if demo and await op.accounts.authenticate(demo["api_key"]):
                 await op.add_card(demo["merchant_id"], DEMO_CARD, DEMO_GMAIL, imap_password)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from autopay_cli import devstack
+from autopay_cli.botchat import bot_cmd
 from autopay_cli.config import STACK_FILE, load_settings, read_json
 from autopay_cli.deadletters import app as dead_letters
 
@@ -23,7 +24,9 @@ secrets_cmd = typer.Typer(no_args_is_help=True, help="Secrets stored encrypted (
 integrator = typer.Typer(no_args_is_help=True, help="NATS credentials for integrators.")
 tariff_cmd = typer.Typer(no_args_is_help=True, help="Tariffs: price, payment limit, days, rate.")
 nats_cmd = typer.Typer(no_args_is_help=True, help="NATS JetStream provisioning.")
+invite_cmd = typer.Typer(no_args_is_help=True, help="Invite codes for signing up in the bot.")
 app.add_typer(dev, name="dev")
+dev.add_typer(bot_cmd, name="bot")
 app.add_typer(admin, name="admin")
 admin.add_typer(merchant, name="merchant")
 admin.add_typer(card, name="card")
@@ -31,6 +34,7 @@ admin.add_typer(secrets_cmd, name="secrets")
 admin.add_typer(integrator, name="integrator")
 admin.add_typer(tariff_cmd, name="tariff")
 admin.add_typer(dead_letters, name="dead-letters")
+admin.add_typer(invite_cmd, name="invite")
 app.add_typer(nats_cmd, name="nats")
 
 StateDir = Annotated[Path, typer.Option("--state-dir", help="The dev stack's state directory.")]
@@ -78,9 +82,23 @@ def _banner(stack: dict, state_dir: Path = Path(".autopay")) -> None:
         + post % ("check-payment", '{"order_id": "10001"}')
         + "\nOr let the server pick a free amount (the response says which):\n"
         + post % ("create-payment", base_body)
+        + _bot_banner(stack, state_dir)
         + "\nStop with Ctrl-C.\n"
     )
     sys.stdout.flush()
+
+
+def _bot_banner(stack: dict, state_dir: Path) -> str:
+    bot = stack.get("bot") or {}
+    if not bot.get("fake"):
+        return "\nThe merchant bot polls Telegram with AUTOPAY_BOT_TOKEN: write to it there.\n"
+    return (
+        f"\nThe merchant bot runs against a local fake Telegram ({bot['telegram_api_url']}).\n"
+        "Join as a merchant with an invite code, then follow its replies:\n"
+        f"  .venv/bin/autopay admin invite create --state-dir {state_dir} --json\n"
+        f"  .venv/bin/autopay dev bot say --state-dir {state_dir} '/start CODE'\n"
+        "(a real bot: export AUTOPAY_BOT_TOKEN=<token from @BotFather> before make run)\n"
+    )
 
 
 @dev.command("up")
@@ -88,7 +106,7 @@ def dev_up(
     state_dir: StateDir = Path(".autopay"),
     detach: Annotated[bool, typer.Option(help="Return once ready; run in the background.")] = False,
 ) -> None:
-    """Start NATS, Redis, a demo IMAP mailbox and the four services."""
+    """Start NATS, Redis, a demo IMAP mailbox, the four services and the merchant bot."""
     if detach:
         try:
             stack = devstack.start_detached(state_dir)
@@ -140,6 +158,30 @@ def dev_send_credit(
         None,
     )
     _print_json({"appended": True, "amount": amount, "message_id": message_id})
+
+
+@dev.command("imap-password")
+def dev_imap_password(
+    gmail: Annotated[str, typer.Option(help="The demo mailbox's address.")],
+    password: Annotated[str, typer.Option(help="Its new password on the local IMAP server.")],
+    state_dir: StateDir = Path(".autopay"),
+) -> None:
+    """Change a mailbox's password on the stack's IMAP server and drop its connections: what
+    happens when a Gmail App Password is revoked (set it back to recover)."""
+    import os
+    import signal
+
+    from autopay_cli.config import RUN_FILE
+    from autopay_cli.devstack import IMAP_PASSWORDS_FILE
+
+    run = read_json(state_dir / RUN_FILE)
+    path = state_dir / IMAP_PASSWORDS_FILE
+    passwords = read_json(path) if path.exists() else {}
+    passwords[gmail] = password
+    path.write_text(json.dumps(passwords))
+    path.chmod(0o600)
+    os.kill(run["pids"]["imap"], signal.SIGUSR1)
+    _print_json({"gmail": gmail, "changed": True})
 
 
 @dev.command("sandbox-merchant")
@@ -250,6 +292,40 @@ def tariff_set(
             "burst": merchant.rate_burst,
         }
     )
+
+
+@invite_cmd.command("create")
+def invite_create(
+    uses: Annotated[int, typer.Option(help="Sign-ups the code allows.")] = 1,
+    days: Annotated[float, typer.Option(help="Days until the code expires.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    state_dir: OptionalStateDir = None,
+) -> None:
+    """Issue an invite code for the merchant bot's sign-up; prints it once."""
+    import redis.asyncio as aioredis
+
+    from autopay_cli.operations import now
+    from autopay_store.invites import Invites
+
+    if uses < 1 or days <= 0:
+        typer.echo("error: --uses must be at least 1 and --days positive", err=True)
+        raise typer.Exit(2)
+    settings = load_settings(state_dir)
+
+    async def run():
+        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            return await Invites(redis, settings.keys).issue(uses, days, now=now())
+        finally:
+            await redis.aclose()
+
+    invite = asyncio.run(run())
+    result = {"code": invite.code, "uses": invite.uses, "expires_at": invite.expires_at.isoformat()}
+    if as_json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
 
 
 @merchant.command("create")
