@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -35,7 +36,29 @@ SERVICES = {  # Deployment name -> (source folder, Python module)
     "mail-ingest": ("services/mail-ingest", "autopay_mail_ingest"),
     "matcher": ("services/matcher", "autopay_matcher"),
     "notifier": ("services/notifier", "autopay_notifier"),
+    "merchant-bot": ("services/merchant-bot", "autopay_merchant_bot"),
 }
+SINGLE_POLLER = "merchant-bot"  # Telegram long polling: one getUpdates consumer per bot token
+ADMIN_PORT = 8081  # the gateway's admin API, for the merchant bot only
+# https://core.telegram.org/resources/cidr.txt (network-policy-merchant-bot.yaml says more).
+TELEGRAM_CIDRS = {
+    "91.108.56.0/22",
+    "91.108.4.0/22",
+    "91.108.8.0/22",
+    "91.108.16.0/22",
+    "91.108.12.0/22",
+    "149.154.160.0/20",
+    "91.105.192.0/23",
+    "91.108.20.0/22",
+    "185.76.151.0/24",
+    "2001:b28:f23d::/48",
+    "2001:b28:f23f::/48",
+    "2001:67c:4e8::/48",
+    "2001:b28:f23c::/48",
+    "2a0a:f280::/32",
+}
+API_TELEGRAM_ORG = "149.154.167.220"
+PUBLIC_IPV6_ADDRESS = "2606:4700:4700::1111"
 APP_NAMESPACE = "autopay"
 NOT_IN_ANY_KUSTOMIZATION = {BASE / "secret.example.yaml"}
 EXTRA_CONFIG_KEYS = {"AUTOPAY_STREAM_REPLICAS", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
@@ -169,6 +192,50 @@ def containers(workload: dict) -> list[dict]:
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
+def secret_key_refs(objects: list[dict]) -> dict[str, dict[str, bool]]:
+    """Secret name -> {key: optional} of every `secretKeyRef` in the workloads."""
+    refs: dict[str, dict[str, bool]] = {}
+    for w in workloads(objects):
+        for c in containers(w):
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.setdefault(ref["name"], {})[ref["key"]] = ref.get("optional", False)
+    return refs
+
+
+def redis_acl_users(args: list[str]) -> dict[str, tuple[str, list[str], str]]:
+    """`--user "<name> on ><password> ~<pattern> <rules>"` -> name: (password, patterns, rules)."""
+    users = {}
+    for i, arg in enumerate(args):
+        if arg != "--user":
+            continue
+        name, state, password, *rest = args[i + 1].split()
+        assert state == "on" and password.startswith(">"), args[i + 1]
+        patterns = [t[1:] for t in rest if t.startswith("~")]
+        rules = " ".join(t for t in rest if not t.startswith("~"))
+        users[name] = (password[1:], patterns, rules)
+    return users
+
+
+def assert_redis_acls(args: list[str], prefix: str, password_of: dict[str, str]) -> None:
+    """One user per service, each on the keys `Keys.service_keyspace` gives it (the merchant
+    bot on its own `ap:bot:*`, the others on `ap:*`) with the CLI's rules."""
+    from autopay_cli.credentials import REDIS_SERVICE_RULES
+    from autopay_store.keys import Keys
+
+    users = redis_acl_users(args)
+    assert sorted(users) == sorted(SERVICES)
+    for name, (password, patterns, rules) in users.items():
+        assert password == password_of[name], name
+        assert patterns == [Keys(prefix).service_keyspace(name)], name
+        assert rules == REDIS_SERVICE_RULES, name
+    assert prefix == "ap"
+    assert users["merchant-bot"][1] == ["ap:bot:*"]
+    for name in set(SERVICES) - {"merchant-bot"}:
+        assert users[name][1] == ["ap:*"], name
+
+
 def assert_hardened(workload: dict) -> None:
     name = workload["metadata"]["name"]
     spec = pod_spec(workload)
@@ -253,6 +320,14 @@ def assert_disruption_budgets(objects: list[dict]) -> None:
             assert spec["maxUnavailable"] not in (0, "0%"), w["metadata"]["name"]
 
 
+def assert_single_poller(deployment: dict) -> None:
+    """Exactly one pod, and a rollout that stops the old one before starting the new one."""
+    name = deployment["metadata"]["name"]
+    assert deployment["spec"]["replicas"] == 1, f"{name} must run exactly one replica"
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}, name
+    assert not pod_spec(deployment).get("topologySpreadConstraints"), name
+
+
 def assert_all_policies(objects: list[dict]) -> None:
     deployments = of_kind(objects, "Deployment")
     assert set(deployments) == set(SERVICES)
@@ -260,6 +335,9 @@ def assert_all_policies(objects: list[dict]) -> None:
         assert_hardened(w)
     for d in deployments.values():
         assert_service_deployment(d, objects)
+    assert_single_poller(deployments[SINGLE_POLLER])
+    hpas = of_kind(objects, "HorizontalPodAutoscaler").values()
+    assert not [h for h in hpas if h["spec"]["scaleTargetRef"]["name"] == SINGLE_POLLER]
     assert_disruption_budgets(objects)
 
 
@@ -396,6 +474,80 @@ def test_every_workload_has_its_own_nats_and_redis_user() -> None:
     assert sorted(users) == sorted(SERVICES)
 
 
+def test_redis_acl_users_are_limited_to_their_keyspace() -> None:
+    objects = base_objects() + collect(COMPONENTS / "redis")
+    [redis] = pod_spec(of_kind(objects, "StatefulSet")["redis"])["containers"]
+    prefix = of_kind(objects, "ConfigMap")["autopay-config"]["data"]["AUTOPAY_REDIS_PREFIX"]
+    variables = {n: f"REDIS_PASSWORD_{n.upper().replace('-', '_')}" for n in SERVICES}
+    assert_redis_acls(redis["args"], prefix, {n: f"$({v})" for n, v in variables.items()})
+    env = {e["name"]: e for e in redis["env"]}
+    for variable in variables.values():
+        ref = env[variable]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "autopay-credentials", "key": variable}
+
+
+def test_credentials_in_use_are_in_the_example_and_the_dev_overlay() -> None:
+    objects = base_objects() + collect(COMPONENTS / "nats-cluster") + collect(COMPONENTS / "redis")
+    refs = secret_key_refs(objects)
+    assert set(refs) == {"autopay-credentials"}, "secretKeyRefs name autopay-credentials only"
+    used = refs["autopay-credentials"]
+    examples = {
+        s["metadata"]["name"]: set(s["stringData"]) for s in load_docs(BASE / "secret.example.yaml")
+    }
+    assert examples["autopay-credentials"] == set(used)
+    dev = {
+        g["name"]: {literal.split("=", 1)[0] for literal in g.get("literals", [])}
+        for g in kustomization(OVERLAYS / "dev")["secretGenerator"]
+    }
+    required = {key for key, optional in used.items() if not optional}
+    assert required <= dev["autopay-credentials"] <= set(used)
+    # autopay-secrets is read whole (envFrom) by several services: no token belongs in it.
+    assert examples["autopay-secrets"] == dev["autopay-secrets"] == {"AUTOPAY_SECRET_KEYS"}
+
+
+TOKENS = {  # setting -> the only Deployments that get it
+    "AUTOPAY_ADMIN_TOKEN": {"gateway", "merchant-bot"},
+    "AUTOPAY_BOT_TOKEN": {"merchant-bot"},
+    "AUTOPAY_OPERATOR_API_KEY": {"merchant-bot"},
+}
+
+
+def test_tokens_go_only_to_the_pods_that_use_them() -> None:
+    objects = base_objects()
+    config = of_kind(objects, "ConfigMap")["autopay-config"]["data"]
+    assert not set(TOKENS) & set(config)
+    given: dict[str, dict[str, dict]] = {token: {} for token in TOKENS}
+    for w in workloads(objects):
+        for c in containers(w):
+            for e in c.get("env", []):
+                if e["name"] in TOKENS:
+                    given[e["name"]][w["metadata"]["name"]] = e["valueFrom"]["secretKeyRef"]
+    for token, owners in TOKENS.items():
+        assert set(given[token]) == owners, token
+        assert {ref["name"] for ref in given[token].values()} == {"autopay-credentials"}, token
+    admin = given["AUTOPAY_ADMIN_TOKEN"]
+    assert admin["gateway"]["key"] == admin["merchant-bot"]["key"], "one admin token, shared"
+    assert not admin["gateway"].get("optional") and not admin["merchant-bot"].get("optional")
+
+
+def test_merchant_bot_reaches_the_gateway_through_its_service_ports() -> None:
+    objects = base_objects()
+    config = of_kind(objects, "ConfigMap")["autopay-config"]["data"]
+    [gateway] = pod_spec(of_kind(objects, "Deployment")["gateway"])["containers"]
+    ports = {p["name"]: p["containerPort"] for p in gateway["ports"]}
+    env = {e["name"]: e for e in gateway["env"]}
+    assert ports["admin"] == int(env["AUTOPAY_ADMIN_PORT"]["value"]) == ADMIN_PORT
+    assert env["AUTOPAY_ADMIN_HOST"]["value"] == "0.0.0.0"
+    service = {p["name"]: p for p in of_kind(objects, "Service")["gateway"]["spec"]["ports"]}
+    assert service["admin"]["port"] == ADMIN_PORT
+    for setting, port_name in (("AUTOPAY_GATEWAY_URL", "http"), ("AUTOPAY_ADMIN_URL", "admin")):
+        url = urlsplit(config[setting])
+        assert (url.scheme, url.hostname) == ("http", "gateway"), setting
+        assert (url.port or 80) == service[port_name]["port"], setting
+        assert service[port_name]["targetPort"] == port_name, setting
+    assert config["AUTOPAY_TELEGRAM_API_URL"] == "https://api.telegram.org"
+
+
 def test_provisioning_job_declares_streams_with_configured_replicas() -> None:
     objects = base_objects()
     job = of_kind(objects, "Job")["autopay-provision-streams"]
@@ -464,6 +616,8 @@ def test_high_availability_scales_and_spreads_every_service() -> None:
     folder = COMPONENTS / "high-availability"
     patches = of_kind(load_docs(folder / "replicas-and-spread.yaml"), "Deployment")
     assert set(patches) == set(SERVICES)
+    bot = patches.pop(SINGLE_POLLER)
+    assert bot["spec"] == {"replicas": 1}, "the merchant bot stays at one replica, no spread"
     for name, patch in patches.items():
         assert 2 <= patch["spec"]["replicas"] <= 3, name
         keys = {c["topologyKey"] for c in pod_spec(patch)["topologySpreadConstraints"]}
@@ -615,7 +769,7 @@ def test_only_the_gateway_accepts_traffic(policies: list[dict], pods: dict[str, 
     outside = {"labels": {"app": "ingress-nginx"}, "namespace": {"name": "ingress-nginx"}}
     assert allowed(policies, pods["gateway"], "ingress", outside, 8080)
     assert allowed(policies, pods["gateway"], "ingress", {"ip": PUBLIC_ADDRESS}, 8080)
-    for name in ("mail-ingest", "matcher", "notifier"):
+    for name in set(SERVICES) - {"gateway"}:
         assert not allowed(policies, pods[name], "ingress", outside, 8080), name
     prometheus = {
         "labels": {"app": "prometheus"},
@@ -623,6 +777,71 @@ def test_only_the_gateway_accepts_traffic(policies: list[dict], pods: dict[str, 
     }
     for name in SERVICES:
         assert allowed(policies, pods[name], "ingress", prometheus, 8080), name
+
+
+def test_gateway_admin_port_admits_only_the_merchant_bot(
+    policies: list[dict], pods: dict[str, dict]
+) -> None:
+    gateway, bot = pods["gateway"], pods[SINGLE_POLLER]
+    assert allowed(policies, gateway, "ingress", app_namespace_pod(bot), ADMIN_PORT)
+    assert allowed(policies, bot, "egress", app_namespace_pod(gateway), ADMIN_PORT)
+    strangers = [
+        app_namespace_pod(labels) for name, labels in pods.items() if name != SINGLE_POLLER
+    ]
+    strangers += [
+        {"labels": {"app": "ingress-nginx"}, "namespace": {"name": "ingress-nginx"}},
+        {
+            "labels": {"app": "prometheus"},
+            "namespace": {"kubernetes.io/metadata.name": "monitoring"},
+        },
+        {"labels": bot, "namespace": {"kubernetes.io/metadata.name": "elsewhere"}},
+        app_namespace_pod({"app.kubernetes.io/name": "debug-shell"}),
+        {"ip": PUBLIC_ADDRESS},
+        *({"ip": address} for address in PRIVATE_ADDRESSES),
+    ]
+    for stranger in strangers:
+        assert not allowed(policies, gateway, "ingress", stranger, ADMIN_PORT), stranger
+    # The public port stays public.
+    assert allowed(policies, gateway, "ingress", {"ip": PUBLIC_ADDRESS}, 8080)
+
+
+def test_merchant_bot_egress_is_telegram_https_and_the_gateway_only(
+    policies: list[dict], pods: dict[str, dict]
+) -> None:
+    bot = pods[SINGLE_POLLER]
+    selecting = [
+        p
+        for p in policies
+        if "Egress" in p["spec"]["policyTypes"] and matches(p["spec"]["podSelector"], bot)
+    ]
+    blocks = []
+    for policy in selecting:
+        for rule in policy["spec"].get("egress") or []:
+            assert rule.get("to"), f"{policy['metadata']['name']}: egress to anywhere"
+            rule_blocks = [peer["ipBlock"] for peer in rule["to"] if "ipBlock" in peer]
+            if rule_blocks:
+                assert rule["ports"] == [{"protocol": "TCP", "port": 443}], policy["metadata"]
+            blocks += rule_blocks
+    assert {b["cidr"] for b in blocks} == TELEGRAM_CIDRS
+    assert all(ipaddress.ip_network(b["cidr"]).prefixlen > 0 for b in blocks), "no 0.0.0.0/0"
+    for cidr in TELEGRAM_CIDRS:
+        network = ipaddress.ip_network(cidr)
+        for address in (network[0], network[1], network[-1]):
+            telegram = {"ip": str(address)}
+            assert allowed(policies, bot, "egress", telegram, 443), address
+            for port in (80, 88, 8443):
+                assert not allowed(policies, bot, "egress", telegram, port), (address, port)
+    assert allowed(policies, bot, "egress", {"ip": API_TELEGRAM_ORG}, 443)
+    for address in [PUBLIC_ADDRESS, PUBLIC_IPV6_ADDRESS, *PRIVATE_ADDRESSES]:
+        for port in (80, 443, 993):
+            assert not allowed(policies, bot, "egress", {"ip": address}, port), (address, port)
+    gateway = app_namespace_pod(pods["gateway"])
+    assert allowed(policies, bot, "egress", gateway, 8080)
+    assert allowed(policies, bot, "egress", gateway, ADMIN_PORT)
+    assert not allowed(policies, bot, "egress", gateway, 9090)
+    for name in set(SERVICES) - {"gateway", SINGLE_POLLER}:
+        assert not allowed(policies, bot, "egress", app_namespace_pod(pods[name]), 8080), name
+    assert not allowed(policies, bot, "ingress", app_namespace_pod(pods["gateway"]), 8080)
 
 
 # --- rendered overlays ---------------------------------------------------------------------------
@@ -648,6 +867,9 @@ def test_rendered_production_is_replicated() -> None:
     assert config["AUTOPAY_STREAM_REPLICAS"] == "3"
     assert of_kind(objects, "StatefulSet")["nats"]["spec"]["replicas"] == 3
     for name, d in of_kind(objects, "Deployment").items():
+        if name == SINGLE_POLLER:
+            assert_single_poller(d)
+            continue
         assert d["spec"]["replicas"] >= 2, name
         assert pod_spec(d).get("topologySpreadConstraints"), name
     nats_spread = pod_spec(of_kind(objects, "StatefulSet")["nats"])["topologySpreadConstraints"]
@@ -702,6 +924,10 @@ def test_compose_gives_every_service_its_own_nats_and_redis_user(compose: dict) 
     assert redis[redis.index("--requirepass") + 1].startswith("${AUTOPAY_REDIS_PASSWORD_ADMIN:?")
     acl_users = [redis[i + 1].split()[0] for i, arg in enumerate(redis) if arg == "--user"]
     assert sorted(acl_users) == sorted(SERVICES)
+    passwords = {
+        n: f"${{AUTOPAY_REDIS_PASSWORD_{n.upper().replace('-', '_')}:?}}" for n in SERVICES
+    }
+    assert_redis_acls(redis, compose["x-autopay-env"]["AUTOPAY_REDIS_PREFIX"], passwords)
     for name in SERVICES:
         env = services[name]["environment"]
         assert env["AUTOPAY_NATS_USER"] == env["AUTOPAY_REDIS_USER"] == name
@@ -750,6 +976,43 @@ def test_compose_hardens_every_container(compose: dict) -> None:
         assert "no-new-privileges:true" in service.get("security_opt", []), name
 
 
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_compose_environment_names_are_settings_the_service_reads(
+    compose: dict, service: str
+) -> None:
+    shared = compose["x-autopay-env"]
+    env = compose["services"][service]["environment"]
+    own = {name for name, value in env.items() if shared.get(name) != value} - set(shared)
+    unknown = own - settings_fields(SERVICES[service][1])
+    assert not unknown, f"{service} does not read {sorted(unknown)}"
+
+
+def test_compose_runs_one_merchant_bot_on_the_gateway_admin_api(compose: dict) -> None:
+    services = compose["services"]
+    gateway = services["gateway"]["environment"]
+    bot = services[SINGLE_POLLER]
+    env = bot["environment"]
+    assert gateway["AUTOPAY_ADMIN_HOST"] == "0.0.0.0"
+    assert gateway["AUTOPAY_ADMIN_PORT"] == str(ADMIN_PORT)
+    assert gateway["AUTOPAY_ADMIN_TOKEN"] == env["AUTOPAY_ADMIN_TOKEN"]
+    assert env["AUTOPAY_ADMIN_TOKEN"].startswith("${AUTOPAY_ADMIN_TOKEN:?"), "no default token"
+    assert env["AUTOPAY_BOT_TOKEN"].startswith("${AUTOPAY_BOT_TOKEN:?"), "no default token"
+    for setting, port in (
+        ("AUTOPAY_GATEWAY_URL", gateway["AUTOPAY_HTTP_PORT"]),
+        ("AUTOPAY_ADMIN_URL", gateway["AUTOPAY_ADMIN_PORT"]),
+    ):
+        url = urlsplit(env[setting])
+        assert (url.scheme, url.hostname, url.port) == ("http", "gateway", int(port)), setting
+    assert bot["depends_on"]["gateway"]["condition"] == "service_healthy"
+    assert bot["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert bot.get("deploy", {}).get("replicas", 1) == 1 and "scale" not in bot
+    assert not [p for p in services["gateway"]["ports"] if str(ADMIN_PORT) in p], "admin published"
+    for name, service in services.items():
+        names = set(service.get("environment") or {})
+        for token, owners in TOKENS.items():
+            assert token not in names or name in owners, f"{token} given to {name}"
+
+
 def dockerfiles() -> list[Path]:
     return [DEPLOY / "docker" / "cli.Dockerfile"] + [
         REPO / folder / "Dockerfile"
@@ -763,6 +1026,19 @@ def test_images_run_as_a_non_root_user(path: Path) -> None:
     users = re.findall(r"^USER\s+(\S+)", path.read_text(), flags=re.MULTILINE)
     assert users, f"{path} has no USER"
     assert users[-1].split(":")[0] not in ("root", "0"), path
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_service_image_installs_the_service_and_its_libraries(service: str) -> None:
+    folder, module = SERVICES[service]
+    text = (REPO / folder / "Dockerfile").read_text()
+    project = tomllib.loads((REPO / folder / "pyproject.toml").read_text())["project"]
+    deps = [d for d in project["dependencies"] if d.startswith("autopay-")]
+    for lib in [*sorted(f"libs/{d.removeprefix('autopay-')}" for d in deps), folder]:
+        assert (REPO / lib).is_dir(), lib
+        assert f"COPY {lib} {lib}" in text, lib
+        assert f"./{lib}" in text, lib
+    assert f'CMD ["python", "-m", "{module}"]' in text
 
 
 def test_cli_image_installs_the_cli_and_its_libraries() -> None:
