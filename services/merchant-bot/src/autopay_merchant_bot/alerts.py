@@ -28,6 +28,7 @@ from autopay_contracts import (
     MailboxConnected,
     MailboxDown,
     MailboxUp,
+    Order,
     OrderCancelled,
     OrderCreated,
     OrderExpired,
@@ -65,6 +66,19 @@ class MatchPress(CallbackData, prefix="m"):
 
 class DismissPress(CallbackData, prefix="d"):
     tx: str
+
+
+def recent(order: Order, status: str) -> RecentOrder:
+    """The order as the bot remembers it, in its latest status."""
+    return RecentOrder(
+        order_id=order.order_id,
+        merchant_id=order.merchant_id,
+        mailbox_id=order.mailbox_id,
+        card_last4=order.card_last4,
+        amount_tiyin=order.amount_tiyin,
+        status=status,
+        created_at=order.created_at,
+    )
 
 
 class Alerts:
@@ -196,17 +210,7 @@ class Alerts:
         chat = await self.store.chat_of_merchant(order.merchant_id)
         if chat is None:
             return
-        await self.store.remember_order(
-            RecentOrder(
-                order_id=order.order_id,
-                merchant_id=order.merchant_id,
-                mailbox_id=order.mailbox_id,
-                card_last4=order.card_last4,
-                amount_tiyin=order.amount_tiyin,
-                status="waiting",
-                created_at=order.created_at,
-            )
-        )
+        await self.store.remember_order(recent(order, "waiting"))
         await self.quota(chat)
 
     async def quota(self, chat: BotChat) -> None:
@@ -237,17 +241,7 @@ class Alerts:
         status = {"order.paid": "paid", "order.expired": "expired"}.get(
             event.event_type, "cancelled"
         )
-        await self.store.remember_order(
-            RecentOrder(
-                order_id=order.order_id,
-                merchant_id=order.merchant_id,
-                mailbox_id=order.mailbox_id,
-                card_last4=order.card_last4,
-                amount_tiyin=order.amount_tiyin,
-                status=status,
-                created_at=order.created_at,
-            )
-        )
+        await self.store.remember_order(recent(order, status))
 
     async def _complete_purchase(self, purchase) -> None:
         """A subscription order the bot created is paid: confirm it with the operator's key

@@ -17,10 +17,14 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from autopay_contracts import is_card_last4
-from autopay_merchant_bot.adapters.gateway import GatewayRefused, GatewayUnavailable
+from autopay_merchant_bot.adapters.gateway import (
+    GatewayRefused,
+    GatewayUnavailable,
+    MerchantApi,
+)
 from autopay_merchant_bot.context import BotContext
 from autopay_merchant_bot.domain import looks_like_address
-from autopay_merchant_bot.flows.common import linked_api, unavailable
+from autopay_merchant_bot.flows.common import linked_api, press_through, unavailable
 from autopay_merchant_bot.texts import app_password_steps, say
 from autopay_store.merchant_bot import BotChat
 
@@ -151,21 +155,16 @@ async def list_cards(message: Message, ctx: BotContext, chat: BotChat) -> None:
 async def remove_card(
     query: CallbackQuery, callback_data: RemovePress, ctx: BotContext, chat: BotChat
 ) -> None:
-    await query.answer()
-    api = ctx.merchant_api(chat)
-    if api is None or not isinstance(query.message, Message):
-        return
-    language = ctx.language(chat)
-    try:
-        await api.remove_card(callback_data.card_id)
-    except (GatewayRefused, GatewayUnavailable) as exc:
-        await unavailable(query.message, ctx, chat, exc)
-        return
-    await query.message.answer(
-        say(
-            language,
-            "card_removed",
-            card_last4=callback_data.card_last4,
-            card_id=callback_data.card_id,
-        )
+    async def remove(api: MerchantApi) -> object:
+        return await api.remove_card(callback_data.card_id)
+
+    await press_through(
+        query,
+        ctx,
+        chat,
+        remove,
+        "card_removed",
+        refused="error",
+        card_last4=callback_data.card_last4,
+        card_id=callback_data.card_id,
     )

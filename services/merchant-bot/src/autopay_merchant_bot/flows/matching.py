@@ -6,12 +6,12 @@ used) and fires the order's webhook. The dismiss button marks the credit handled
 from __future__ import annotations
 
 from aiogram import Router
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery
 
-from autopay_merchant_bot.adapters.gateway import GatewayRefused, GatewayUnavailable
+from autopay_merchant_bot.adapters.gateway import MerchantApi
 from autopay_merchant_bot.alerts import DismissPress, MatchPress
 from autopay_merchant_bot.context import BotContext
-from autopay_merchant_bot.texts import say
+from autopay_merchant_bot.flows.common import press_through
 from autopay_store.merchant_bot import BotChat
 
 router = Router(name="matching")
@@ -21,39 +21,17 @@ router = Router(name="matching")
 async def match(
     query: CallbackQuery, callback_data: MatchPress, ctx: BotContext, chat: BotChat
 ) -> None:
-    await query.answer()
-    api = ctx.merchant_api(chat)
-    if api is None or not isinstance(query.message, Message):
-        return
-    language = ctx.language(chat)
-    try:
-        await api.match(callback_data.tx, callback_data.order)
-    except GatewayRefused as exc:
-        await query.message.answer(say(language, "match_failed", detail=exc.detail))
-        return
-    except GatewayUnavailable:
-        await query.message.answer(say(language, "error", detail="gateway unavailable"))
-        return
-    await query.message.edit_reply_markup(reply_markup=None)
-    await query.message.answer(say(language, "matched", order_id=callback_data.order))
+    async def pay(api: MerchantApi) -> object:
+        return await api.match(callback_data.tx, callback_data.order)
+
+    await press_through(query, ctx, chat, pay, "matched", order_id=callback_data.order)
 
 
 @router.callback_query(DismissPress.filter())
 async def dismiss(
     query: CallbackQuery, callback_data: DismissPress, ctx: BotContext, chat: BotChat
 ) -> None:
-    await query.answer()
-    api = ctx.merchant_api(chat)
-    if api is None or not isinstance(query.message, Message):
-        return
-    language = ctx.language(chat)
-    try:
-        await api.dismiss(callback_data.tx)
-    except GatewayRefused as exc:
-        await query.message.answer(say(language, "match_failed", detail=exc.detail))
-        return
-    except GatewayUnavailable:
-        await query.message.answer(say(language, "error", detail="gateway unavailable"))
-        return
-    await query.message.edit_reply_markup(reply_markup=None)
-    await query.message.answer(say(language, "dismissed"))
+    async def handled(api: MerchantApi) -> object:
+        return await api.dismiss(callback_data.tx)
+
+    await press_through(query, ctx, chat, handled, "dismissed")

@@ -14,6 +14,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from autopay_merchant_bot.adapters.gateway import GatewayRefused, GatewayUnavailable
 from autopay_merchant_bot.context import BotContext
+from autopay_merchant_bot.domain import som
 from autopay_merchant_bot.flows.common import linked_api, unavailable
 from autopay_merchant_bot.texts import say
 from autopay_store.merchant_bot import BotChat, Purchase
@@ -23,10 +24,6 @@ router = Router(name="subscription")
 
 class BuyPress(CallbackData, prefix="buy"):
     tariff: str
-
-
-def _som(value: int) -> str:
-    return f"{value:,}".replace(",", " ")
 
 
 @router.message(Command("subscription", "buy"))
@@ -60,7 +57,7 @@ async def subscription(message: Message, ctx: BotContext, chat: BotChat) -> None
                     language,
                     "buy_button",
                     tariff=t["name"],
-                    price=_som(t["price_som"]),
+                    price=som(t["price_som"] * 100),
                     days=t["days"],
                 ),
                 callback_data=BuyPress(tariff=t["name"]).pack(),
@@ -120,7 +117,7 @@ async def buy(
             language,
             "purchase_created",
             card_last4=ctx.settings.operator_card_last4,
-            amount=_som(int(created["amount"])),
+            amount=som(int(created["amount"]) * 100),
             order_id=created["order_id"],
             minutes=5,
         )
