@@ -180,7 +180,7 @@ async def test_a_merchant_on_a_tariff(admin):
 
 
 async def test_bad_merchant_bodies_are_400_and_create_nothing(admin, redis_client):
-    sequence = Keys(admin.gw.settings.redis_prefix).global_key("seq", "merchant")
+    sequence = Keys(admin.gw.settings.redis_prefix).merchant_sequence
     cases = [
         ({}, "Missing required parameter: name"),
         ({"name": ""}, None),
@@ -240,7 +240,7 @@ async def test_an_invite_code_signs_up_once(admin, redis_client):
         assert "invite_code" in refused.json()["detail"]
     unknown = await admin.post("/admin/merchants", {"name": "X", "invite_code": "nope123456"})
     assert unknown.status_code == 400
-    sequence = Keys(admin.gw.settings.redis_prefix).global_key("seq", "merchant")
+    sequence = Keys(admin.gw.settings.redis_prefix).merchant_sequence
     assert await redis_client.get(sequence) == first["merchant_id"]  # nothing else created
 
 

@@ -12,10 +12,9 @@ from zoneinfo import ZoneInfo
 from autopay_bankmail.synth import uzcard_credit_email
 from autopay_contracts import CreditReceived, MailboxRegistered, mailbox_id_for, parse_event
 from autopay_mail_ingest.bootstrap import build_app
-from autopay_mail_ingest.leases import LeaseStore
 from autopay_mail_ingest.settings import IngestSettings
-from autopay_mail_ingest.store import Cursor, IngestStore
 from autopay_store.keys import Keys
+from autopay_store.mailbox_state import Cursor, IngestStore, LeaseStore
 from autopay_store.secrets import SecretBox
 from autopay_testing.imap import ImapServer
 

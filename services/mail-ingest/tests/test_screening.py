@@ -42,9 +42,9 @@ from autopay_contracts import (
 from autopay_mail_ingest.bootstrap import build_app
 from autopay_mail_ingest.domain import WatchedMailbox, body_fetch_items, screen_fetch_items
 from autopay_mail_ingest.settings import IngestSettings
-from autopay_mail_ingest.store import IngestStore
 from autopay_mail_ingest.watcher import MailboxWatcher, SessionLost
 from autopay_store.keys import Keys
+from autopay_store.mailbox_state import IngestStore
 from autopay_store.secrets import SecretBox
 from autopay_testing.hostile_mail import MailCase, genuine_cases, hostile_cases
 from autopay_testing.imap import ImapServer

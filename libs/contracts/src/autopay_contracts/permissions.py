@@ -44,12 +44,14 @@ from autopay_contracts.events import (
 )
 from autopay_contracts.namespace import Namespace
 from autopay_contracts.streams import (
+    ACCOUNTS,
     CREDITS,
     MAILBOX_CONFIG,
     MAILBOXES,
     ORDERS,
     SANDBOX,
     WEBHOOKS,
+    BucketSpec,
     StreamSpec,
 )
 
@@ -63,6 +65,8 @@ class ServiceAccess:
     consumes: tuple[StreamSpec, ...] = ()
     dead_letters: str | None = None
     """The service token of the dead letters it records (`deadletter.<service>.recorded`)."""
+    buckets: tuple[BucketSpec, ...] = ()
+    """Key-value buckets it reads and writes (entry by entry: no listing, no deleting)."""
 
     @property
     def events(self) -> tuple[type[Event], ...]:
@@ -86,6 +90,8 @@ SERVICES: dict[str, ServiceAccess] = {
             CreditMatched,
             CreditDismissed,
         ),
+        # the durable copy of every account change it makes (cards, keys, settings...)
+        buckets=(ACCOUNTS,),
     ),
     "mail-ingest": ServiceAccess(
         publishes=(
@@ -157,6 +163,16 @@ def _consumer_api(stream: str) -> list[str]:
     ]
 
 
+def _bucket_api(ns: Namespace, bucket: BucketSpec) -> list[str]:
+    """Put, update and get entries of one bucket (puts are publishes to `$KV.<bucket>.<key>`)."""
+    stream = bucket.stream(ns)
+    return [
+        f"$KV.{bucket.name(ns)}.>",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+    ]
+
+
 def service_permissions(ns: Namespace, service: str) -> Permissions:
     access = SERVICES[service]
     publish = [event.subject_pattern(ns) for event in access.publishes]
@@ -165,6 +181,8 @@ def service_permissions(ns: Namespace, service: str) -> Permissions:
     publish += ["$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES"]
     for spec in access.consumes:
         publish += _consumer_api(spec.name(ns))
+    for bucket in access.buckets:
+        publish += _bucket_api(ns, bucket)
     subscribe = [f"{inbox_prefix(service)}.>"]
     return Permissions(tuple(dict.fromkeys(publish)), tuple(subscribe))
 

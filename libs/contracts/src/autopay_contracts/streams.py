@@ -10,8 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from autopay_contracts.events import Event
 from autopay_contracts.namespace import Namespace
@@ -91,13 +97,49 @@ STREAMS: tuple[StreamSpec, ...] = (
 _BY_AGGREGATE = {spec.aggregate: spec for spec in STREAMS}
 
 
+@dataclass(frozen=True)
+class BucketSpec:
+    """A JetStream key-value bucket (a stream `KV_<name>` underneath)."""
+
+    base_name: str
+    description: str
+    history: int
+
+    def name(self, ns: Namespace) -> str:
+        return ns.stream_name(self.base_name)
+
+    def stream(self, ns: Namespace) -> str:
+        return f"KV_{self.name(ns)}"
+
+    def config(self, ns: Namespace, replicas: int = 1) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=self.name(ns),
+            description=self.description,
+            history=self.history,
+            storage=StorageType.FILE,
+            replicas=replicas,
+            direct=True,
+        )
+
+
+ACCOUNTS = BucketSpec(
+    "ACCOUNTS",
+    "The durable copy of the accounts kept in Redis (merchants, key hashes, cards, mailbox "
+    "owners with their encrypted passwords, secrets, tariffs, subscriptions): one entry per "
+    "Redis key, with history",
+    history=16,
+)
+BUCKETS: tuple[BucketSpec, ...] = (ACCOUNTS,)
+
+
 def stream_for(event: Event | type[Event]) -> StreamSpec:
     """The stream that stores events of this type."""
     return _BY_AGGREGATE[event.aggregate]
 
 
 async def provision_streams(js: JetStreamContext, ns: Namespace, replicas: int = 1) -> list[str]:
-    """Create or update every stream; idempotent, safe to run on every deploy."""
+    """Create or update every stream, and create every key-value bucket; idempotent, safe
+    to run on every deploy."""
     names = []
     for spec in STREAMS:
         config = spec.config(ns, replicas)
@@ -108,4 +150,10 @@ async def provision_streams(js: JetStreamContext, ns: Namespace, replicas: int =
         else:
             await js.update_stream(config)
         names.append(config.name)
+    for bucket in BUCKETS:
+        try:
+            await js.key_value(bucket.name(ns))
+        except BucketNotFoundError:
+            await js.create_key_value(bucket.config(ns, replicas))
+        names.append(bucket.stream(ns))
     return names

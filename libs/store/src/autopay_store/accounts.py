@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from autopay_contracts import is_card_last4, mailbox_id_for, normalize_gmail
 from autopay_store import scripts
+from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
 from autopay_store.mailboxes import MailboxOwners, MailboxOwnership
 from autopay_store.secrets import SecretBox
@@ -138,13 +139,26 @@ def _from_epoch(value: str | float) -> datetime:
 
 
 class Accounts:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, secrets: SecretBox) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        secrets: SecretBox,
+        journal: AccountJournal | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.secrets = secrets
+        self.journal = journal
+        """Where every change of an account is copied to survive a Redis loss (None: readers
+        that change nothing, and tests of Redis alone)."""
         self._use_payment = scripts.register(redis, "account_use_payment")
         self._extend = scripts.register(redis, "account_extend")
         self.mailboxes = MailboxOwners(redis, keys)
+
+    async def _record(self, *redis_keys: str) -> None:
+        if self.journal is not None:
+            await self.journal.record(*redis_keys)
 
     # --- merchants ----------------------------------------------------------------------
     async def create_merchant(
@@ -157,7 +171,7 @@ class Accounts:
         test_mode: bool = False,
         now: datetime,
     ) -> NewMerchant:
-        merchant_id = str(await self.redis.incr(self.keys.global_key("seq", "merchant")))
+        merchant_id = str(await self.redis.incr(self.keys.merchant_sequence))
         secret = new_webhook_secret()
         await self.redis.hset(
             self.keys.merchant(merchant_id),
@@ -166,6 +180,7 @@ class Accounts:
                 "tariff_name": tariff_name,
                 "max_payments": max_payments,
                 "payments_used": 0,
+                "usage_since": _epoch(now),
                 "expires_at": _epoch(now + timedelta(days=days)),
                 "test_mode": int(test_mode),
                 "rate_per_s": 20.0,
@@ -173,6 +188,7 @@ class Accounts:
                 "webhook_secret": self.secrets.encrypt(secret),
             },
         )
+        await self._record(self.keys.merchant_sequence, self.keys.merchant(merchant_id))
         api_key = await self.rotate_api_key(merchant_id, test=test_mode)
         merchant = await self.get_merchant(merchant_id)
         assert merchant is not None
@@ -234,6 +250,8 @@ class Accounts:
             if previous:
                 pipe.delete(self.keys.api_key(previous))
             await pipe.execute()
+        changed = [self.keys.api_key(key_hash), self.keys.merchant(merchant_id)]
+        await self._record(*changed, *([self.keys.api_key(previous)] if previous else []))
         return api_key
 
     async def set_subscription(
@@ -249,6 +267,7 @@ class Accounts:
                 "expires_at": _epoch(now + timedelta(days=days)),
             },
         )
+        await self._record(self.keys.merchant(merchant_id))
         merchant = await self.get_merchant(merchant_id)
         assert merchant is not None
         return merchant
@@ -301,6 +320,7 @@ class Accounts:
         )
         if verdict == "missing":
             raise KeyError(merchant_id)
+        await self._record(claim, record, self.keys.subscription_orders(merchant_id))
         merchant = await self.get_merchant(merchant_id)
         assert merchant is not None
         return merchant, verdict == "extended"
@@ -314,6 +334,7 @@ class Accounts:
         await self.redis.hset(
             self.keys.merchant(merchant_id), mapping={"rate_per_s": per_s, "rate_burst": burst}
         )
+        await self._record(self.keys.merchant(merchant_id))
         merchant = await self.get_merchant(merchant_id)
         assert merchant is not None
         return merchant
@@ -330,6 +351,7 @@ class Accounts:
                 pipe.hdel(key, "webhook_url")
             pipe.hset(key, "notify_events", json.dumps(list(notify_events)))
             await pipe.execute()
+        await self._record(key)
         merchant = await self.get_merchant(merchant_id)
         assert merchant is not None
         return merchant
@@ -382,6 +404,12 @@ class Accounts:
                 self.keys.merchant_cards(merchant_id), str(card_id), json.dumps(card.__dict__)
             )
             await pipe.execute()
+        await self._record(
+            self.keys.card_sequence,
+            self.keys.mailbox_owner(mailbox_id),
+            self.keys.card_owner(mailbox_id, card_last4),
+            self.keys.merchant_cards(merchant_id),
+        )
         return card
 
     async def remove_card(self, merchant_id: str, card_id: int) -> Card | None:
@@ -397,6 +425,12 @@ class Accounts:
         await self.redis.hdel(self.keys.merchant_cards(merchant_id), str(card_id))
         gmail = normalize_gmail(card.gmail)
         await self.mailboxes.release(mailbox_id_for(gmail), gmail, merchant_id, card.card_last4)
+        await self._record(
+            owner_key,
+            self.keys.merchant_cards(merchant_id),
+            self.keys.mailbox_owner(mailbox_id_for(gmail)),
+            self.keys.mailbox_password(mailbox_id_for(gmail)),
+        )
         return card
 
     async def list_cards(self, merchant_id: str) -> list[Card]:
@@ -449,4 +483,5 @@ class Accounts:
                 "previous_webhook_secret_until": _epoch(now + SECRET_ROTATION_GRACE),
             },
         )
+        await self._record(key)
         return secret

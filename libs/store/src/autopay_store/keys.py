@@ -79,9 +79,22 @@ class Keys:
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:api-key:{key_hash}"
 
+    def idempotency(self, merchant_id: str, digest: str) -> str:
+        """An `Idempotency-Key` record (`autopay_store.idempotency`): `digest` is the SHA-256
+        of the client's key, so any key the client sends makes a short, safe name."""
+        return self.merchant(merchant_id, f"idem:{digest}")
+
+    def rate_limit(self, key_id: str) -> str:
+        """The token bucket of one API key (`autopay_store.ratelimit`)."""
+        return f"{self.prefix}:ratelimit:{key_id}"
+
     def merchant_cards(self, merchant_id: str) -> str:
         """Hash card id → card JSON of one merchant."""
         return self.merchant(merchant_id, "cards")
+
+    @property
+    def merchant_sequence(self) -> str:
+        return f"{self.prefix}:seq:merchant"
 
     @property
     def card_sequence(self) -> str:
@@ -101,8 +114,34 @@ class Keys:
         return f"{self.prefix}:mailbox-owner:{mailbox_id}"
 
     def mailbox(self, mailbox_id: str, *parts: str) -> str:
-        """mail-ingest's state of a mailbox: `cursor`, `lease`, `health`, `seen:*`, ..."""
+        """mail-ingest's state of a mailbox (`autopay_store.mailbox_state`): the named keys
+        below. Only for what all of them share: a SCAN pattern, moving them to a new id."""
         return ":".join([self.prefix, "mailbox", mailbox_id, *parts])
+
+    def mailbox_cursor(self, mailbox_id: str) -> str:
+        """Hash `uidvalidity`, `last_uid`: how far mail-ingest has read the mailbox."""
+        return self.mailbox(mailbox_id, "cursor")
+
+    def mailbox_lease(self, mailbox_id: str) -> str:
+        """The id of the mail-ingest replica watching the mailbox (expires unless renewed)."""
+        return self.mailbox(mailbox_id, "lease")
+
+    def mailbox_health(self, mailbox_id: str) -> str:
+        """Hash: the mailbox's connection status and counters, as mail-ingest last saw them."""
+        return self.mailbox(mailbox_id, "health")
+
+    def mailbox_seen(self, mailbox_id: str, marker: str) -> str:
+        """A dedup marker: `mid:<Message-ID>`, `raw:<digest>` or `fp:<credit fingerprint>`."""
+        return self.mailbox(mailbox_id, "seen", marker)
+
+    def mailbox_evidence(self, mailbox_id: str, digest: str) -> str:
+        """A bank mail's RFC 822 bytes; events carry this key as their `evidence_ref`."""
+        return self.mailbox(mailbox_id, "evidence", digest)
+
+    @property
+    def ingest_replicas(self) -> str:
+        """ZSET of the live mail-ingest replicas, scored by when their heartbeat expires."""
+        return f"{self.prefix}:ingest:replicas"
 
     def mailbox_password(self, mailbox_id: str) -> str:
         """Where an app password was stored before the mailbox-owner record held it."""
@@ -121,6 +160,17 @@ class Keys:
         """Held by the one matcher replica running a reconciler pass over `stream`."""
         return f"{self.prefix}:reconcile:{stream}:lease"
 
+    # --- the account journal (`autopay_store.journal`) -----------------------------------------
+    @property
+    def journal_dirty(self) -> str:
+        """Set of account keys changed in Redis whose durable copy is not written yet."""
+        return f"{self.prefix}:journal:dirty"
+
+    def unprefixed(self, key: str) -> str:
+        """`key` without this prefix (the same key under another prefix has the same name)."""
+        head = f"{self.prefix}:"
+        return key[len(head) :] if key.startswith(head) else key
+
     # --- the merchant bot's own state (`autopay_store.merchant_bot`) --------------------------
     def bot(self, *parts: str) -> str:
         """The merchant bot's keys: its chats, alert states and order projection. The bot's
@@ -132,6 +182,3 @@ class Keys:
         if service == "merchant-bot":
             return glob_escape(self.bot()) + ":*"
         return glob_escape(self.prefix) + ":*"
-
-    def global_key(self, *parts: str) -> str:
-        return ":".join([self.prefix, *parts])

@@ -148,10 +148,14 @@ class MailboxOwners:
 
     # --- state written before ownership existed -------------------------------------------
 
+    async def migrated(self) -> bool:
+        """The mailbox migration (`MIGRATION`) has run: every mailbox has its record."""
+        return bool(await self.redis.exists(self.keys.migration(MIGRATION)))
+
     async def _adopt_unless_migrated(self, mailbox_id: str, gmail: str) -> None:
         if await self.redis.exists(self.keys.mailbox_owner(mailbox_id)):
             return
-        if await self.redis.exists(self.keys.migration(MIGRATION)):
+        if await self.migrated():
             return
         await self.adopt(mailbox_id, gmail)
 

@@ -183,7 +183,7 @@ class MailboxMigration:
             found.addresses.setdefault(mailbox_id, event.gmail)  # type: ignore[attr-defined]
         for mailbox_id, parts in found.ingest.items():
             if mailbox_id not in found.addresses and "health" in parts:
-                gmail = await self.redis.hget(self.keys.mailbox(mailbox_id, "health"), "gmail")
+                gmail = await self.redis.hget(self.keys.mailbox_health(mailbox_id), "gmail")
                 if gmail:
                     found.addresses[mailbox_id] = gmail
         for mailbox_id, cards in found.card_state.items():

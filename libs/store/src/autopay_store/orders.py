@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from autopay_contracts.events import Credit, Order
@@ -310,7 +309,7 @@ class OrderBook:
         return await self._created(order, result, NoFreeAmount(str(base_amount_tiyin)))
 
     async def _register_and_run(
-        self, order: Order, script: AsyncScript, keys: list[str], args: list[object]
+        self, order: Order, script: scripts.Script, keys: list[str], args: list[object]
     ) -> list:
         """`_register` and a creating card script in one round trip: one non-transactional
         pipeline, the locator and deadline queued before the script, so Redis still writes them
@@ -332,7 +331,7 @@ class OrderBook:
                 self.keys.outbox,
                 {_outbox_member("created", order.order_id): order.created_at.timestamp()},
             )
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            script.queue(pipe, keys, args)
             located, scheduled, pending, result = await pipe.execute(raise_on_error=False)
         failed = next(
             (w for w in (located, scheduled, pending) if isinstance(w, BaseException)), None

@@ -40,13 +40,18 @@ from autopay_contracts import (
     OrderCreated,
     OrderExpired,
     OrderPaid,
+    WebhookDelivered,
+    WebhookExhausted,
     mailbox_id_for,
     normalize_gmail,
     parse_event,
 )
 from autopay_contracts.events import Credit, Order
-from autopay_contracts.streams import CREDITS, MAILBOX_CONFIG, ORDERS
+from autopay_contracts.streams import CREDITS, MAILBOX_CONFIG, ORDERS, WEBHOOKS
+from autopay_contracts.webhooks import delivery_id_for, encode_body, wants_webhook, webhook_payload
 from autopay_store import scripts
+from autopay_store.deliveries import DeliveryStore, NewDelivery
+from autopay_store.journal import AccountJournal, RestoreReport
 from autopay_store.ledger import Ledger, replay_ledger
 from autopay_store.mailboxes import MailboxOwners
 from autopay_store.orders import OrderBook, OrderRecord
@@ -222,6 +227,10 @@ class RebuildReport:
     aged_out: int = 0
     """Orders that ended longer than the book's retention ago (Redis would have dropped them)."""
     order_sequence: int = 0
+    records: dict[str, OrderRecord] = field(default_factory=dict, repr=False)
+    """Every order the streams describe (for the usage count of `rebuild`)."""
+    events: list[Event] = field(default_factory=list, repr=False)
+    """Every ORDERS event, in stream order (for the pending webhooks of `rebuild`)."""
 
 
 async def write_decision(book: OrderBook, decision: Decision) -> bool:
@@ -261,7 +270,7 @@ async def rebuild_orders(
     credit_events = [(e, at) for e, at in all_credit_events if e.event_type in _DECISION_TYPES]
     records = fold_orders(order_events)
     decisions = fold_decisions(credit_events)
-    report = RebuildReport()
+    report = RebuildReport(records=records, events=order_events)
     gate = asyncio.Semaphore(concurrency)
 
     async def restore(record: OrderRecord) -> None:
@@ -287,3 +296,102 @@ async def rebuild_orders(
         await raise_sequence(keys=[book.keys.order_sequence], args=[sequence_floor(records)])
     )
     return report
+
+
+# --- everything ---------------------------------------------------------------------------
+
+
+@dataclass
+class FullRebuildReport:
+    accounts: RestoreReport
+    orders: RebuildReport
+    usage: dict[str, int] = field(default_factory=dict)
+    """payments_used counted again from ORDERS, for the merchants whose record was restored."""
+    deliveries: int = 0
+    """Webhooks scheduled again: due by ORDERS, neither delivered nor given up by WEBHOOKS."""
+
+
+DELIVERY_LOOKBACK = timedelta(days=29)
+"""How far back a webhook may be scheduled again: inside what WEBHOOKS keeps (30 days), so a
+webhook delivered long ago is never taken for one still pending."""
+
+
+async def restore_deliveries(
+    js: JetStreamContext,
+    ns: Namespace,
+    store: DeliveryStore,
+    order_events: Iterable[Event],
+    now: datetime,
+) -> int:
+    """Schedule, due now, every webhook ORDERS asks for (within `DELIVERY_LOOKBACK`) that
+    WEBHOOKS shows neither delivered nor exhausted. A delivery Redis still has is left as it
+    is (`enqueue` makes nothing new), and the `webhook-id` is the one the notifier gives, so a
+    receiver that already got it can tell. Returns how many were scheduled."""
+    finished: set[str] = set()
+    stream = WEBHOOKS.name(ns)
+    async for event, _ in read_stream(js, stream, ns.all_of(WEBHOOKS.aggregate)):
+        if isinstance(event, WebhookDelivered | WebhookExhausted):
+            finished.add(event.delivery_id)
+    oldest = now - DELIVERY_LOOKBACK
+    scheduled = 0
+    for event in order_events:
+        if not isinstance(event, OrderPaid | OrderExpired | OrderCancelled):
+            continue
+        if not wants_webhook(event) or delivery_id_for(event) in finished:
+            continue
+        at = event.paid_at if isinstance(event, OrderPaid) else _ended_at(event)
+        if at < oldest:
+            continue
+        order = event.order
+        delivery = NewDelivery(
+            delivery_id=delivery_id_for(event),
+            merchant_id=order.merchant_id,
+            order_id=order.order_id,
+            order_event=event.event_name,
+            url=order.webhook_url or "",
+            body=encode_body(webhook_payload(event)).decode(),
+            created_at=now.timestamp(),
+        )
+        if await store.enqueue(delivery, lease_until=None, due_at=now.timestamp()) is not None:
+            scheduled += 1
+    return scheduled
+
+
+def _ended_at(event: OrderExpired | OrderCancelled) -> datetime:
+    return event.expired_at if isinstance(event, OrderExpired) else event.cancelled_at
+
+
+def payments_since(records: Iterable[OrderRecord], merchant_id: str, since: float) -> int:
+    """How many payments the merchant created since `since` (epoch s): a created payment
+    counts as used, whatever became of it."""
+    return sum(
+        1
+        for r in records
+        if r.order.merchant_id == merchant_id and r.order.created_at.timestamp() >= since
+    )
+
+
+async def rebuild(
+    js: JetStreamContext,
+    ns: Namespace,
+    book: OrderBook,
+    journal: AccountJournal,
+    deliveries: DeliveryStore,
+    now: datetime | None = None,
+) -> FullRebuildReport:
+    """Restore everything Redis needs to serve from JetStream: the accounts from the ACCOUNTS
+    bucket (keys Redis lacks), then the orders, decisions and ledger from the streams, the
+    usage of every restored merchant counted from ORDERS, and the webhooks still pending.
+    Idempotent; it never moves state backwards (what Redis has is kept, an order is never set
+    back, a delivery Redis has is not touched)."""
+    now = now or datetime.now(UTC)
+    accounts = await journal.restore()
+    orders = await rebuild_orders(js, ns, book, now)
+    usage: dict[str, int] = {}
+    for merchant_id in accounts.merchants:
+        key = book.keys.merchant(merchant_id)
+        since = float(await book.redis.hget(key, "usage_since") or 0)
+        usage[merchant_id] = payments_since(orders.records.values(), merchant_id, since)
+        await book.redis.hset(key, "payments_used", usage[merchant_id])
+    pending = await restore_deliveries(js, ns, deliveries, orders.events, now)
+    return FullRebuildReport(accounts, orders, usage, pending)

@@ -23,7 +23,7 @@ class ReconcileState:
         self._watermark = keys.reconcile_watermark(stream)
         self._lease = keys.reconcile_lease(stream)
         self._raise = scripts.register(redis, "reconcile_raise")
-        self._release = scripts.register(redis, "reconcile_release")
+        self._release = scripts.register(redis, "lease_release")
 
     async def watermark(self) -> int:
         """0 when nothing is known (every credit of the stream is to be checked)."""

@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 from autopay_contracts import MailboxRegistered, Namespace
 from autopay_contracts.streams import MAILBOX_CONFIG
 from autopay_store import scripts
+from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys, glob_escape
 from autopay_store.rebuild import latest_mailbox_config
 from autopay_store.secrets import SecretBox
@@ -63,7 +64,9 @@ class Reencryption:
         box: SecretBox,
         js: JetStreamContext | None = None,
         ns: Namespace | None = None,
+        journal: AccountJournal | None = None,
     ) -> None:
+        self.journal = journal
         self.redis = redis
         self.keys = keys
         self.box = box
@@ -115,6 +118,8 @@ class Reencryption:
             return
         if await script(keys=keys, args=[*args, token, new]):
             self.report.reencrypted += 1
+            if self.journal is not None:
+                await self.journal.record(*keys)
         else:
             self.report.changed_meanwhile += 1
 
@@ -151,6 +156,7 @@ async def reencrypt_secrets(
     box: SecretBox,
     js: JetStreamContext | None = None,
     ns: Namespace | None = None,
+    journal: AccountJournal | None = None,
 ) -> ReencryptReport:
     """Run the re-encryption (see the module's docstring); idempotent."""
-    return await Reencryption(redis, keys, box, js, ns).run()
+    return await Reencryption(redis, keys, box, js, ns, journal).run()

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from autopay_contracts import is_card_last4, normalize_gmail, sandbox_mailbox_id_for
 from autopay_store.accounts import Card
+from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
 
 MAX_SANDBOX_CARDS = 50
@@ -30,9 +31,16 @@ def _field(card_last4: str, gmail: str) -> str:
 
 
 class SandboxCards:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, journal: AccountJournal | None = None
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.journal = journal
+
+    async def _record(self, merchant_id: str) -> None:
+        if self.journal is not None:
+            await self.journal.record(self.keys.card_sequence, self.keys.sandbox_cards(merchant_id))
 
     async def add(self, merchant_id: str, card_last4: str, gmail: str) -> Card:
         """Connect a sandbox card; connecting it again returns the same card."""
@@ -55,6 +63,7 @@ class SandboxCards:
             found = await self.find(merchant_id, card_last4, gmail)  # a concurrent add won
             assert found is not None
             return found
+        await self._record(merchant_id)
         return card
 
     async def find(self, merchant_id: str, card_last4: str, gmail: str) -> Card | None:
@@ -71,5 +80,6 @@ class SandboxCards:
                 await self.redis.hdel(
                     self.keys.sandbox_cards(merchant_id), _field(card.card_last4, card.gmail)
                 )
+                await self._record(merchant_id)
                 return card
         return None

@@ -15,6 +15,7 @@ from datetime import datetime
 import redis.asyncio as aioredis
 
 from autopay_store.accounts import Accounts, Merchant
+from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
 
 
@@ -37,9 +38,12 @@ class Tariff:
 
 
 class Tariffs:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, journal: AccountJournal | None = None
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.journal = journal
 
     async def save(self, tariff: Tariff) -> Tariff:
         """Create the tariff, or replace the one of that name."""
@@ -47,6 +51,8 @@ class Tariffs:
             pipe.hset(self.keys.tariff(tariff.name), mapping=asdict(tariff))
             pipe.sadd(self.keys.tariffs, tariff.name)
             await pipe.execute()
+        if self.journal is not None:
+            await self.journal.record(self.keys.tariff(tariff.name), self.keys.tariffs)
         return tariff
 
     async def get(self, name: str) -> Tariff | None:

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from autopay_gateway import requests as body
-from autopay_gateway.adapters.idempotency import StoredResponse, fingerprint
 from autopay_gateway.application import Caller, Gateway
 from autopay_gateway.clock import utcnow
-from autopay_gateway.http import JSON, JsonResponse, error_body, read_body
+from autopay_gateway.http import JSON, JsonResponse, error_body, read_body, request_fingerprint
 from autopay_gateway.messages import ApiError
+from autopay_store.idempotency import StoredResponse
 from autopay_store.ledger import STATUSES
 
 router = APIRouter(prefix="/api")
@@ -64,7 +64,7 @@ async def _post(
         raise ApiError(400, "invalid_idempotency_key")
     # The sandbox has its own keys' space: a test call can never replay into a live one.
     merchant_id = caller.merchant.merchant_id + (":test" if caller.merchant.test_mode else "")
-    fp = fingerprint("POST", request.url.path, raw)
+    fp = request_fingerprint("POST", request.url.path, raw)
     claim = await gateway.idempotency.claim(merchant_id, key, fp)
     if claim.outcome == "mismatch":
         raise ApiError(409, "idempotency_mismatch")

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from autopay_gateway.access import Access, Caller
 from autopay_gateway.account import Account
-from autopay_gateway.adapters.idempotency import IdempotencyStore
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
-from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
-from autopay_gateway.adapters.ratelimit import RateLimiter
 from autopay_gateway.cards import Cards
 from autopay_gateway.operators import Operators
 from autopay_gateway.payments import Payments
@@ -25,9 +22,12 @@ from autopay_gateway.transactions import Transactions
 from autopay_gateway.webhooks import Webhooks
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.accounts import Accounts
+from autopay_store.idempotency import IdempotencyStore
 from autopay_store.invites import Invites
 from autopay_store.keys import Keys
+from autopay_store.mailbox_state import MailboxHealth
 from autopay_store.orders import OrderBook
+from autopay_store.ratelimit import RateLimiter
 from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
 from autopay_store.tariffs import Tariffs
@@ -44,7 +44,7 @@ class Gateway:
         publisher: EventPublisher,
         idempotency: IdempotencyStore,
         limiter: RateLimiter,
-        health: MailboxHealthReader,
+        health: MailboxHealth,
         imap: ImapLoginChecker,
         secrets: SecretBox,
         sandbox: SandboxCards,

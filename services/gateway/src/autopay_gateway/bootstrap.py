@@ -11,11 +11,9 @@ from faststream.nats import NatsBroker
 from starlette.responses import Response
 
 from autopay_contracts.permissions import SERVICES, inbox_prefix
+from autopay_contracts.streams import ACCOUNTS
 from autopay_gateway import admin, openapi
-from autopay_gateway.adapters.idempotency import IdempotencyStore
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
-from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
-from autopay_gateway.adapters.ratelimit import RateLimiter
 from autopay_gateway.adapters.redis_batching import batching_redis_client
 from autopay_gateway.api import router
 from autopay_gateway.application import Gateway
@@ -29,10 +27,14 @@ from autopay_runtime.health import failing_checks
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.accounts import Accounts
 from autopay_store.deliveries import DeliveryKeys, DeliveryStore
+from autopay_store.idempotency import IdempotencyStore
 from autopay_store.invites import Invites
+from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
 from autopay_store.ledger import Ledger
+from autopay_store.mailbox_state import MailboxHealth
 from autopay_store.orders import OrderBook
+from autopay_store.ratelimit import RateLimiter
 from autopay_store.sandbox import SandboxCards
 from autopay_store.secrets import SecretBox
 from autopay_store.tariffs import Tariffs
@@ -59,6 +61,12 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
         redis = batching_redis_client(settings.redis_url, "gateway")
         await broker.connect()
         keys = Keys(settings.redis_prefix)
+        # Every account change the gateway makes is copied to the ACCOUNTS bucket, so a
+        # Redis loss loses no merchant, key, card or secret (`autopay admin rebuild`).
+        journal = AccountJournal(
+            redis, keys, lambda: broker.key_value(ACCOUNTS.name(settings.ns), declare=False)
+        )
+        accounts = Accounts(redis, keys, secrets, journal)
         ledger = Ledger(redis, keys)
         orders = OrderBook(
             redis,
@@ -68,21 +76,21 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
         )
         app.state.gateway = Gateway(
             settings=settings,
-            accounts=Accounts(redis, keys, secrets),
+            accounts=accounts,
             orders=orders,
             publisher=publisher,
             idempotency=IdempotencyStore(redis, keys, settings.idempotency_ttl_seconds),
             limiter=RateLimiter(redis, keys),
-            health=MailboxHealthReader(redis, keys),
+            health=MailboxHealth(redis, keys),
             imap=imap,
             secrets=secrets,
-            sandbox=SandboxCards(redis, keys),
+            sandbox=SandboxCards(redis, keys, journal),
             transactions=Transactions(ledger, orders, publisher, settings.publish_attempts),
             webhooks=Webhooks(
                 DeliveryStore(redis, DeliveryKeys(settings.redis_prefix)),
-                Accounts(redis, keys, secrets),
+                accounts,
             ),
-            tariffs=Tariffs(redis, keys),
+            tariffs=Tariffs(redis, keys, journal),
             invites=Invites(redis, keys),
             keys=keys,
         )
@@ -95,13 +103,18 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             interval_s=settings.outbox_interval_seconds,
             attempts=settings.publish_attempts,
         )
-        sweep = asyncio.ensure_future(republisher.run())
+        sweeps = [
+            asyncio.ensure_future(republisher.run()),
+            asyncio.ensure_future(journal.run(settings.outbox_interval_seconds)),
+        ]
         try:
             yield
         finally:
-            sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweep
+            for sweep in sweeps:
+                sweep.cancel()
+            for sweep in sweeps:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweep
             await broker.stop()
             await redis.aclose()
 

@@ -12,14 +12,14 @@ import structlog
 from autopay_contracts import MailboxRegistered, MailboxRemoved, mailbox_id_for, normalize_gmail
 from autopay_gateway.adapters.cache import MISSING, TtlCache
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
-from autopay_gateway.adapters.mailbox_health import MailboxHealthReader
-from autopay_gateway.adapters.ratelimit import RateLimiter
 from autopay_gateway.clock import tashkent
 from autopay_gateway.messages import ApiError
 from autopay_gateway.requests import AddCard
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import Accounts, Card, CardTaken, MailboxTaken, Merchant
+from autopay_store.mailbox_state import MailboxHealth
+from autopay_store.ratelimit import RateLimiter
 from autopay_store.sandbox import SandboxCards, TooManySandboxCards
 from autopay_store.secrets import SecretBox
 
@@ -40,7 +40,7 @@ class Cards:
         settings: GatewaySettings,
         accounts: Accounts,
         sandbox: SandboxCards,
-        health: MailboxHealthReader,
+        health: MailboxHealth,
         imap: ImapLoginChecker,
         limiter: RateLimiter,
         publisher: EventPublisher,

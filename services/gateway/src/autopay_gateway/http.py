@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from typing import Any
 
@@ -30,6 +31,16 @@ class JsonResponse(Response):
 
 
 MAX_BODY_BYTES = 64 * 1024
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """What makes two requests the same for `Idempotency-Key`: the same method, path and JSON
+    body (key order and spacing ignored; a body that is not JSON, byte for byte)."""
+    try:
+        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body else b""
+    except orjson.JSONDecodeError:
+        canonical = body
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 
 
 async def read_body(request: Request) -> bytes:

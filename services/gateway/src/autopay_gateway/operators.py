@@ -18,7 +18,7 @@ from autopay_gateway.requests import CreateMerchant, ExtendSubscription
 from autopay_store.accounts import Accounts, KeyMode, Merchant, SubscriptionOrderTaken
 from autopay_store.invites import Invites
 from autopay_store.keys import Keys
-from autopay_store.mailboxes import MIGRATION, MailboxOwnership
+from autopay_store.mailboxes import MailboxOwnership
 from autopay_store.tariffs import Tariff, Tariffs, extend_subscription
 
 log = structlog.get_logger("autopay_gateway")
@@ -177,7 +177,7 @@ class Operators:
             return None
         owners = self.accounts.mailboxes
         record = await owners.get(mailbox_id)
-        if record is not None or await self.accounts.redis.exists(self.keys.migration(MIGRATION)):
+        if record is not None or await owners.migrated():
             return record
         for slot in (await owners.legacy_cards(mailbox_id)).values():
             for card in await self.accounts.list_cards(slot.merchant_id):

@@ -13,15 +13,15 @@ from autopay_contracts.permissions import SERVICES, inbox_prefix
 from autopay_mail_ingest import sandbox
 from autopay_mail_ingest.config_feed import ConfigFeed
 from autopay_mail_ingest.domain import WatchedMailbox
-from autopay_mail_ingest.leases import Lease, LeaseStore
+from autopay_mail_ingest.leases import Lease
 from autopay_mail_ingest.settings import IngestSettings
-from autopay_mail_ingest.store import IngestStore
 from autopay_mail_ingest.supervisor import Supervisor
 from autopay_mail_ingest.watcher import MailboxWatcher, ParseFn
 from autopay_runtime.connections import dependency_checks, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.keys import Keys
+from autopay_store.mailbox_state import IngestStore, LeaseStore
 from autopay_store.secrets import SecretBox
 
 PUBLISHED_EVENTS = SERVICES["mail-ingest"].events

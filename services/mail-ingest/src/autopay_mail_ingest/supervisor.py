@@ -22,10 +22,10 @@ from typing import Protocol
 from autopay_contracts import Event, MailboxRegistered, MailboxRemoved, is_sandbox_mailbox
 from autopay_mail_ingest import metrics
 from autopay_mail_ingest.domain import WatchedMailbox
-from autopay_mail_ingest.leases import Lease, LeaseStore
-from autopay_mail_ingest.store import IngestStore
+from autopay_mail_ingest.leases import Lease
 from autopay_runtime.logging import get_logger
 from autopay_runtime.waiting import wait_event
+from autopay_store.mailbox_state import IngestStore, LeaseStore
 from autopay_store.secrets import SecretBox
 
 
@@ -113,7 +113,7 @@ class Supervisor:
                 self._mailboxes.pop(event.mailbox_id, None)
                 await self._stop(event.mailbox_id)
                 await self._release([event.mailbox_id])
-                await self.store.forget_health(event.mailbox_id)
+                await self.store.health.forget(event.mailbox_id)
                 self.log.info("mailbox.unwatched", mailbox_id=event.mailbox_id)
         self._wake.set()
 
@@ -125,7 +125,7 @@ class Supervisor:
         except Exception as exc:
             detail = f"cannot decrypt the app password ({type(exc).__name__})"
             self.log.error("mailbox.config_error", mailbox_id=event.mailbox_id, detail=detail)
-            await self.store.set_status(
+            await self.store.health.set_status(
                 event.mailbox_id, event.gmail, "config_error", datetime.now(UTC), detail
             )
             return None
@@ -217,7 +217,7 @@ class Supervisor:
             sent = loop.time()
             for mailbox_id, ok in zip(free, await self.leases.acquire(free), strict=True):
                 if ok:
-                    lease = self.leases.new_lease(mailbox_id)
+                    lease = Lease.taken(self.leases, mailbox_id)
                     lease.valid_until = sent + self.lease_s - margin
                     self._held[mailbox_id] = lease
 

@@ -68,8 +68,8 @@ from autopay_mail_ingest.domain import (
 )
 from autopay_mail_ingest.leases import Lease, LeaseLost
 from autopay_mail_ingest.settings import IngestSettings
-from autopay_mail_ingest.store import Cursor, IngestStore
 from autopay_runtime.logging import get_logger
+from autopay_store.mailbox_state import Cursor, IngestStore
 
 T = TypeVar("T")
 ParseFn = Callable[..., Notification]
@@ -208,7 +208,7 @@ class MailboxWatcher:
         if not self._leased():
             return
         with contextlib.suppress(Exception):
-            await self.store.set_status(
+            await self.store.health.set_status(
                 self.mailbox.mailbox_id,
                 self.mailbox.gmail,
                 status,
@@ -614,7 +614,7 @@ class MailboxWatcher:
                 reason=event.reason,
             )
         with contextlib.suppress(Exception):
-            await self.store.record_mail(mbx.mailbox_id, received_at, counters)
+            await self.store.health.record_mail(mbx.mailbox_id, received_at, counters)
 
 
 def _raise_if_cancelling() -> None:

@@ -1,11 +1,6 @@
-"""Pure webhook logic: which order events become webhooks, their payload and signature, how a
-response is classified and when the next attempt happens. No I/O here.
-
-Payload (SPEC §2, the original's webhook):
-`{"order_id","status","amount","card_last4","gmail","client_user_id","client_user_data","paid_at"}`
-with `amount` in so'm and `paid_at` as `YYYY-MM-DDTHH:MM:SS` Tashkent time (null unless paid).
-`client_user_data` is `{}` when the order has none: the original's own receiver example reads it
-with `data.get("client_user_data", {})` and then uses it as a dict, which `null` would break.
+"""Pure webhook logic: the signature, how a response is classified and when the next attempt
+happens. No I/O here. Which order events become webhooks, their `webhook-id` and their body are
+the webhook contract (`autopay_contracts.webhooks`, re-exported here).
 
 Response classification (SPEC §6 and research/webhooks.md §1.2):
 - any 2xx → delivered;
@@ -22,17 +17,28 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Literal
 
-from autopay_contracts import OrderCancelled, OrderExpired, OrderPaid
+from autopay_contracts.webhooks import (
+    OrderEvent,
+    delivery_id_for,
+    encode_body,
+    tashkent_iso,
+    wants_webhook,
+    webhook_payload,
+)
 
-OrderEvent = OrderPaid | OrderExpired | OrderCancelled
-
-TASHKENT = timezone(timedelta(hours=5), "Asia/Tashkent")  # no DST since 1992
+__all__ = [
+    "OrderEvent",
+    "delivery_id_for",
+    "encode_body",
+    "tashkent_iso",
+    "wants_webhook",
+    "webhook_payload",
+]
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
 
 # Standard Webhooks example schedule: delays after attempts 1..9 → 10 attempts over ~75.6 h.
@@ -47,49 +53,6 @@ DEFAULT_SCHEDULE_S: tuple[float, ...] = (
     20 * 3600,
     24 * 3600,
 )
-
-
-# --- which events, what payload -----------------------------------------------------------
-
-
-def wants_webhook(event: OrderEvent) -> bool:
-    """A paid order is always notified; expired/cancelled only when the order opted in."""
-    order = event.order
-    if not order.webhook_url:
-        return False
-    return event.event_name in order.notify_events
-
-
-def delivery_id_for(event: OrderEvent) -> str:
-    """The `webhook-id`: the order event's deterministic id, so retries and redeliveries of the
-    same fact carry the same id and receivers can deduplicate on it."""
-    return event.event_id
-
-
-def tashkent_iso(at: datetime) -> str:
-    return at.astimezone(TASHKENT).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def webhook_payload(event: OrderEvent) -> dict[str, Any]:
-    """The original's payload; a test-mode (sandbox) order's also carries `"test": true`."""
-    order = event.order
-    payload = {
-        "order_id": order.order_id,
-        "status": event.event_name,
-        "amount": order.amount_tiyin // 100,
-        "card_last4": order.card_last4,
-        "gmail": order.gmail,
-        "client_user_id": order.client_user_id,
-        "client_user_data": order.client_user_data if order.client_user_data is not None else {},
-        "paid_at": tashkent_iso(event.paid_at) if isinstance(event, OrderPaid) else None,
-    }
-    if order.test_mode:
-        payload["test"] = True
-    return payload
-
-
-def encode_body(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 # --- signing (Standard Webhooks v1) -------------------------------------------------------

@@ -473,6 +473,60 @@ def card_add(
     _print_json({"id": added.card_id, "card_last4": added.card_last4, "gmail": added.gmail})
 
 
+@admin.command("rebuild")
+def admin_rebuild(
+    state_dir: OptionalStateDir = None,
+    quarantine_s: Annotated[
+        int,
+        typer.Option(
+            "--quarantine-seconds",
+            envvar="AUTOPAY_QUARANTINE_SECONDS",
+            help="How long an amount stays held after its order ends (as the services).",
+        ),
+    ] = 900,
+) -> None:
+    """After Redis was lost: restore everything it needs from JetStream. The accounts
+    (merchants, key hashes, cards, mailbox owners and passwords, secrets, tariffs,
+    subscriptions) from the ACCOUNTS bucket, then what `rebuild-orders` restores, then each
+    restored merchant's usage counted from ORDERS, and the webhooks still pending (due now).
+    Idempotent; never moves state backwards."""
+    from autopay_cli.operations import connections
+    from autopay_contracts.streams import ACCOUNTS
+    from autopay_store.deliveries import DeliveryKeys, DeliveryStore
+    from autopay_store.journal import AccountJournal
+    from autopay_store.orders import OrderBook
+    from autopay_store.rebuild import rebuild
+
+    settings = load_settings(state_dir)
+
+    async def run():
+        async with connections(settings) as (redis, js):
+            bucket = await js.key_value(ACCOUNTS.name(settings.ns))
+            journal = AccountJournal(redis, settings.keys, bucket)
+            book = OrderBook(redis, settings.keys, quarantine_s=quarantine_s)
+            deliveries = DeliveryStore(redis, DeliveryKeys(settings.redis_prefix))
+            return await rebuild(js, settings.ns, book, journal, deliveries)
+
+    report = asyncio.run(run())
+    _print_json(
+        {
+            "accounts": {
+                "restored": report.accounts.restored,
+                "present": report.accounts.present,
+                "merchants": report.accounts.merchants,
+            },
+            "usage": report.usage,
+            "deliveries": report.deliveries,
+            "orders": report.orders.orders,
+            "kept": report.orders.kept,
+            "aged_out": report.orders.aged_out,
+            "decisions": report.orders.decisions,
+            "ledger": report.orders.ledger,
+            "order_sequence": report.orders.order_sequence,
+        }
+    )
+
+
 @admin.command("rebuild-orders")
 def admin_rebuild_orders(
     state_dir: OptionalStateDir = None,
@@ -489,8 +543,8 @@ def admin_rebuild_orders(
 
     Restores every order (status, payment, holds and quarantines, locators, deadlines of waiting
     orders), the matcher's credit decisions and the order id sequence. Idempotent; never moves
-    an order back or lowers the sequence. Merchants, API keys and cards are NOT in the streams
-    (they live only in Redis): recreate them with `admin merchant create` / `admin card add`."""
+    an order back or lowers the sequence. The accounts are restored by `admin rebuild`, which
+    also does all of this."""
     from autopay_cli.operations import connections
     from autopay_store.orders import OrderBook
     from autopay_store.rebuild import rebuild_orders
@@ -571,14 +625,18 @@ def admin_secrets_reencrypt(
     MAILBOX_CONFIG) under the first key of AUTOPAY_SECRET_KEYS. Rotate a key by putting the new
     one first everywhere, running this, then removing the old one. Idempotent."""
     from autopay_cli.operations import connections
+    from autopay_contracts.streams import ACCOUNTS
+    from autopay_store.journal import AccountJournal
     from autopay_store.reencrypt import reencrypt_secrets
 
     settings = load_settings(state_dir)
 
     async def run():
         async with connections(settings) as (redis, js):
+            bucket = await js.key_value(ACCOUNTS.name(settings.ns))
+            journal = AccountJournal(redis, settings.keys, bucket)
             return await reencrypt_secrets(
-                redis, settings.keys, settings.secret_box(), js, settings.ns
+                redis, settings.keys, settings.secret_box(), js, settings.ns, journal
             )
 
     report = asyncio.run(run()).as_dict()

@@ -13,8 +13,9 @@ from nats.js import JetStreamContext
 
 from autopay_cli.config import CliSettings
 from autopay_contracts import MailboxRegistered, provision_streams
-from autopay_contracts.streams import MAILBOX_CONFIG
+from autopay_contracts.streams import ACCOUNTS, MAILBOX_CONFIG
 from autopay_store.accounts import Accounts, Card, NewMerchant
+from autopay_store.journal import AccountJournal
 from autopay_store.sandbox import SandboxCards
 from autopay_store.tariffs import Tariffs, put_on_tariff
 
@@ -24,20 +25,36 @@ def now() -> datetime:
 
 
 class Operator:
-    """Opens the Redis and NATS connections the admin commands need, for one command."""
+    """Opens the Redis and NATS connections the admin commands need, for one command. Every
+    account change is copied to the ACCOUNTS bucket (`autopay_store.journal`), as the
+    gateway's are."""
 
     def __init__(self, settings: CliSettings) -> None:
         self.settings = settings
         self.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        self.accounts = Accounts(self.redis, settings.keys, settings.secret_box())
-        self.sandbox = SandboxCards(self.redis, settings.keys)
-        self.tariffs = Tariffs(self.redis, settings.keys)
+        self.nats: nats.NATS | None = None
+
+    async def open(self) -> Operator:
+        self.nats = await nats.connect(self.settings.nats_url)
+        bucket = await self.nats.jetstream().key_value(ACCOUNTS.name(self.settings.ns))
+        self.journal = AccountJournal(self.redis, self.settings.keys, bucket)
+        keys = self.settings.keys
+        self.accounts = Accounts(self.redis, keys, self.settings.secret_box(), self.journal)
+        self.sandbox = SandboxCards(self.redis, keys, self.journal)
+        self.tariffs = Tariffs(self.redis, keys, self.journal)
+        return self
 
     async def close(self) -> None:
         await self.redis.aclose()
+        if self.nats is not None:
+            await self.nats.drain()
 
     async def __aenter__(self) -> Operator:
-        return self
+        try:
+            return await self.open()
+        except BaseException:
+            await self.close()
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()

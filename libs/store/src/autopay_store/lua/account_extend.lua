@@ -3,7 +3,8 @@
 -- ARGV: order_id, now (epoch s), period (s), the tariff's max_payments, tariff_name,
 --       rate_per_s, rate_burst.
 -- The new period starts at the current expiry while the subscription is active, else now; the
--- allowance is what is left of an active one plus the tariff's, with payments_used back at 0.
+-- allowance is what is left of an active one plus the tariff's, with payments_used back at 0
+-- (counted from now on: usage_since).
 -- Returns 'extended', 'applied' (this order id extended it before: nothing changed) or
 -- 'missing' (no such merchant).
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
@@ -22,6 +23,7 @@ redis.call('HSET', KEYS[1],
   'expires_at', string.format('%.6f', start + tonumber(ARGV[3])),
   'max_payments', string.format('%d', remaining + tonumber(ARGV[4])),
   'payments_used', '0',
+  'usage_since', ARGV[2],
   'tariff_name', ARGV[5],
   'rate_per_s', ARGV[6],
   'rate_burst', ARGV[7])

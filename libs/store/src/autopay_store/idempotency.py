@@ -1,8 +1,12 @@
-"""`Idempotency-Key` records in Redis, per merchant.
+"""`Idempotency-Key` records in Redis, per merchant (the gateway's POST calls).
 
 A first request claims the key (`pending`, short TTL so a crashed request frees it); its final
-answer is stored for 24 h and replayed for the same key and the same request; the same key with
-another request is refused.
+answer is stored for `ttl_s` (24 h) and replayed for the same key and the same request; the
+same key with another request is refused. What "the same request" is, is the caller's
+fingerprint (`fp`): an opaque string here.
+
+Key: `Keys.idempotency(merchant_id, sha256(key))` = `<prefix>:merchant:<id>:idem:<digest>`, a
+string holding the JSON record `{"fp", "state": "pending"|"done", "status", "body"}`.
 """
 
 from __future__ import annotations
@@ -13,16 +17,10 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 
+from autopay_store import scripts
 from autopay_store.keys import Keys
 
 PENDING_TTL_S = 60
-
-_CLAIM = """
-local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return false
-"""
 
 
 @dataclass(frozen=True)
@@ -39,25 +37,16 @@ class Claim:
     response: StoredResponse | None = None
 
 
-def fingerprint(method: str, path: str, body: bytes) -> str:
-    """Same request = same method, path and JSON body (key order and spacing ignored)."""
-    try:
-        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body else b""
-    except orjson.JSONDecodeError:
-        canonical = body
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
-
-
 class IdempotencyStore:
     def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_s: int) -> None:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
-        self._claim = redis.register_script(_CLAIM)
+        self._claim = scripts.register(redis, "idempotency_claim")
 
     def _key(self, merchant_id: str, idempotency_key: str) -> str:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
-        return self.keys.merchant(merchant_id, f"idem:{digest}")
+        return self.keys.idempotency(merchant_id, digest)
 
     async def claim(self, merchant_id: str, idempotency_key: str, fp: str) -> Claim:
         pending = orjson.dumps({"fp": fp, "state": "pending"})
