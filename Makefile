@@ -9,7 +9,7 @@ PACKAGES := libs/contracts libs/runtime libs/store libs/bankmail libs/testing \
 MANIFESTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt constraints.txt
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint format asyncapi bench clean
+.PHONY: install run test lint format asyncapi bench chaos clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,21 @@ asyncapi: install
 
 bench: install
 	$(BIN)/python -m autopay_cli.bench $(BENCH)
+
+# The chaos run (SPEC §3.7): a fresh dev stack in a temporary state dir, orders paid by bank
+# mail while services and Redis are SIGKILLed; the figures as one JSON line; fails unless clean.
+# Options pass through CHAOS, e.g. `make chaos CHAOS="--orders 100 --duration 60"`. A failed
+# run keeps its state dir (logs/) and says where.
+chaos: install
+	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/autopay-chaos-XXXXXX"); \
+	trap '$(BIN)/autopay dev down --state-dir "$$state"; exit 130' INT TERM; \
+	$(BIN)/autopay dev up --detach --state-dir "$$state" >/dev/null || { \
+		echo "chaos: the dev stack did not start; see $$state/logs" >&2; \
+		$(BIN)/autopay dev down --state-dir "$$state" 2>/dev/null; exit 1; }; \
+	$(BIN)/python -m autopay_cli.chaos --state-dir "$$state" $(CHAOS); rc=$$?; \
+	$(BIN)/autopay dev down --state-dir "$$state"; \
+	if [ $$rc -eq 0 ]; then rm -rf "$$state"; else echo "chaos: failed; logs in $$state/logs" >&2; fi; \
+	exit $$rc
 
 clean:
 	rm -rf $(VENV) .autopay
