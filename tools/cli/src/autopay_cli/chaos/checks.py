@@ -120,6 +120,12 @@ def lost_intents(intents: Iterable[Intent]) -> list[Intent]:
     return [i for i in intents if i.mail_delivered and (i.order_id is None or i.status != "paid")]
 
 
+def ledger_gaps(intents: Iterable[Intent], ledger: Iterable[LedgerRecord]) -> list[Intent]:
+    """The paid orders whose credit the ledger does not show as matched to them."""
+    in_ledger = {r.order_id for r in ledger if r.status == "matched" and r.order_id}
+    return [i for i in intents if i.status == "paid" and i.order_id not in in_ledger]
+
+
 def evaluate(
     intents: list[Intent], deliveries: list[Delivery], ledger: list[LedgerRecord]
 ) -> dict[str, int]:
@@ -160,8 +166,7 @@ def evaluate(
     wrong = [
         r for r in matched if (intent := by_order.get(r.order_id)) is None or intent.mail != r.mail
     ]
-    # ledger_gaps: a paid order whose credit the ledger does not show as matched to it.
-    gaps = [i for i in paid if i.order_id not in credits_of_order]
+    gaps = ledger_gaps(paid, ledger)
 
     missing = [i for i in paid if not any(d.verified for d in paid_deliveries[i.order_id or ""])]
     duplicate_ids = [o for o, ds in paid_deliveries.items() if len({d.webhook_id for d in ds}) > 1]

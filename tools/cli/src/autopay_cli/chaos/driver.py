@@ -41,7 +41,14 @@ import redis.asyncio as aioredis
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from autopay_bankmail.synth import credit_notification
-from autopay_cli.chaos.checks import Delivery, Intent, LedgerRecord, evaluate, recover_order_ids
+from autopay_cli.chaos.checks import (
+    Delivery,
+    Intent,
+    LedgerRecord,
+    evaluate,
+    ledger_gaps,
+    recover_order_ids,
+)
 from autopay_cli.config import RUN_FILE, STACK_FILE, load_settings, read_json
 from autopay_cli.mailbox import append
 from autopay_cli.operations import Operator
@@ -73,6 +80,9 @@ class Options:
     settle_timeout: float = 75.0
     """The wait at the end: past the notifier's 60 s delivery lease (a notifier killed with a
     claimed delivery retries it when the lease ends) and the matcher's 30 s AckWait."""
+    ledger_timeout: float = 45.0
+    """How long the ledgers may lag behind the paid orders at the end: the ledger's consumer
+    of a killed matcher gets its unacknowledged events again after their 30 s AckWait."""
     linger: float = 3.0
     """Seconds the receiver keeps listening once settled, for late second webhooks (more than
     60 s shows the redeliveries of the notifier's leases, with their webhook-id)."""
@@ -119,7 +129,9 @@ class Receiver:
                 self.send_response(200)
                 self.send_header("content-length", "2")
                 self.end_headers()
-                self.wfile.write(b"{}")
+                # the notifier may have been killed (or given up) while this answer was due
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(b"{}")
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -582,6 +594,24 @@ class Run:
                     break
         return records
 
+    async def settled_ledger(self) -> list[LedgerRecord]:
+        """The ledgers once every paid order's credit shows in them as matched, or as they are
+        when `ledger_timeout` has passed (the gaps left then are a failure)."""
+        deadline = time.monotonic() + self.options.ledger_timeout
+        while True:
+            records = await self.ledger()
+            gaps = ledger_gaps(self.intents, records)
+            if not gaps or time.monotonic() > deadline:
+                for intent in gaps[:20]:
+                    seen = [(r.id, r.status, r.order_id) for r in records if r.mail == intent.mail]
+                    log(
+                        f"LEDGER GAP order {intent.order_id} ({intent.gmail} "
+                        f"{intent.card_last4}, {intent.amount}): ledger {seen}"
+                    )
+                return records
+            log(f"waiting for the ledgers: {len(gaps)} paid orders not in them yet")
+            await asyncio.sleep(2.0)
+
     async def close(self) -> None:
         for client in self.clients.values():
             await client.aclose()
@@ -636,9 +666,10 @@ async def drive(opts: Options) -> dict:
             log(f"settle wait over after {settle_s:.1f}s; listening {opts.linger:.0f}s more")
             await asyncio.sleep(opts.linger)
         assert run.receiver is not None
-        ledger = await run.ledger()
-        recover_order_ids(run.intents, run.receiver.snapshot(), ledger)
         await run.check_all(run.intents, time.monotonic() + 60)
+        ledger = await run.settled_ledger()
+        if recover_order_ids(run.intents, run.receiver.snapshot(), ledger):
+            await run.check_all(run.intents, time.monotonic() + 60)
         deliveries = run.receiver.snapshot()
         figures = evaluate(run.intents, deliveries, ledger)
         # the supervisor's count, read once everything is back up
