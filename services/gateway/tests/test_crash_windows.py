@@ -153,6 +153,58 @@ async def test_gateway_killed_between_the_create_write_and_its_publish(
     assert lost.order == (await book.get("10001")).order
 
 
+@pytest.mark.parametrize("crash_point", ["create-after-write", "create-after-publish"])
+async def test_a_retry_after_a_create_that_died_gets_its_order_not_a_second_one(
+    crash_point, settings, streams, nats_client, namespace, redis_client, redis_prefix, secret_key
+):
+    """Survives: gateway killed (SIGKILL) after writing an order and before answering a create
+    made with an `Idempotency-Key`. The key was bound to the order's id before the write, so the
+    client's retry (once the dead call's 2 s lease is over) answers with that order: the
+    merchant's customer never sees two amounts, the quota counts one payment."""
+    accounts = Accounts(redis_client, Keys(redis_prefix), SecretBox(secret_key))
+    shop = await accounts.create_merchant("Shop", now=datetime.now(UTC))
+    await accounts.add_card(shop.merchant.merchant_id, **CARD)
+    port = free_port()
+    headers = {"x-api-key": shop.api_key, "idempotency-key": "create-1"}
+    body = {"amount_base": 500, **CARD}
+    book = OrderBook(redis_client, Keys(redis_prefix))
+    lease = {"AUTOPAY_IDEMPOTENCY_PENDING_SECONDS": "2"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        with gateway_process(settings, port, AUTOPAY_TEST_CRASH_POINT=crash_point, **lease) as gw:
+            await ready(client, gw)
+            with pytest.raises(httpx.TransportError):
+                await client.post("/api/create-payment", json=body, headers=headers)
+            assert gw.wait(10) == -9
+        made = await book.get("10001")
+        assert made is not None and made.status == "waiting"
+        with gateway_process(settings, port, **lease) as gw:
+            await ready(client, gw)
+            answers = []
+            for _ in range(40):  # the client's retries: 409 while the dead call's lease holds
+                response = await client.post("/api/create-payment", json=body, headers=headers)
+                answers.append(response.status_code)
+                if response.status_code != 409:
+                    break
+                assert "Idempotency-Key" in response.json()["detail"]
+                await asyncio.sleep(0.25)
+            assert response.status_code == 200, answers
+            assert response.json() == {
+                "success": True,
+                "order_id": "10001",
+                "amount": made.order.amount_tiyin // 100,
+            }
+            replay = await client.post("/api/create-payment", json=body, headers=headers)
+            assert replay.json() == response.json()
+            assert replay.headers.get("idempotent-replayed") == "true"
+            await eventually_async(
+                lambda: _has(order_events(nats_client, namespace, "10001"), "order.created"),
+                what="order.created published",
+            )
+    assert await book.get("10002") is None
+    merchant = await accounts.get_merchant(shop.merchant.merchant_id)
+    assert merchant is not None and merchant.payments_used == 1
+
+
 async def _has(events, event_type: str) -> bool:
     return event_type in await events()
 

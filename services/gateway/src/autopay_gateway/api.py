@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,7 +14,8 @@ from autopay_gateway.application import Caller, Gateway
 from autopay_gateway.clock import utcnow
 from autopay_gateway.http import JSON, JsonResponse, error_body, read_body, request_fingerprint
 from autopay_gateway.messages import ApiError
-from autopay_store.idempotency import StoredResponse
+from autopay_gateway.payments import Idempotent
+from autopay_store.idempotency import ClaimLost, StoredResponse
 from autopay_store.ledger import STATUSES
 
 router = APIRouter(prefix="/api")
@@ -39,6 +41,16 @@ Authenticated = Annotated[Caller, Depends(authenticated)]
 
 
 Guard = Callable[[Gateway, Caller], None]
+
+_IDEMPOTENT: ContextVar[Idempotent | None] = ContextVar("idempotent", default=None)
+"""The `Idempotency-Key` claim of the call in hand, for an action that creates an order."""
+
+
+class _ClaimLost(ApiError):
+    """The call's claim of its key was answered or taken meanwhile: its record is not ours."""
+
+    def __init__(self) -> None:
+        super().__init__(409, "idempotency_in_progress")
 
 
 async def _post(
@@ -77,10 +89,20 @@ async def _post(
             media_type=JSON,
             headers={"Idempotent-Replayed": "true"},
         )
+
+    async def bind(order_id: str) -> None:
+        try:
+            await gateway.idempotency.bind(merchant_id, key, fp, order_id)
+        except ClaimLost:
+            raise _ClaimLost() from None
+
+    scope = _IDEMPOTENT.set(Idempotent(bind, claim.order_id))
     try:
         stored = StoredResponse(
             200, JsonResponse(None).render(await action(gateway, caller, body.decode_object(raw)))
         )
+    except _ClaimLost:
+        raise
     except ApiError as err:
         if err.status >= 500 or err.status == 429:
             await gateway.idempotency.release(merchant_id, key)
@@ -89,6 +111,8 @@ async def _post(
     except BaseException:
         await gateway.idempotency.release(merchant_id, key)
         raise
+    finally:
+        _IDEMPOTENT.reset(scope)
     await gateway.idempotency.complete(merchant_id, key, fp, stored)
     return Response(stored.body, stored.status, media_type=JSON)
 
@@ -115,7 +139,7 @@ async def _create_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]
         max_amount=gateway.settings.max_amount,
         allow_http_loopback=gateway.settings.allow_http_loopback_webhooks,
     )
-    return await gateway.payments.create_payment(caller.merchant, cmd, utcnow())
+    return await gateway.payments.create_payment(caller.merchant, cmd, utcnow(), _IDEMPOTENT.get())
 
 
 async def _check_payment(gateway: Gateway, caller: Caller, data: dict[str, Any]) -> dict:

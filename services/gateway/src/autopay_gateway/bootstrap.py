@@ -79,7 +79,12 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             accounts=accounts,
             orders=orders,
             publisher=publisher,
-            idempotency=IdempotencyStore(redis, keys, settings.idempotency_ttl_seconds),
+            idempotency=IdempotencyStore(
+                redis,
+                keys,
+                settings.idempotency_ttl_seconds,
+                pending_ttl_s=settings.idempotency_pending_seconds,
+            ),
             limiter=RateLimiter(redis, keys),
             health=MailboxHealth(redis, keys),
             imap=imap,

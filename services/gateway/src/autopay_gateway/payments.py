@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,6 +79,24 @@ def new_order(
     )
 
 
+@dataclass(frozen=True)
+class Idempotent:
+    """A create made under an `Idempotency-Key`: `bind` ties the key to the new order's id
+    before the order is written; `resumed_order_id` is the order a call that died had bound
+    (its retry answers with that order, if it was written, instead of making another)."""
+
+    bind: Callable[[str], Awaitable[None]]
+    resumed_order_id: str | None = None
+
+
+def _created(order: Order, cmd: CreatePayment) -> dict[str, Any]:
+    """The answer to a create: the order id, and the amount when the server chose its tail."""
+    result: dict[str, Any] = {"success": True, "order_id": order.order_id}
+    if cmd.amount_base is not None:
+        result["amount"] = order.amount_tiyin // TIYIN_PER_SOM
+    return result
+
+
 class Payments:
     def __init__(
         self,
@@ -96,9 +115,19 @@ class Payments:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def create_payment(
-        self, merchant: Merchant, cmd: CreatePayment, now: datetime
+        self,
+        merchant: Merchant,
+        cmd: CreatePayment,
+        now: datetime,
+        idempotent: Idempotent | None = None,
     ) -> dict[str, Any]:
         mid = merchant.merchant_id
+        if idempotent is not None and idempotent.resumed_order_id is not None:
+            made = await self.orders.get(idempotent.resumed_order_id)
+            if made is not None and made.order.merchant_id == mid:
+                # Written (and published, or the outbox publishes it): the answer it was due.
+                log.info("create resumed after a call that died", order_id=made.order.order_id)
+                return _created(made.order, cmd)
         card = await self.cards.find(merchant, cmd.card_last4, cmd.gmail)
         if card is None:
             raise ApiError(400, "card_not_connected")
@@ -117,6 +146,8 @@ class Payments:
         try:
             if isinstance(order_id, BaseException):
                 raise order_id
+            if idempotent is not None:
+                await idempotent.bind(order_id)
             order = new_order(order_id, merchant, card, cmd, now, self.settings.payment_ttl_seconds)
             if cmd.amount_base is None:
                 record = await self.orders.create(order)
@@ -148,10 +179,7 @@ class Payments:
             # Off the request's path: a lost removal only makes the sweep publish it again.
             self._background(self.orders.published("created", order.order_id))
             log.info("payment created", amount_tiyin=order.amount_tiyin, test_mode=order.test_mode)
-        result: dict[str, Any] = {"success": True, "order_id": order.order_id}
-        if cmd.amount_base is not None:
-            result["amount"] = order.amount_tiyin // TIYIN_PER_SOM
-        return result
+        return _created(order, cmd)
 
     async def _withdraw(self, order: Order, now: datetime, exc: PublishFailed) -> None:
         """`order.created` was never acknowledged: the order must not stay payable. Refused by

@@ -55,6 +55,12 @@ class GatewaySettings(ServiceSettings):
     )
     auth_cache_seconds: float = Field(1.0, ge=0, description="How long a merchant is cached")
     idempotency_ttl_seconds: int = 24 * 3600
+    idempotency_pending_seconds: int = Field(
+        60,
+        ge=1,
+        description="How long a call's claim of its Idempotency-Key holds before a retry may "
+        "take it over (the call died): longer than any call takes",
+    )
 
     admin_token: SecretStr = Field(
         SecretStr(""),
