@@ -2,7 +2,7 @@
 
 A script whose keys span slots runs on a single Redis and fails in a Cluster (CROSSSLOT), so the
 check runs on every call, before anything is sent, on one Redis as on a Cluster. The scripts
-that span slots today are `scripts.MULTI_SLOT`, each with why.
+that would span slots are `scripts.MULTI_SLOT`, each with why: none today.
 """
 
 from __future__ import annotations
@@ -49,19 +49,21 @@ async def test_a_call_across_slots_sends_nothing(redis_client, redis_prefix):
     assert await redis_client.get(first) == "pending"
 
 
-def test_the_scripts_that_span_slots_are_exactly_these():
-    assert set(scripts.MULTI_SLOT) == {"cursor_save"}
-    assert set(scripts.MULTI_SLOT) <= set(scripts.names())
-    assert all(why.strip() for why in scripts.MULTI_SLOT.values())
+def test_no_script_spans_slots():
+    assert scripts.MULTI_SLOT == {}
 
 
-async def test_cursor_save_spans_two_slots_and_is_not_checked(redis_client, redis_prefix):
-    """The one exception is real (remove it from MULTI_SLOT when the keys get one hash tag)."""
+async def test_cursor_save_checks_the_lease_in_the_cursors_slot(redis_client, redis_prefix):
     keys = Keys(redis_prefix)
-    assert scripts.slot(keys.mailbox_cursor("m1")) != scripts.slot(keys.mailbox_lease("m1"))
+    assert scripts.slot(keys.mailbox_cursor("m1")) == scripts.slot(keys.mailbox_lease("m1"))
+    assert scripts.slot(keys.mailbox_cursor("m2")) == scripts.slot(keys.mailbox_lease("m2"))
     store = IngestStore(redis_client, keys, evidence_ttl_s=60, dedup_ttl_s=60)
-    assert store._save_cursor.single_slot is False
+    assert store._save_cursor.single_slot is True
     assert await store.save_cursor("m1", Cursor(7, 10))
+    assert await store.cursor("m1") == Cursor(7, 10)
+    await redis_client.set(keys.mailbox_lease("m1"), "replica-a")
+    lease = (keys.mailbox_lease("m1"), "replica-b")
+    assert not await store.save_cursor("m1", Cursor(7, 12), lease)  # fenced: not its lease
     assert await store.cursor("m1") == Cursor(7, 10)
 
 

@@ -84,7 +84,7 @@ async def test_a_replica_that_loses_its_lease_stops_and_takes_the_mailbox_back_w
         backoff_max_s=0.3,
     )
     mailbox_id = mailbox_id_for(GMAIL)
-    lease_key = f"{redis_prefix}:mailbox:{mailbox_id}:lease"
+    lease_key = Keys(redis_prefix).mailbox_lease(mailbox_id)
     js = nats_client.jetstream()
 
     async def credits() -> list[CreditReceived]:

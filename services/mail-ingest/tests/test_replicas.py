@@ -28,6 +28,7 @@ from autopay_contracts import (
 )
 from autopay_mail_ingest.bootstrap import build_app
 from autopay_mail_ingest.settings import IngestSettings
+from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
 from autopay_testing.imap import ImapServer
 from autopay_testing.servers import free_port
@@ -113,7 +114,7 @@ async def test_two_replicas_split_the_mailboxes_and_survive_a_crash(
         backoff_initial_s=0.05,
         backoff_max_s=0.3,
     )
-    lease_keys = [f"{redis_prefix}:mailbox:{mailbox_id_for(g)}:lease" for g in MAILBOXES]
+    lease_keys = [Keys(redis_prefix).mailbox_lease(mailbox_id_for(g)) for g in MAILBOXES]
 
     async with ImapServer(dict.fromkeys(MAILBOXES, PASSWORD)) as imap:
         js = nats_client.jetstream()

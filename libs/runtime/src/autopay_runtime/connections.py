@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
 import redis.asyncio as aioredis
 from faststream.nats import NatsBroker
 from nats.js.errors import NotFoundError
+from redis.asyncio.cluster import RedisCluster
 
 from autopay_contracts import STREAMS, Namespace
+from autopay_runtime.settings import is_cluster_url
+
+
+def open_redis(url: str, **options: Any) -> aioredis.Redis:
+    """A client for `url`: a `RedisCluster` (typed as the `Redis` it stands in for) for a
+    `redis+cluster://` URL, which discovers every node from the one it names; else a `Redis`.
+    `options` are redis-py's (`decode_responses` defaults to True)."""
+    options.setdefault("decode_responses", True)
+    if not is_cluster_url(url):
+        return aioredis.Redis.from_url(url, **options)
+    parts = urlsplit(url)
+    plain = urlunsplit((parts.scheme.removesuffix("+cluster"), *parts[1:]))
+    return RedisCluster.from_url(plain, **options)  # type: ignore[return-value]
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, RedisCluster)
 
 
 def redis_client(url: str, name: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+    return open_redis(
         url,
-        decode_responses=True,
         client_name=name,
         socket_timeout=5,
         socket_connect_timeout=5,

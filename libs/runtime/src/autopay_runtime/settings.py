@@ -17,6 +17,19 @@ def url_with_credentials(url: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def is_cluster_url(url: str) -> bool:
+    """`redis+cluster://` or `rediss+cluster://`: the Redis at that address is a Cluster."""
+    return urlsplit(url).scheme.endswith("+cluster")
+
+
+def cluster_url(url: str) -> str:
+    """`url` with the Cluster scheme (`redis://h:p/0` → `redis+cluster://h:p/0`)."""
+    parts = urlsplit(url)
+    if parts.scheme.endswith("+cluster"):
+        return url
+    return urlunsplit((f"{parts.scheme}+cluster", *parts[1:]))
+
+
 class ServiceSettings(BaseSettings):
     """Read from `AUTOPAY_*` environment variables.
 
@@ -34,6 +47,8 @@ class ServiceSettings(BaseSettings):
     redis_password: str = Field("", repr=False)
     namespace: str = "autopay"
     redis_prefix: str = "ap"
+    redis_cluster: bool = False
+    """Redis is a Cluster (also said by a `redis+cluster://` URL, which this then becomes)."""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     log_level: str = "INFO"
@@ -43,6 +58,8 @@ class ServiceSettings(BaseSettings):
     def _credentials_into_urls(self):
         self.nats_url = url_with_credentials(self.nats_url, self.nats_user, self.nats_password)
         self.redis_url = url_with_credentials(self.redis_url, self.redis_user, self.redis_password)
+        self.redis_url = cluster_url(self.redis_url) if self.redis_cluster else self.redis_url
+        self.redis_cluster = is_cluster_url(self.redis_url)
         return self
 
     @property

@@ -221,14 +221,23 @@ class Accounts:
         key's merchant is in test mode; a live or bot key's is in the merchant's own mode."""
         if not api_key:
             return None
-        found = await self.redis.hgetall(self.keys.api_key(hash_api_key(api_key)))
+        key_hash = hash_api_key(api_key)
+        found = await self.redis.hgetall(self.keys.api_key(key_hash))
         if not found:
             return None
         mode = found.get("mode") or "live"
+        mode = mode if mode in KEY_MODES else "live"
+        # The merchant's record names its current key of each mode: an index entry it does not
+        # name (a rotation cut short between its writes) opens nothing.
+        current = await self.redis.hget(
+            self.keys.merchant(found["merchant_id"]), f"api_key_hash_{mode}"
+        )
+        if current != key_hash:
+            return None
         merchant = await self.get_merchant(found["merchant_id"], test_key=mode == "test")
         if merchant is None:
             return None
-        return KeyHolder(merchant, mode if mode in KEY_MODES else "live")
+        return KeyHolder(merchant, mode)
 
     async def rotate_api_key(
         self, merchant_id: str, *, mode: KeyMode | None = None, test: bool = False
@@ -242,14 +251,16 @@ class Accounts:
         key_hash = hash_api_key(api_key)
         field = f"api_key_hash_{mode}"
         previous = await self.redis.hget(self.keys.merchant(merchant_id), field)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self.keys.api_key(key_hash), mapping={"merchant_id": merchant_id, "mode": mode}
-            )
-            pipe.hset(self.keys.merchant(merchant_id), field, key_hash)
-            if previous:
-                pipe.delete(self.keys.api_key(previous))
-            await pipe.execute()
+        # Three keys in three Cluster slots, so no transaction: written in an order where a
+        # stop between any two leaves exactly one working key of the mode. The index entry
+        # first (alone it opens nothing, see `identify`), then the record names the new key
+        # (the old one stops working there), then the old entry goes.
+        await self.redis.hset(
+            self.keys.api_key(key_hash), mapping={"merchant_id": merchant_id, "mode": mode}
+        )
+        await self.redis.hset(self.keys.merchant(merchant_id), field, key_hash)
+        if previous:
+            await self.redis.delete(self.keys.api_key(previous))
         changed = [self.keys.api_key(key_hash), self.keys.merchant(merchant_id)]
         await self._record(*changed, *([self.keys.api_key(previous)] if previous else []))
         return api_key

@@ -123,8 +123,10 @@ class Keys:
         return self.mailbox(mailbox_id, "cursor")
 
     def mailbox_lease(self, mailbox_id: str) -> str:
-        """The id of the mail-ingest replica watching the mailbox (expires unless renewed)."""
-        return self.mailbox(mailbox_id, "lease")
+        """The id of the mail-ingest replica watching the mailbox (expires unless renewed).
+        Its hash tag is the whole name of the mailbox's cursor (which has no tag), so both are
+        in one Cluster slot and `cursor_save.lua` checks the lease as it moves the cursor."""
+        return f"{self.mailbox(mailbox_id, 'lease')}:{{{self.mailbox_cursor(mailbox_id)}}}"
 
     def mailbox_health(self, mailbox_id: str) -> str:
         """Hash: the mailbox's connection status and counters, as mail-ingest last saw them."""

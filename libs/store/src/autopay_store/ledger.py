@@ -282,9 +282,7 @@ class Ledger:
             if len(batch) < limit + 1:
                 break
         ids = [tx_id for tx_id, _ in found[:limit]]
-        raws = (
-            await self.redis.mget([self.keys.ledger(scope, f"tx:{i}") for i in ids]) if ids else []
-        )
+        raws = await scripts.get_many(self.redis, [self.keys.ledger(scope, f"tx:{i}") for i in ids])
         transactions = [Transaction.from_json(raw) for raw in raws if raw]
         more = len(found) > limit
         next_cursor = _cursor(found[limit - 1][1], found[limit - 1][0]) if more else None

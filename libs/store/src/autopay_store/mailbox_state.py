@@ -12,7 +12,8 @@ Keys (`Keys`; prefix = `AUTOPAY_REDIS_PREFIX`, `<m>` = mailbox id):
   highest UID passed (its event acknowledged by JetStream, or nothing to publish: personal
   mail). Written only by the mailbox's lease holder and never moved backwards within one
   UIDVALIDITY (`cursor_save.lua`).
-- `<prefix>:mailbox:<m>:lease` (`mailbox_lease`) — the replica id watching the mailbox;
+- `<prefix>:mailbox:<m>:lease:{<cursor key>}` (`mailbox_lease`) — the replica id watching the
+  mailbox, in the cursor's Cluster slot;
   `<prefix>:ingest:replicas` (`ingest_replicas`) — ZSET of live replicas (`LeaseStore`).
 - `<prefix>:mailbox:<m>:seen:<key>` (`mailbox_seen`) — dedup marker (TTL `dedup_ttl_days`) per
   Message-ID (`mid:…`), raw-bytes digest (`raw:…`) or credit fingerprint (`fp:…`).
@@ -232,27 +233,23 @@ class LeaseStore:
     async def renew(self, mailbox_ids: Sequence[str]) -> list[bool]:
         results: list[bool] = []
         for start in range(0, len(mailbox_ids), _BATCH):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for mailbox_id in mailbox_ids[start : start + _BATCH]:
-                    await self._renew(
-                        keys=[self.lease_key(mailbox_id)],
-                        args=[self.replica_id, self.lease_ms],
-                        client=pipe,
-                    )
-                results += [bool(r) for r in await pipe.execute()]
+            calls = [
+                ([self.lease_key(mailbox_id)], [self.replica_id, self.lease_ms])
+                for mailbox_id in mailbox_ids[start : start + _BATCH]
+            ]
+            results += [bool(r) for r in scripts.first_error(await self._renew.many(calls))]
         return results
 
     async def release(self, mailbox_ids: Sequence[str]) -> None:
         for start in range(0, len(mailbox_ids), _BATCH):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for mailbox_id in mailbox_ids[start : start + _BATCH]:
-                    await self._release(
-                        keys=[self.lease_key(mailbox_id)], args=[self.replica_id], client=pipe
-                    )
-                await pipe.execute()
+            calls = [
+                ([self.lease_key(mailbox_id)], [self.replica_id])
+                for mailbox_id in mailbox_ids[start : start + _BATCH]
+            ]
+            scripts.first_error(await self._release.many(calls))
 
     async def holders(self, mailbox_ids: Sequence[str]) -> dict[str, str | None]:
         if not mailbox_ids:
             return {}
-        values = await self.redis.mget([self.lease_key(m) for m in mailbox_ids])
+        values = await scripts.get_many(self.redis, [self.lease_key(m) for m in mailbox_ids])
         return dict(zip(mailbox_ids, values, strict=True))

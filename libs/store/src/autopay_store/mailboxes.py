@@ -163,7 +163,7 @@ class MailboxOwners:
         """The card-owner keys of a mailbox (a scan: only for adoption and migration)."""
         pattern = glob_escape(self.keys.card_owner(mailbox_id, "")) + "*"
         keys = [key async for key in self.redis.scan_iter(match=pattern, count=1000)]
-        values = await self.redis.mget(keys) if keys else []
+        values = await scripts.get_many(self.redis, keys)
         return {
             key.rsplit(":", 1)[1]: _slot(value)
             for key, value in zip(keys, values, strict=True)

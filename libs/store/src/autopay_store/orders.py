@@ -556,10 +556,8 @@ class OrderBook:
         connection failure raises for the whole batch."""
         if not credits:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for credit in credits:
-                await self._match(**self._match_call(credit, now), client=pipe)
-            results = await pipe.execute(raise_on_error=False)
+        calls = [self._match_call(credit, now) for credit in credits]
+        results = await self._match.many([(call["keys"], call["args"]) for call in calls])
         return [r if isinstance(r, Exception) else _match_outcome(r) for r in results]
 
     def _decision_keys(self, credit: Credit) -> tuple[str, str]:

@@ -5,8 +5,8 @@ A script may need shared functions first (the order book's scripts start with
 
 Every call checks that the script's KEYS hash to one Redis Cluster slot (a script may only
 touch keys of one slot there; on a single Redis it would work and then fail in a Cluster). The
-check costs a CRC16 per key and raises `CrossSlotKeys` before anything is sent. The scripts
-that span slots today are listed in `MULTI_SLOT`, each with why; no other may.
+check costs a CRC16 per key and raises `CrossSlotKeys` before anything is sent. A script that
+must span slots would be listed in `MULTI_SLOT`, with why; none does.
 """
 
 from __future__ import annotations
@@ -19,15 +19,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
+from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, KeyT
 
-MULTI_SLOT: dict[str, str] = {
-    # `<prefix>:mailbox:<m>:cursor` and `<prefix>:mailbox:<m>:lease` carry no hash tag, so
-    # they fall in two slots: the cursor is advanced only while the lease still names this
-    # replica (fencing, `autopay_store.mailbox_state`). Giving mail-ingest's keys one tag per
-    # mailbox renames keys under running data: that is a migration of its own.
-    "cursor_save": "cursor and lease of one mailbox, no shared hash tag",
-}
+MULTI_SLOT: dict[str, str] = {}
 """Scripts allowed to get KEYS of several Cluster slots: name → why. Keep it short."""
 
 
@@ -103,9 +98,52 @@ class Script:
         return await self.script(keys=keys, args=args, client=client)
 
     def queue(self, pipe: Any, keys: Sequence[KeyT], args: Sequence[EncodableT]) -> None:
-        """Queue an EVALSHA on `pipe` as it is (the caller handles `NoScriptError`)."""
+        """Queue an EVALSHA on `pipe` as it is (the caller handles `NoScriptError`). Queued as a
+        plain command: a Cluster pipeline refuses its `evalsha` method, but sends the command
+        to the node of its keys' slot like any other."""
         self.check(keys)
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def many(self, calls: Sequence[tuple[Sequence[KeyT], Sequence[EncodableT]]]) -> list[Any]:
+        """Every call (`(keys, args)`) of this script in one non-transactional pipeline (a
+        Cluster splits it by node); result i is call i's answer or its error. The calls that
+        found the script unknown (a restarted Redis, a new node) run again once it is loaded:
+        they did not run at all the first time."""
+        results = await self._pipelined(calls)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            await self.script.registered_client.script_load(self.script.script)
+            again = await self._pipelined([calls[i] for i in missing])
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        return results
+
+    async def _pipelined(
+        self, calls: Sequence[tuple[Sequence[KeyT], Sequence[EncodableT]]]
+    ) -> list[Any]:
+        if not calls:
+            return []
+        async with self.script.registered_client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                self.queue(pipe, keys, args)
+            return list(await pipe.execute(raise_on_error=False))
+
+
+async def get_many(redis: aioredis.Redis, keys: Sequence[KeyT]) -> list[Any]:
+    """MGET of `keys`; on a Cluster, one MGET per slot (`mget_nonatomic`), in the keys' order."""
+    if not keys:
+        return []
+    if hasattr(redis, "mget_nonatomic"):
+        return await redis.mget_nonatomic(list(keys))
+    return await redis.mget(list(keys))
+
+
+def first_error(results: Sequence[Any]) -> Sequence[Any]:
+    """`results` of `Script.many`, or the first error among them raised."""
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
 
 
 def register(redis: aioredis.Redis, name: str, *preludes: str) -> Script:

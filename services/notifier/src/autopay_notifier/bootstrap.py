@@ -17,7 +17,7 @@ from autopay_notifier.http import WebhookSender
 from autopay_notifier.service import Limits, Notifier
 from autopay_notifier.settings import NotifierSettings
 from autopay_notifier.ssrf import GuardPolicy
-from autopay_runtime.connections import dependency_checks
+from autopay_runtime.connections import dependency_checks, open_redis
 from autopay_runtime.health import health_routes
 from autopay_store.accounts import Accounts
 from autopay_store.deliveries import DeliveryKeys, DeliveryStore
@@ -38,7 +38,17 @@ class CachedSecretBox(SecretBox):
 def notifier_redis(settings: NotifierSettings) -> aioredis.Redis:
     """A bounded pool that *waits* for a free connection: thousands of concurrent attempts
     each record their outcome, and redis-py's default pool fails at once past 100
-    connections (an attempt that cannot record its outcome is re-sent after its lease)."""
+    connections (an attempt that cannot record its outcome is re-sent after its lease). A
+    Redis Cluster client keeps a pool per node, of that size each."""
+    if settings.redis_cluster:
+        return open_redis(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            client_name="notifier",
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,

@@ -23,6 +23,9 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.client import Pipeline
 
+from autopay_runtime.connections import redis_client
+from autopay_runtime.settings import is_cluster_url
+
 _DIRECT = frozenset({"WATCH", "UNWATCH", "MULTI", "EXEC", "SUBSCRIBE", "PSUBSCRIBE", "MONITOR"})
 
 
@@ -137,9 +140,12 @@ class _BatchedPipeline(Pipeline):
         return results
 
 
-def batching_redis_client(url: str, name: str, timeout_s: float = 5.0) -> BatchingRedis:
+def batching_redis_client(url: str, name: str, timeout_s: float = 5.0) -> aioredis.Redis:
     """Same options as `autopay_runtime.connections.redis_client` (`timeout_s` = its socket
-    timeout), with batching; batches are bounded by `timeout_s` as a whole."""
+    timeout), with batching; batches are bounded by `timeout_s` as a whole. A Redis Cluster
+    gets the plain cluster client: its commands go to as many nodes as their keys' slots."""
+    if is_cluster_url(url):
+        return redis_client(url, name)
     options: dict[str, Any] = dict(
         decode_responses=True,
         client_name=name,

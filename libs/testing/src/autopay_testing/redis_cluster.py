@@ -1,0 +1,150 @@
+"""A local Redis Cluster (3 masters by default) from the same `redis-server` binary as the
+single server: each node on a free port whose cluster-bus port (port + 10000) is free too, the
+16 384 slots split evenly, joined with `CLUSTER MEET`, ready once every node says `ok`.
+
+The URL is `redis+cluster://127.0.0.1:<first port>/0`: `autopay_runtime.connections` opens
+a `RedisCluster` for that scheme, which finds the other nodes from the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from autopay_testing.servers import (
+    ServerProcess,
+    _spawn,
+    _workdir,
+    redis_server_binary,
+)
+
+SLOTS = 16384
+BUS_OFFSET = 10000
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def cluster_port() -> int:
+    """A free port below 55 536 whose bus port (+10 000) is free as well."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port + BUS_OFFSET < 65536 and _port_free(port + BUS_OFFSET):
+            return port
+        port = 20000 + (port % 30000)
+        if _port_free(port) and _port_free(port + BUS_OFFSET):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+@dataclass
+class RedisClusterProcess:
+    """The nodes of a local Redis Cluster; `stop()` ends them all."""
+
+    nodes: list[ServerProcess]
+    workdir: Path
+    owns_workdir: bool = False
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for node in self.nodes:
+            node.stop()
+        if self.owns_workdir:
+            import shutil
+
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> RedisClusterProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_node(workdir: Path, port: int, persistent: bool, log_file: Path | None) -> ServerProcess:
+    """One cluster node (its `nodes.conf` and AOF in `workdir`); restartable on the same
+    directory and port, where it finds its slots and peers again."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
+    args += ["--dir", str(workdir), "--save", "", "--protected-mode", "no"]
+    args += ["--appendonly", "yes" if persistent else "no"]
+    args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    args += ["--cluster-node-timeout", "3000", "--cluster-require-full-coverage", "yes"]
+    url = f"redis://127.0.0.1:{port}/0"
+    return _spawn("redis", args, port, url, (workdir, False), log_file)
+
+
+def start_redis_cluster(
+    masters: int = 3,
+    workdir: Path | None = None,
+    persistent: bool = False,
+    log_dir: Path | None = None,
+    timeout: float = 30.0,
+) -> RedisClusterProcess:
+    path, owned = _workdir(workdir, "autopay-redis-cluster-")
+    nodes: list[ServerProcess] = []
+    cluster = RedisClusterProcess(nodes, path, owned)
+    try:
+        for i in range(masters):
+            log = log_dir / f"redis-{i}.log" if log_dir else None
+            nodes.append(start_node(path / f"node-{i}", cluster_port(), persistent, log))
+        form(cluster.ports, timeout)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def form(ports: list[int], timeout: float = 30.0) -> None:
+    """Give each node its share of the slots, introduce them, wait for `cluster_state:ok`."""
+    clients = [redis.Redis(port=p, host="127.0.0.1", decode_responses=True) for p in ports]
+    try:
+        share = SLOTS // len(ports)
+        for i, client in enumerate(clients):
+            first = i * share
+            last = SLOTS - 1 if i == len(ports) - 1 else first + share - 1
+            client.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
+        for port in ports[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(_ready(client, len(ports)) for client in clients):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"the Redis Cluster on {ports} did not form in {timeout}s")
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def _ready(client: redis.Redis, size: int) -> bool:
+    info = client.execute_command("CLUSTER", "INFO")
+    if isinstance(info, bytes | str):
+        text = info.decode() if isinstance(info, bytes) else info
+        info = dict(line.split(":", 1) for line in text.split() if ":" in line)
+    return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == size
