@@ -6,7 +6,7 @@ import random
 import string
 
 import httpx
-from prometheus_client import generate_latest
+from prometheus_client import REGISTRY, generate_latest
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
@@ -28,16 +28,19 @@ async def test_the_public_app_does_not_serve_metrics(gw):
 async def test_metrics_count_requests_by_route_and_status(gw):
     shop = await gw.merchant()
     body = {"amount": 777, "card_last4": "6412", "gmail": "karta@gmail.com"}
+    created = {"mode": "live"}
+    before = REGISTRY.get_sample_value("autopay_gateway_orders_created_total", created)
     await gw.post("/api/create-payment", shop.api_key, body)
-    await gw.post("/api/create-payment", shop.api_key, body)
+    await gw.post("/api/create-payment", shop.api_key, body)  # 409: the amount is reserved
     text = generate_latest().decode()
+    after = REGISTRY.get_sample_value("autopay_gateway_orders_created_total", created)
+    assert after == before + 1
     assert (
         'autopay_gateway_requests_total{method="POST",route="/api/create-payment",status="409"}'
         in text
     )
-    assert (
-        'autopay_gateway_request_seconds_count{method="POST",route="/api/create-payment"}' in text
-    )
+    histogram = "autopay_gateway_request_duration_seconds_count"
+    assert f'{histogram}{{method="POST",route="/api/create-payment"}}' in text
 
 
 def gateway_series(text: str) -> set[str]:

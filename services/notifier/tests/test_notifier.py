@@ -505,3 +505,27 @@ async def _finished(store, delivery_id: str) -> bool:
 async def _acked(js, stream: str, seq: int) -> bool:
     info = await js.consumer_info(stream, "notifier")
     return info.delivered.stream_seq >= seq and info.num_ack_pending == 0
+
+
+async def test_the_backlog_gauges_report_the_shared_schedule(store, redis_client):
+    """`autopay_notifier_scheduled_deliveries` counts the schedule; the backlog age is how long
+    the earliest delivery has been due without a claim (a future score is not overdue)."""
+    from prometheus_client import REGISTRY
+
+    from autopay_notifier import metrics
+
+    def gauges() -> tuple[float | None, float | None]:
+        return (
+            REGISTRY.get_sample_value("autopay_notifier_scheduled_deliveries"),
+            REGISTRY.get_sample_value("autopay_notifier_backlog_age_seconds"),
+        )
+
+    assert await store.backlog() == (0, None)
+    metrics.observe_backlog(*await store.backlog(), now=2_000.0)
+    assert gauges() == (0, 0)
+    await redis_client.zadd(store.keys.due, {"later": 5_000.0, "overdue": 1_700.0})
+    assert await store.backlog() == (2, 1_700.0)
+    metrics.observe_backlog(*await store.backlog(), now=2_000.0)
+    assert gauges() == (2, 300.0)
+    metrics.observe_backlog(*await store.backlog(), now=1_000.0)  # nothing due yet
+    assert gauges() == (2, 0)

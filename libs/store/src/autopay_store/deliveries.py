@@ -270,3 +270,12 @@ class DeliveryStore:
 
     async def pending_count(self) -> int:
         return int(await self.redis.zcard(self.keys.due))
+
+    async def backlog(self) -> tuple[int, float | None]:
+        """How many deliveries are scheduled (due now, later, or leased to an attempt), and
+        the score of the earliest one: a past score is a delivery due and not yet claimed."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.due)
+            pipe.zrange(self.keys.due, 0, 0, withscores=True)
+            count, first = await pipe.execute()
+        return int(count), (float(first[0][1]) if first else None)

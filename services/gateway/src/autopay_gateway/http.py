@@ -11,11 +11,11 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from autopay_gateway import metrics
 from autopay_gateway.messages import DEFAULT_BOT_HANDLE, ApiError, negotiate, render
 
 log = structlog.get_logger("autopay_gateway")
@@ -104,23 +104,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
 # --- metrics --------------------------------------------------------------------------------
 
-REQUESTS = Counter(
-    "autopay_gateway_requests_total",
-    "HTTP requests by route and status",
-    ["method", "route", "status"],
-)
-LATENCY = Histogram(
-    "autopay_gateway_request_seconds",
-    "HTTP request latency by route",
-    ["method", "route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-
-
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-"""The method label's values: any other method a client sends is counted as `other`, so no
-client can add series (the route label is a template or `unmatched`, the status a code)."""
-
 
 class MetricsMiddleware:
     """Counts requests and observes latency by route template (pure ASGI, cheap)."""
@@ -145,7 +128,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"] if scope["method"] in METHODS else "other"
+            method = scope["method"] if scope["method"] in metrics.METHODS else "other"
             counter, latency = _series(method, route, status)
             counter.inc()
             latency.observe(time.perf_counter() - started)
@@ -154,4 +137,7 @@ class MetricsMiddleware:
 @functools.lru_cache(maxsize=4096)
 def _series(method: str, route: str, status: int) -> tuple[Any, Any]:
     """The labelled children, looked up once per (method, route template, status)."""
-    return REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route)
+    return (
+        metrics.REQUESTS.labels(method, route, str(status)),
+        metrics.REQUEST_SECONDS.labels(method, route),
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from autopay_contracts import Order, OrderCancelled, OrderCreated, mailbox_id_for, normalize_gmail
+from autopay_gateway import metrics
 from autopay_gateway.cards import Cards
 from autopay_gateway.clock import tashkent
 from autopay_gateway.faults import crash_point
@@ -176,6 +177,7 @@ class Payments:
                 await self._release(mid)
                 raise ApiError(503, "unavailable") from None
             crash_point(self.settings.test_crash_point, "create-after-publish")
+            metrics.order_created(order.test_mode)
             # Off the request's path: a lost removal only makes the sweep publish it again.
             self._background(self.orders.published("created", order.order_id))
             log.info("payment created", amount_tiyin=order.amount_tiyin, test_mode=order.test_mode)

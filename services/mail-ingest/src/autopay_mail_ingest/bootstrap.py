@@ -10,7 +10,7 @@ from faststream.nats import NatsBroker
 
 from autopay_bankmail import parse_notification
 from autopay_contracts.permissions import SERVICES, inbox_prefix
-from autopay_mail_ingest import sandbox
+from autopay_mail_ingest import metrics, sandbox
 from autopay_mail_ingest.config_feed import ConfigFeed
 from autopay_mail_ingest.domain import WatchedMailbox
 from autopay_mail_ingest.leases import Lease
@@ -34,6 +34,8 @@ def build_app(
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsgiFastStream:
     ns = settings.ns
+    metrics.MAILBOXES.factor = settings.silence_factor
+    metrics.MAILBOXES.min_quiet_s = settings.silence_min_seconds
     broker = NatsBroker(
         settings.nats_url,
         inbox_prefix=inbox_prefix("mail-ingest"),  # replies only this service may read

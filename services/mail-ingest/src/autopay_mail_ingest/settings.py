@@ -52,6 +52,11 @@ class IngestSettings(ServiceSettings):
     fetch_chunk: int = Field(default=10, ge=1, le=100)
     """Candidates read whole per FETCH: one mailbox holds at most this × `max_message_bytes`
     of mail in memory at a time."""
+    silence_factor: float = Field(default=10.0, gt=1)
+    """`autopay_ingest_silent_mailboxes` counts a connected mailbox once no bank mail reached
+    it for this many times its usual interval between bank mails ..."""
+    silence_min_seconds: float = Field(default=3600.0, ge=0)
+    """... and for at least this long."""
     evidence_retention_days: int = 30
     dedup_ttl_days: int = 30
     trusted_receiver: str = "mx.google.com"

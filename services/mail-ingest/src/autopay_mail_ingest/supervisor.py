@@ -59,6 +59,8 @@ class Supervisor:
         self.log = get_logger(replica_id=leases.replica_id)
         self._mailboxes: dict[str, WatchedMailbox] = {}
         self._revisions: dict[str, int] = {}
+        self._unreadable: set[str] = set()
+        """Mailboxes whose password no configured key opens (`config_error`)."""
         self._held: dict[str, Lease] = {}
         self._running: dict[str, _Running] = {}
         self._lock = asyncio.Lock()
@@ -99,6 +101,7 @@ class Supervisor:
                     return
                 self._revisions[event.mailbox_id] = event.revision
                 mailbox = await self._decrypt(event)
+                self._set_unreadable(event.mailbox_id, mailbox is None)
                 if mailbox is None:
                     self._mailboxes.pop(event.mailbox_id, None)
                     await self._stop(event.mailbox_id)
@@ -111,11 +114,19 @@ class Supervisor:
             else:
                 self._revisions[event.mailbox_id] = event.revision
                 self._mailboxes.pop(event.mailbox_id, None)
+                self._set_unreadable(event.mailbox_id, False)
                 await self._stop(event.mailbox_id)
                 await self._release([event.mailbox_id])
                 await self.store.health.forget(event.mailbox_id)
                 self.log.info("mailbox.unwatched", mailbox_id=event.mailbox_id)
         self._wake.set()
+
+    def _set_unreadable(self, mailbox_id: str, unreadable: bool) -> None:
+        if unreadable:
+            self._unreadable.add(mailbox_id)
+        else:
+            self._unreadable.discard(mailbox_id)
+        metrics.UNREADABLE_MAILBOXES.set(len(self._unreadable))
 
     async def _decrypt(self, event: MailboxRegistered) -> WatchedMailbox | None:
         try:

@@ -131,6 +131,12 @@ class MailboxWatcher:
 
     async def run(self) -> None:
         """Watch until cancelled; never returns otherwise and never raises on mail problems."""
+        try:
+            await self._watch()
+        finally:
+            metrics.MAILBOXES.forget(self.mailbox.mailbox_id)
+
+    async def _watch(self) -> None:
         attempt = 0
         await self._set_status("connecting")
         while True:
@@ -207,6 +213,7 @@ class MailboxWatcher:
         self.status = status
         if not self._leased():
             return
+        metrics.MAILBOXES.set_state(self.mailbox.mailbox_id, status)
         with contextlib.suppress(Exception):
             await self.store.health.set_status(
                 self.mailbox.mailbox_id,
@@ -590,6 +597,7 @@ class MailboxWatcher:
             await self.store.keep_evidence(mbx.mailbox_id, *evidence)
         await self._publish(event)
         await self.store.mark_seen(mbx.mailbox_id, outcome.message_key, outcome.fingerprint)
+        metrics.MAILBOXES.mail(mbx.mailbox_id, received_at)
         if outcome.is_credit:
             metrics.CREDITS.inc()
             counters: tuple[str, ...] = ("credits",)

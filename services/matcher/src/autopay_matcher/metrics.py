@@ -7,8 +7,24 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from autopay_matcher.deadletters import POISON_KINDS
 
-CREDITS = Counter("autopay_matcher_credits_total", "Credits processed, by outcome", ["outcome"])
+CREDITS = Counter(
+    "autopay_matcher_credits_total",
+    "Credits decided, by outcome (matched, unmatched, ambiguous, duplicate)",
+    ["outcome"],
+)
+OUTCOMES = ("matched", "unmatched", "ambiguous", "duplicate")
 ORDERS_EXPIRED = Counter("autopay_matcher_orders_expired_total", "Orders expired")
+ORDERS_PAID = Counter(
+    "autopay_matcher_orders_paid_total",
+    "Orders paid by a credit the matcher decided, by whether it came after the deadline",
+    ["late"],
+)
+CONFIRMATION_SECONDS = Histogram(
+    "autopay_matcher_confirmation_seconds",
+    "Time from the bank's mail reaching the mailbox to its order being paid (the credit's "
+    "received_at to the decision): what a customer waits for AutoPay once the money is sent",
+    buckets=(0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800),
+)
 MATCH_SECONDS = Histogram(
     "autopay_matcher_match_seconds",
     "Time from a credit's delivery to its outcome events being stored",
@@ -53,6 +69,10 @@ OLDEST_UNDECIDED_AGE = Gauge(
 )
 
 # Every label value exists from the start, so rates and alerts see a 0 before the first event.
+for _outcome in OUTCOMES:
+    CREDITS.labels(outcome=_outcome)
+for _late in ("false", "true"):
+    ORDERS_PAID.labels(late=_late)
 for _cause in RETRY_CAUSES:
     RETRIES.labels(cause=_cause)
 for _kind in POISON_KINDS:

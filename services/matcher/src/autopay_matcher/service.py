@@ -86,6 +86,11 @@ class Matcher:
     def _decided(self, credit: Credit, outcome: MatchOutcome, started: float) -> None:
         metrics.CREDITS.labels(outcome=outcome.kind).inc()
         metrics.MATCH_SECONDS.observe(time.perf_counter() - started)
+        record = outcome.record
+        if outcome.kind == "matched" and record is not None and record.paid_at is not None:
+            metrics.ORDERS_PAID.labels(late="true" if record.late else "false").inc()
+            waited = (record.paid_at - credit.received_at).total_seconds()
+            metrics.CONFIRMATION_SECONDS.observe(max(0.0, waited))
         self._log.info(
             "credit decided",
             credit_id=credit.credit_id,

@@ -10,8 +10,8 @@ import httpx
 import structlog
 from aiogram import Bot
 from aiogram.types import InlineKeyboardMarkup, Message
-from prometheus_client import Counter
 
+from autopay_merchant_bot import metrics
 from autopay_merchant_bot.adapters.gateway import AdminApi, MerchantApi
 from autopay_merchant_bot.adapters.telegram import ChatUnreachable
 from autopay_merchant_bot.settings import MerchantBotSettings
@@ -19,12 +19,6 @@ from autopay_merchant_bot.texts import say
 from autopay_store.merchant_bot import BotChat, MerchantBotStore
 
 log = structlog.get_logger("autopay_merchant_bot")
-
-TOLD = Counter(
-    "autopay_bot_alerts_total",
-    "Alerts the bot told merchants, by kind (a text key) and outcome",
-    ["kind", "outcome"],  # outcome: sent | unreachable
-)
 
 
 @dataclass
@@ -63,14 +57,14 @@ class BotContext:
         chat (recorded by the send queue) or it was recorded unreachable before."""
         if chat.unreachable:
             log.info("alert skipped: chat unreachable", chat_id=chat.chat_id, kind=key)
-            TOLD.labels(key, "unreachable").inc()
+            metrics.alert(key, "unreachable")
             return None
         try:
             sent = await self.bot.send_message(
                 chat.chat_id, say(self.language(chat), key, **values), reply_markup=reply_markup
             )
         except ChatUnreachable:
-            TOLD.labels(key, "unreachable").inc()
+            metrics.alert(key, "unreachable")
             return None
-        TOLD.labels(key, "sent").inc()
+        metrics.alert(key, "sent")
         return sent

@@ -1,4 +1,8 @@
-"""Prometheus metrics of the notifier (served on `/metrics` by `autopay_runtime.health`)."""
+"""Prometheus metrics of the notifier (served on `/metrics` by `autopay_runtime.health`).
+
+Label values come from fixed sets only (`OUTCOMES`, `STATUS_CLASSES`, `ACTIONS`), never a URL,
+a merchant or an order.
+"""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -20,6 +24,14 @@ DEFERRED = Counter(
     "autopay_notifier_deferred_total",
     "Deliveries handed back to the schedule because their endpoint's lane was full",
 )
+SCHEDULED = Gauge(
+    "autopay_notifier_scheduled_deliveries",
+    "Webhook deliveries in the schedule (due, retrying later or in an attempt), all replicas",
+)
+BACKLOG_AGE = Gauge(
+    "autopay_notifier_backlog_age_seconds",
+    "How long the earliest due delivery has waited to be claimed (0: none overdue)",
+)
 ACCEPTED = Counter(
     "autopay_notifier_order_events_total",
     "Order events consumed, by what the notifier did with them",
@@ -27,5 +39,24 @@ ACCEPTED = Counter(
 )
 
 
+OUTCOMES = ("delivered", "failed", "exhausted")
+STATUS_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
+ACTIONS = ("scheduled", "duplicate", "skipped")
+
+# Every label value exists from the start, so rates and alerts see a 0 before the first event.
+for _outcome in OUTCOMES:
+    for _class in STATUS_CLASSES:
+        ATTEMPTS.labels(_outcome, _class)
+for _action in ACTIONS:
+    ACCEPTED.labels(_action)
+
+
+def observe_backlog(scheduled: int, earliest_due: float | None, now: float) -> None:
+    SCHEDULED.set(scheduled)
+    BACKLOG_AGE.set(max(0.0, now - earliest_due) if earliest_due is not None else 0.0)
+
+
 def status_class(code: int | None) -> str:
-    return "none" if code is None else f"{code // 100}xx"
+    if code is None or not 100 <= code <= 599:
+        return "none"
+    return f"{code // 100}xx"

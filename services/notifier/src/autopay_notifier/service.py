@@ -388,6 +388,7 @@ class Notifier:
     async def run_renewer(self) -> None:
         while not self._stopping:
             await wait_event(self._stopped, self.limits.lease_s / 3)
+            await self.observe_backlog()
             held = list(self._held.values())
             if not held:
                 continue
@@ -395,6 +396,15 @@ class Notifier:
                 await self.store.renew(held, self.clock() + self.limits.lease_s)
             except Exception:
                 log.exception("renewing delivery leases failed")
+
+    async def observe_backlog(self) -> None:
+        """Refresh the schedule's gauges (every replica reports the same shared schedule)."""
+        try:
+            scheduled, earliest = await self.store.backlog()
+        except Exception:
+            log.warning("reading the delivery backlog failed", exc_info=True)
+            return
+        metrics.observe_backlog(scheduled, earliest, self.clock())
 
     def start(self) -> None:
         self._stopping = False

@@ -31,15 +31,10 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import Response, TelegramMethod
 from aiolimiter import AsyncLimiter
-from prometheus_client import Counter
+
+from autopay_merchant_bot import metrics
 
 log = structlog.get_logger("autopay_merchant_bot")
-
-SENT = Counter(
-    "autopay_bot_telegram_calls_total",
-    "Bot API calls by outcome",
-    ["outcome"],  # ok | retried | unreachable | failed
-)
 
 PACED_METHODS = frozenset(
     {"sendMessage", "editMessageText", "editMessageReplyMarkup", "sendPhoto", "sendDocument"}
@@ -107,9 +102,9 @@ class SendQueue(BaseRequestMiddleware):
                 response = await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 if attempt == self.attempts:
-                    SENT.labels("failed").inc()
+                    metrics.TELEGRAM_CALLS.labels("failed").inc()
                     raise
-                SENT.labels("retried").inc()
+                metrics.TELEGRAM_CALLS.labels("retried").inc()
                 await asyncio.sleep(min(float(exc.retry_after), self.max_backoff_s))
                 continue
             except TelegramForbiddenError as exc:
@@ -119,22 +114,22 @@ class SendQueue(BaseRequestMiddleware):
                 if chat_id is not None and any(h in exc.message.lower() for h in UNREACHABLE_HINTS):
                     await self._unreachable(chat_id, exc.message)
                     raise ChatUnreachable(chat_id, exc.message) from exc
-                SENT.labels("failed").inc()
+                metrics.TELEGRAM_CALLS.labels("failed").inc()
                 raise
             except (TelegramNetworkError, TelegramServerError):
                 if attempt == self.attempts:
-                    SENT.labels("failed").inc()
+                    metrics.TELEGRAM_CALLS.labels("failed").inc()
                     raise
-                SENT.labels("retried").inc()
+                metrics.TELEGRAM_CALLS.labels("retried").inc()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
-            SENT.labels("ok").inc()
+            metrics.TELEGRAM_CALLS.labels("ok").inc()
             return response
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _unreachable(self, chat_id: int | str | None, reason: str) -> None:
-        SENT.labels("unreachable").inc()
+        metrics.TELEGRAM_CALLS.labels("unreachable").inc()
         log.warning("telegram refuses the chat", chat_id=chat_id, reason=reason[:120])
         if (
             chat_id is not None

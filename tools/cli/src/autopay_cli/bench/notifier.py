@@ -347,6 +347,7 @@ def _log_metrics(http_port: int) -> None:
             line
             for line in text.splitlines()
             if line.startswith(("autopay_notifier_deferred_total", "autopay_notifier_attempts"))
+            and not line.endswith(" 0.0")  # the pre-initialised series nothing reached
         )
     )
 
