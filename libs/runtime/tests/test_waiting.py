@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 
-from autopay_runtime.waiting import wait_event
+from autopay_runtime.waiting import cancel_and_wait, wait_event
 
 
 async def forever(event: asyncio.Event, wait) -> None:
@@ -54,3 +54,31 @@ async def test_it_returns_whether_the_event_was_set():
     assert await wait_event(event, 0.01) is False
     event.set()
     assert await wait_event(event, 10) is True
+
+
+async def test_cancel_and_wait_stops_a_task_that_swallowed_its_first_cancellation():
+    swallowed = []
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(True)  # as a client retrying a cut-short command does
+
+    task = asyncio.ensure_future(stubborn())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task, retry_s=0.05)
+    assert task.cancelled() and swallowed == [True]
+
+
+async def test_cancel_and_wait_retrieves_the_error_a_task_ended_with():
+    async def failing() -> None:
+        raise RuntimeError("boom")
+
+    task = asyncio.ensure_future(failing())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)
+    assert isinstance(task.exception(), RuntimeError)

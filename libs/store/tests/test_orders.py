@@ -387,3 +387,54 @@ async def test_outbox_lists_creates_and_cancels_until_published(book):
     with pytest.raises(KeyError):
         await book.cancel("77777", T0)
     assert await book.unpublished(later) == []
+
+
+async def test_deadlines_spread_over_shards_and_older_unsharded_ones_still_expire(
+    redis_client, redis_prefix
+):
+    """Cards' deadlines land in several shards (no key takes every create); a deadline in
+    the unsharded set that data from before the shards has is claimed and cleared too."""
+    keys = Keys(redis_prefix)
+    book = OrderBook(redis_client, keys)
+    cards = [f"{n:04d}" for n in range(12)]
+    for i, last4 in enumerate(cards):
+        await book.create(order(str(10001 + i), card_last4=last4))
+    shards = {keys.deadline_shard_of(MBX, last4) for last4 in cards}
+    assert len(shards) > 3
+    assert not await redis_client.exists(keys.deadlines)
+    legacy = order("10100", card_last4="0100")
+    await book.create(legacy)
+    member = f"{MBX}:0100:10100"
+    await redis_client.zrem(keys.deadline_shard_of(MBX, "0100"), member)
+    await redis_client.zadd(keys.deadlines, {member: legacy.expires_at.timestamp()})
+    later = legacy.expires_at + timedelta(seconds=1)
+    due = await book.claim_due(later, lease_s=30, limit=500)
+    assert sorted(due) == sorted([str(10001 + i) for i in range(12)] + ["10100"])
+    assert await book.claim_due(later, lease_s=30, limit=500) == []  # leased
+    for order_id in due:
+        await book.clear_deadline(order_id)
+    assert await book.due(later + timedelta(minutes=5)) == []
+
+
+async def test_id_blocks_start_at_10001_and_every_block_lies_above_the_ones_before(
+    redis_client, redis_prefix
+):
+    """Two processes (books) leasing blocks of 3: each hands out increasing ids, no id twice,
+    and a block leased later is above every earlier one."""
+    first = OrderBook(redis_client, Keys(redis_prefix), id_block=3)
+    second = OrderBook(redis_client, Keys(redis_prefix), id_block=3)
+    a = [await first.next_order_id() for _ in range(2)]
+    b = [await second.next_order_id() for _ in range(4)]
+    c = [await first.next_order_id() for _ in range(2)]
+    assert a == ["10001", "10002"] and b == ["10004", "10005", "10006", "10007"]
+    assert c == ["10003", "10010"]
+    everything = a + b + c
+    assert len(set(everything)) == len(everything)
+    single = OrderBook(redis_client, Keys(redis_prefix))
+    assert await single.next_order_id() == "10013"  # above every block leased
+
+
+async def test_id_blocks_are_handed_out_once_under_concurrency(redis_client, redis_prefix):
+    book = OrderBook(redis_client, Keys(redis_prefix), id_block=7)
+    ids = await asyncio.gather(*(book.next_order_id() for _ in range(50)))
+    assert sorted(int(i) for i in ids) == list(range(10001, 10051))

@@ -35,7 +35,7 @@ async def test_create_loads_a_script_redis_does_not_know(book, redis_client):
 
 @pytest.mark.parametrize("free_tail", [False, True])
 async def test_a_failed_deadline_write_voids_the_created_order(book, redis_client, free_tail):
-    await redis_client.set(book.keys.deadlines, "not a zset")
+    await redis_client.set(book.keys.deadline_shard_of(MBX, "6412"), "not a zset")
     with pytest.raises(ResponseError):
         if free_tail:
             await book.create_with_free_tail(order("10001"), 5_003_600, range(100, 200, 100))
@@ -43,25 +43,25 @@ async def test_a_failed_deadline_write_voids_the_created_order(book, redis_clien
             await book.create(order("10001"))
     assert await book.get("10001") is None
     assert not await redis_client.exists(book.keys.order(MBX, "6412", "10001"))
-    await redis_client.delete(book.keys.deadlines)
+    await redis_client.delete(book.keys.deadline_shard_of(MBX, "6412"))
     again = await book.create(order("10002"))
     assert again.status == "waiting"
 
 
 async def test_a_failed_deadline_write_with_an_unloaded_script_creates_nothing(book, redis_client):
-    await redis_client.set(book.keys.deadlines, "not a zset")
+    await redis_client.set(book.keys.deadline_shard_of(MBX, "6412"), "not a zset")
     await redis_client.script_flush()
     with pytest.raises(ResponseError):
         await book.create(order("10001"))
     assert not await redis_client.exists(book.keys.order(MBX, "6412", "10001"))
-    await redis_client.delete(book.keys.deadlines)
+    await redis_client.delete(book.keys.deadline_shard_of(MBX, "6412"))
     assert (await book.create(order("10002"))).status == "waiting"
 
 
 async def test_a_failed_retry_of_an_existing_order_keeps_it_findable(book, redis_client):
     first = await book.create(order("10001"))
-    await redis_client.set(book.keys.deadlines, "not a zset")
+    await redis_client.set(book.keys.deadline_shard_of(MBX, "6412"), "not a zset")
     with pytest.raises(ResponseError):
         await book.create(order("10001"))
-    await redis_client.delete(book.keys.deadlines)
+    await redis_client.delete(book.keys.deadline_shard_of(MBX, "6412"))
     assert await book.get("10001") == first

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
-import redis
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
@@ -26,6 +25,7 @@ from starlette.testclient import TestClient
 
 from autopay_contracts import provision_streams
 from autopay_gateway.bootstrap import build_app
+from autopay_runtime.connections import open_redis
 from autopay_store.accounts import Accounts
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
@@ -38,7 +38,7 @@ async def _prepare(gateway_settings, namespace) -> str:
     client = await nats.connect(gateway_settings.nats_url)
     await provision_streams(client.jetstream(), namespace)
     await client.drain()
-    r = redis.asyncio.Redis.from_url(gateway_settings.redis_url, decode_responses=True)
+    r = open_redis(gateway_settings.redis_url)
     accounts = Accounts(
         r, Keys(gateway_settings.redis_prefix), SecretBox(gateway_settings.secret_keys)
     )
@@ -56,7 +56,7 @@ async def _cleanup(gateway_settings, namespace) -> None:
         if name.config.name.startswith(namespace.stream_name("")):
             await js.delete_stream(name.config.name)
     await client.drain()
-    r = redis.asyncio.Redis.from_url(gateway_settings.redis_url, decode_responses=True)
+    r = open_redis(gateway_settings.redis_url)
     keys = [k async for k in r.scan_iter(match=f"{gateway_settings.redis_prefix}*")]
     if keys:
         await r.delete(*keys)

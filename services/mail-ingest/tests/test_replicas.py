@@ -28,6 +28,7 @@ from autopay_contracts import (
 )
 from autopay_mail_ingest.bootstrap import build_app
 from autopay_mail_ingest.settings import IngestSettings
+from autopay_store import scripts
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
 from autopay_testing.imap import ImapServer
@@ -132,7 +133,7 @@ async def test_two_replicas_split_the_mailboxes_and_survive_a_crash(
             await js.publish(event.subject(namespace), event.to_bytes(), headers=event.headers())
 
         async def holders() -> list[str | None]:
-            return await redis_client.mget(lease_keys)
+            return await scripts.get_many(redis_client, lease_keys)
 
         async def watched_once(owners: set[str]) -> bool:
             held = await holders()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,15 +15,44 @@ from autopay_contracts import STREAMS, Namespace
 from autopay_runtime.settings import is_cluster_url
 
 
-def open_redis(url: str, **options: Any) -> aioredis.Redis:
+class WaitingRedisCluster(RedisCluster):
+    """A Cluster client whose commands and pipelines wait for one of `max_in_flight` places
+    instead of failing (`MaxConnectionsError`) when more run at once than its per-node pools
+    hold, as a `BlockingConnectionPool` makes a single Redis's client wait."""
+
+    def __init__(self, *args: Any, max_in_flight: int, **kwargs: Any) -> None:
+        kwargs["max_connections"] = max(max_in_flight, kwargs.get("max_connections") or 0)
+        super().__init__(*args, **kwargs)
+        self._places = asyncio.Semaphore(max_in_flight)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._places:
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        pipe = super().pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def waiting_execute(*a: Any, **kw: Any) -> Any:
+            async with self._places:  # one connection per node the pipeline reaches
+                return await execute(*a, **kw)
+
+        pipe.execute = waiting_execute  # type: ignore[method-assign]
+        return pipe
+
+
+def open_redis(url: str, max_in_flight: int | None = None, **options: Any) -> aioredis.Redis:
     """A client for `url`: a `RedisCluster` (typed as the `Redis` it stands in for) for a
     `redis+cluster://` URL, which discovers every node from the one it names; else a `Redis`.
+    With `max_in_flight`, a Cluster client waits for a place past that many commands at once.
     `options` are redis-py's (`decode_responses` defaults to True)."""
     options.setdefault("decode_responses", True)
     if not is_cluster_url(url):
         return aioredis.Redis.from_url(url, **options)
     parts = urlsplit(url)
     plain = urlunsplit((parts.scheme.removesuffix("+cluster"), *parts[1:]))
+    if max_in_flight is not None:
+        return WaitingRedisCluster.from_url(plain, max_in_flight=max_in_flight, **options)  # type: ignore[return-value]
     return RedisCluster.from_url(plain, **options)  # type: ignore[return-value]
 
 

@@ -24,3 +24,14 @@ async def wait_event(event: asyncio.Event, seconds: float) -> bool:
         if not waiter.done():
             waiter.cancel()
     return event.is_set()
+
+
+async def cancel_and_wait(task: asyncio.Future, retry_s: float = 0.5) -> None:
+    """Cancel `task` and wait until it is over, cancelling it again every `retry_s` while it
+    runs on: a cancellation a library swallowed (a Redis Cluster client retrying a command
+    the cancellation cut short, one of the races above) must not leave shutdown waiting."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=retry_s)
+    if not task.cancelled():
+        task.exception()  # retrieved: an error the task ended with was logged where it arose

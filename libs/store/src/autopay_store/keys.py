@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+
+DEADLINE_SHARDS = 16
+"""Fixed: a card's shard is derived from it, so every process must agree on the count."""
 
 
 def glob_escape(value: str) -> str:
@@ -36,8 +40,23 @@ class Keys:
 
     @property
     def deadlines(self) -> str:
-        """ZSET of `<mailbox_id>:<card_last4>:<order_id>` scored by expiry time (epoch s)."""
+        """ZSET of `<mailbox_id>:<card_last4>:<order_id>` scored by expiry time (epoch s): the
+        one set of the deadlines before they were sharded, still read until it is empty."""
         return f"{self.prefix}:deadlines"
+
+    def deadline_shard(self, shard: int) -> str:
+        """One of `DEADLINE_SHARDS` ZSETs like `deadlines`; a card's orders go to one shard
+        (`deadline_shard_of`), so no single key takes every create of a Redis Cluster."""
+        return f"{self.prefix}:deadlines:{shard}"
+
+    def deadline_shard_of(self, mailbox_id: str, card_last4: str) -> str:
+        shard = zlib.crc32(f"{mailbox_id}:{card_last4}".encode()) % DEADLINE_SHARDS
+        return self.deadline_shard(shard)
+
+    @property
+    def every_deadline_set(self) -> list[str]:
+        """The shards and the unsharded set of older data: where a scanner looks."""
+        return [self.deadlines, *(self.deadline_shard(i) for i in range(DEADLINE_SHARDS))]
 
     @property
     def outbox(self) -> str:

@@ -169,8 +169,9 @@ class MailboxMigration:
             elif rest.startswith("merchant:") and rest.endswith(":cards") and rest.count(":") == 2:
                 for raw in (await self.redis.hgetall(key)).values():
                     found.cards.append(Card(**json.loads(raw)))
-        async for member, score in self.redis.zscan_iter(self.keys.deadlines):
-            found.deadlines.setdefault(member.split(":", 1)[0], {})[member] = score
+        for deadlines in self.keys.every_deadline_set:
+            async for member, score in self.redis.zscan_iter(deadlines):
+                found.deadlines.setdefault(member.split(":", 1)[0], {})[member] = score
         await self._addresses(found, config)
         return found
 

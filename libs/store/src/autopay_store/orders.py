@@ -31,11 +31,12 @@ those keys carry the same hash tag, so they are in the script's slot.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
@@ -171,6 +172,10 @@ def _match_outcome(result: list) -> MatchOutcome:
 # --- the book -----------------------------------------------------------------------------
 
 
+ORDER_ID_BASE = 10000
+"""Order ids are this plus the sequence's value: the first is 10001."""
+
+
 class OrderBook:
     """All order state. Times are passed in (never read from a clock inside) for testability."""
 
@@ -181,9 +186,14 @@ class OrderBook:
         quarantine_s: int = 900,
         window_lead_s: int = 60,
         retention_s: int = DEFAULT_RETENTION_S,
+        id_block: int = 1,
     ) -> None:
         self.redis = redis
         self.keys = keys
+        self.id_block = max(1, id_block)
+        """Order ids taken from the global sequence at a time (`next_order_id`)."""
+        self._ids: range = range(0)
+        self._ids_lock = asyncio.Lock()
         self.quarantine_s = quarantine_s
         self.window_lead_s = window_lead_s
         self.retention_s = retention_s
@@ -231,7 +241,7 @@ class OrderBook:
                 ex=ttl,
             )
             pipe.zadd(
-                self.keys.deadlines,
+                self.keys.deadline_shard_of(order.mailbox_id, order.card_last4),
                 {
                     self._deadline_member(
                         order.mailbox_id, order.card_last4, order.order_id
@@ -243,18 +253,28 @@ class OrderBook:
     async def _unregister(self, order: Order) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(self.keys.order_locator(order.order_id))
-            pipe.zrem(
-                self.keys.deadlines,
-                self._deadline_member(order.mailbox_id, order.card_last4, order.order_id),
-            )
+            self._queue_drop_deadline(pipe, (order.mailbox_id, order.card_last4), order.order_id)
             pipe.zrem(self.keys.outbox, _outbox_member("created", order.order_id))
             await pipe.execute()
 
     # --- orders -------------------------------------------------------------------------
 
     async def next_order_id(self) -> str:
-        """Next id of the global sequence: "10001", "10002", ..."""
-        return str(10000 + int(await self.redis.incr(self.keys.order_sequence)))
+        """Next id of the global sequence: "10001", "10002", ...
+
+        With an `id_block` above 1 this book leases that many ids at once (one INCRBY), so the
+        sequence's key is touched once per block instead of once per order: ids still start at
+        10001 and each block lies above every block leased before it, but two processes hand
+        out theirs interleaved, and the unused rest of a block is skipped when its process
+        stops (as the id of a refused request is)."""
+        if self.id_block == 1:
+            return str(ORDER_ID_BASE + int(await self.redis.incr(self.keys.order_sequence)))
+        async with self._ids_lock:
+            if not self._ids:
+                top = int(await self.redis.incrby(self.keys.order_sequence, self.id_block))
+                self._ids = range(top - self.id_block + 1, top + 1)
+            value, self._ids = self._ids[0], self._ids[1:]
+        return str(ORDER_ID_BASE + value)
 
     async def create(self, order: Order) -> OrderRecord:
         """Reserve `order.amount_tiyin` on its card and store the order `waiting`.
@@ -326,7 +346,10 @@ class OrderBook:
                 f"{order.mailbox_id}:{order.card_last4}",
                 ex=ttl,
             )
-            pipe.zadd(self.keys.deadlines, {member: order.expires_at.timestamp()})
+            pipe.zadd(
+                self.keys.deadline_shard_of(order.mailbox_id, order.card_last4),
+                {member: order.expires_at.timestamp()},
+            )
             pipe.zadd(
                 self.keys.outbox,
                 {_outbox_member("created", order.order_id): order.created_at.timestamp()},
@@ -445,7 +468,7 @@ class OrderBook:
                 raise KeyError(order_id)
             raise TransitionNotAllowed(outcome)  # type: ignore[arg-type]
         if outcome == "ok" and where:
-            await self.redis.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
+            await self._drop_deadline(where, order_id)
         record = await self.get(order_id)
         if record is None:
             raise KeyError(order_id)
@@ -467,7 +490,7 @@ class OrderBook:
             raise TransitionNotAllowed(outcome)  # type: ignore[arg-type]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(self.keys.order_locator(order_id))
-            pipe.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
+            self._queue_drop_deadline(pipe, where, order_id)
             pipe.zrem(self.keys.outbox, _outbox_member("created", order_id))
             await pipe.execute()
 
@@ -508,7 +531,7 @@ class OrderBook:
             if verdict == "unknown":
                 raise KeyError(order_id)
             raise TransitionNotAllowed(verdict.removeprefix("order_"))  # type: ignore[arg-type]
-        await self.redis.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
+        await self._drop_deadline(where, order_id)
         record = _record(_pairs(result[1]))
         assert record is not None
         return record
@@ -604,36 +627,48 @@ class OrderBook:
 
     # --- deadlines ----------------------------------------------------------------------
 
+    def _queue_drop_deadline(self, pipe: Any, where: tuple[str, str], order_id: str) -> None:
+        """Remove the order's deadline from its card's shard, and from the unsharded set an
+        order made before the shards may still be in."""
+        member = self._deadline_member(*where, order_id)
+        pipe.zrem(self.keys.deadline_shard_of(*where), member)
+        pipe.zrem(self.keys.deadlines, member)
+
+    async def _drop_deadline(self, where: tuple[str, str], order_id: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._queue_drop_deadline(pipe, where, order_id)
+            await pipe.execute()
+
     async def due(self, now: datetime, limit: int = 500) -> list[str]:
-        """Order ids whose deadline has passed and that may still be waiting."""
-        members = await self.redis.zrangebyscore(
-            self.keys.deadlines, "-inf", now.timestamp(), start=0, num=limit
-        )
-        return [_s(m).rsplit(":", 1)[1] for m in members]
+        """Order ids whose deadline has passed and that may still be waiting (at most `limit`
+        from each deadline set)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self.keys.every_deadline_set:
+                pipe.zrangebyscore(key, "-inf", now.timestamp(), start=0, num=limit)
+            found = await pipe.execute()
+        return [_s(m).rsplit(":", 1)[1] for members in found for m in members]
 
     async def claim_due(self, now: datetime, lease_s: float = 30.0, limit: int = 500) -> list[str]:
         """Like `due`, but moves the claimed deadlines `lease_s` into the future, so another
         scanner replica skips them while this one works; `clear_deadline` when done, else they
-        come back after the lease."""
-        members = await self._claim_due(
-            keys=[self.keys.deadlines],
-            args=[now.timestamp(), now.timestamp() + lease_s, limit],
-        )
-        return [_s(m).rsplit(":", 1)[1] for m in members]
+        come back after the lease. Each deadline set gives at most its share of `limit`."""
+        sets = self.keys.every_deadline_set
+        share = max(1, -(-limit // len(sets)))
+        args = [now.timestamp(), now.timestamp() + lease_s, share]
+        claimed = scripts.first_error(await self._claim_due.many([([key], args) for key in sets]))
+        return [_s(m).rsplit(":", 1)[1] for members in claimed for m in members]
 
     async def clear_deadline(self, order_id: str) -> None:
         where = await self._locate(order_id)
         if where is None:
-            stale = [
-                member
-                async for member, _ in self.redis.zscan_iter(
-                    self.keys.deadlines, match=f"*:{order_id}"
-                )
-            ]
-            if stale:
-                await self.redis.zrem(self.keys.deadlines, *stale)
+            for key in self.keys.every_deadline_set:
+                stale = [
+                    member async for member, _ in self.redis.zscan_iter(key, match=f"*:{order_id}")
+                ]
+                if stale:
+                    await self.redis.zrem(key, *stale)
             return
-        await self.redis.zrem(self.keys.deadlines, self._deadline_member(*where, order_id))
+        await self._drop_deadline(where, order_id)
 
     async def expire(self, order_id: str, now: datetime) -> OrderRecord | None:
         """`waiting → expired` if still waiting at `now >= expires_at`; returns the record when it

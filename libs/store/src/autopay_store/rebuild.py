@@ -54,10 +54,7 @@ from autopay_store.deliveries import DeliveryStore, NewDelivery
 from autopay_store.journal import AccountJournal, RestoreReport
 from autopay_store.ledger import Ledger, replay_ledger
 from autopay_store.mailboxes import MailboxOwners
-from autopay_store.orders import OrderBook, OrderRecord
-
-ORDER_ID_BASE = 10000
-"""`OrderBook.next_order_id` returns `ORDER_ID_BASE + INCR(sequence)`."""
+from autopay_store.orders import ORDER_ID_BASE, OrderBook, OrderRecord
 
 OrderOrCredit = TypeVar("OrderOrCredit", Order, Credit)
 

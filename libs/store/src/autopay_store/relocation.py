@@ -126,8 +126,14 @@ class Relocation:
         """Deadline members `<old>:<last4>:<order id>` (with their scores) → the new id."""
         for member, score in members.items():
             card_and_order = member.removeprefix(f"{self.old}:")
+            card_last4 = card_and_order.split(":", 1)[0]
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(self.keys.deadlines, {f"{self.new}:{card_and_order}": score}, nx=True)
+                pipe.zadd(
+                    self.keys.deadline_shard_of(self.new, card_last4),
+                    {f"{self.new}:{card_and_order}": score},
+                    nx=True,
+                )
+                pipe.zrem(self.keys.deadline_shard_of(self.old, card_last4), member)
                 pipe.zrem(self.keys.deadlines, member)
                 await pipe.execute()
             self.moved.deadlines += 1

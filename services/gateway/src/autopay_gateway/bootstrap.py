@@ -25,6 +25,7 @@ from autopay_gateway.webhooks import Webhooks
 from autopay_runtime.connections import dependency_checks
 from autopay_runtime.health import failing_checks
 from autopay_runtime.publishing import EventPublisher
+from autopay_runtime.waiting import cancel_and_wait
 from autopay_store.accounts import Accounts
 from autopay_store.deliveries import DeliveryKeys, DeliveryStore
 from autopay_store.idempotency import IdempotencyStore
@@ -73,6 +74,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             keys,
             quarantine_s=settings.quarantine_seconds,
             window_lead_s=settings.window_lead_seconds,
+            id_block=settings.order_ids_per_lease,
         )
         app.state.gateway = Gateway(
             settings=settings,
@@ -116,10 +118,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             yield
         finally:
             for sweep in sweeps:
-                sweep.cancel()
-            for sweep in sweeps:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+                await cancel_and_wait(sweep)
             await broker.stop()
             await redis.aclose()
 

@@ -55,6 +55,12 @@ class GatewaySettings(ServiceSettings):
     )
     auth_cache_seconds: float = Field(1.0, ge=0, description="How long a merchant is cached")
     idempotency_ttl_seconds: int = 24 * 3600
+    order_id_block: int | None = Field(
+        None,
+        ge=1,
+        description="Order ids leased from the global sequence at a time; default 1 (dense "
+        "ids) on one Redis, 100 on a Redis Cluster (the sequence's key is not hot)",
+    )
     idempotency_pending_seconds: int = Field(
         60,
         ge=1,
@@ -75,6 +81,12 @@ class GatewaySettings(ServiceSettings):
     def admin_enabled(self) -> bool:
         """The admin API is served only with both a token and a port of its own."""
         return bool(self.admin_token.get_secret_value()) and self.admin_port != 0
+
+    @property
+    def order_ids_per_lease(self) -> int:
+        if self.order_id_block is not None:
+            return self.order_id_block
+        return 100 if self.redis_cluster else 1
 
     @model_validator(mode="after")
     def _admin_port_apart(self):

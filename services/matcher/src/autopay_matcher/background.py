@@ -9,9 +9,8 @@ in the middle of a call, leaving the loop to run on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from autopay_runtime.waiting import wait_event
+from autopay_runtime.waiting import cancel_and_wait, wait_event
 
 
 class BackgroundLoop:
@@ -30,9 +29,7 @@ class BackgroundLoop:
         task, self._task = self._task, None
         self._stopped.set()
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     @property
     def stopping(self) -> bool:

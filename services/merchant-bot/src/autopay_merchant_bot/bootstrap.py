@@ -28,6 +28,7 @@ from autopay_merchant_bot.flows import routers
 from autopay_merchant_bot.settings import MerchantBotSettings
 from autopay_runtime.connections import dependency_checks, redis_client
 from autopay_runtime.health import health_routes
+from autopay_runtime.waiting import cancel_and_wait
 from autopay_store.keys import Keys
 from autopay_store.merchant_bot import MerchantBotStore
 from autopay_store.secrets import SecretBox
@@ -135,10 +136,7 @@ def build_app(settings: MerchantBotSettings) -> AsgiFastStream:
         with contextlib.suppress(RuntimeError):
             await dp.stop_polling()
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
 
     async def close_clients() -> None:
         await bot.session.close()

@@ -39,11 +39,11 @@ def notifier_redis(settings: NotifierSettings) -> aioredis.Redis:
     """A bounded pool that *waits* for a free connection: thousands of concurrent attempts
     each record their outcome, and redis-py's default pool fails at once past 100
     connections (an attempt that cannot record its outcome is re-sent after its lease). A
-    Redis Cluster client keeps a pool per node, of that size each."""
+    Redis Cluster client waits likewise, for one of that many places."""
     if settings.redis_cluster:
         return open_redis(
             settings.redis_url,
-            max_connections=settings.redis_max_connections,
+            max_in_flight=settings.redis_max_connections,
             client_name="notifier",
             socket_timeout=5,
             socket_connect_timeout=5,

@@ -56,7 +56,7 @@ from autopay_notifier.domain import (
     webhook_payload,
 )
 from autopay_notifier.ssrf import DestinationRefused, GuardPolicy, check_url
-from autopay_runtime.waiting import wait_event
+from autopay_runtime.waiting import cancel_and_wait, wait_event
 from autopay_store.deliveries import Claim, DeliveryStore, NewDelivery
 
 log = structlog.get_logger("autopay_notifier")
@@ -425,11 +425,8 @@ class Notifier:
             if loop is None:
                 continue
             _, running = await asyncio.wait({loop}, timeout=2.0)
-            while running:
-                loop.cancel()
-                _, running = await asyncio.wait({loop}, timeout=1.0)
-                if running:
-                    log.error("a notifier loop ignores its cancellation; cancelling again")
+            if running:
+                await cancel_and_wait(loop, retry_s=1.0)
         self._scheduler = self._renewer = None
         for lane in self._lanes.values():
             metrics.QUEUED.dec(len(lane.queue))
