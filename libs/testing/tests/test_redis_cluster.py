@@ -32,3 +32,32 @@ def test_the_cluster_mode_is_said_by_the_url_or_the_setting(monkeypatch):
     monkeypatch.delenv("AUTOPAY_REDIS_CLUSTER")
     monkeypatch.setenv("AUTOPAY_REDIS_URL", "rediss+cluster://u:p@10.0.0.5:7000/0")
     assert ServiceSettings().redis_cluster is True
+
+
+async def test_a_killed_node_restarts_on_its_port_and_the_cluster_is_whole_again(tmp_path):
+    """What the dev stack's supervisor does with a dead node (and a restart of the stack)."""
+    from autopay_testing.redis_cluster import start_node, wait_formed
+
+    with start_redis_cluster(3, workdir=tmp_path, persistent=True, password="pw") as cluster:
+        client = open_redis(cluster.url.replace("//", "//:pw@"))
+        try:
+            keys = [f"k{i}" for i in range(30)]
+            for key in keys:
+                await client.set(key, "v")
+            victim = cluster.nodes[1]
+            victim.process.kill()
+            victim.process.wait(10)
+            cluster.nodes[1] = start_node(
+                tmp_path / "node-1", victim.port, persistent=True, log_file=None, password="pw"
+            )
+            wait_formed(cluster.ports, password="pw")
+            assert await client.mget_nonatomic(keys) == ["v"] * 30  # its AOF kept its keys
+        finally:
+            await client.aclose()
+        ports = cluster.ports
+    with start_redis_cluster(3, workdir=tmp_path, persistent=True, password="pw", ports=ports):
+        again = open_redis(f"redis+cluster://:pw@127.0.0.1:{ports[0]}/0")
+        try:
+            assert await again.get("k7") == "v"
+        finally:
+            await again.aclose()

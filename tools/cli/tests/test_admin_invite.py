@@ -34,9 +34,9 @@ def test_invite_create_prints_a_redeemable_code(redis_env, redis_url, redis_pref
     assert abs(expires - (datetime.now(UTC) + timedelta(days=3))) < timedelta(minutes=1)
 
     async def redeem_all() -> list[bool]:
-        import redis.asyncio as aioredis
+        from autopay_runtime.connections import open_redis
 
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        client = open_redis(redis_url)
         try:
             invites = Invites(client, Keys(redis_prefix))
             return [await invites.redeem(invite["code"], datetime.now(UTC)) for _ in range(3)]

@@ -5,7 +5,6 @@ import json
 
 import nats
 import pytest
-import redis
 from typer.testing import CliRunner
 
 from autopay_cli.main import app
@@ -19,6 +18,7 @@ from autopay_contracts import (
 from autopay_store.accounts import Card
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
+from autopay_testing.redis_cluster import sync_client
 
 runner = CliRunner()
 
@@ -101,7 +101,7 @@ def test_migrate_mailboxes_moves_a_dotted_mailbox_once(
     keys = Keys(redis_prefix)
     old = legacy_mailbox_id_for("k.arta@gmail.com")
     card = Card(5, shop, "6412", "k.arta@gmail.com", old)
-    with redis.Redis.from_url(redis_url, decode_responses=True) as legacy:  # as the old code did
+    with sync_client(redis_url) as legacy:  # as the old code did
         legacy.set(keys.card_owner(old, "6412"), f"{shop}:5")
         legacy.hset(keys.merchant_cards(shop), "5", json.dumps(card.__dict__))
 
@@ -162,9 +162,7 @@ def test_tariffs_give_merchants_their_limits_and_rate(cli_env, redis_url, redis_
         app, ["admin", "merchant", "create", "--name", "Big", "--tariff", "Premium", "--json"]
     )
     merchant_id = json.loads(on_tariff.output)["merchant_id"]
-    stored = redis.Redis.from_url(redis_url, decode_responses=True).hgetall(
-        Keys(redis_prefix).merchant(merchant_id)
-    )
+    stored = sync_client(redis_url).hgetall(Keys(redis_prefix).merchant(merchant_id))
     assert (stored["tariff_name"], stored["max_payments"]) == ("Premium", "5000")
     assert (float(stored["rate_per_s"]), stored["rate_burst"]) == (50.0, "80")
 

@@ -85,13 +85,25 @@ class RedisClusterProcess:
         self.stop()
 
 
-def start_node(workdir: Path, port: int, persistent: bool, log_file: Path | None) -> ServerProcess:
+def start_node(
+    workdir: Path,
+    port: int,
+    persistent: bool,
+    log_file: Path | None,
+    password: str | None = None,
+    acl_users: tuple[str, ...] = (),
+) -> ServerProcess:
     """One cluster node (its `nodes.conf` and AOF in `workdir`); restartable on the same
-    directory and port, where it finds its slots and peers again."""
+    directory and port, where it finds its slots and peers again. `password` and `acl_users`
+    as for `start_redis` (every node gets the same users)."""
     workdir.mkdir(parents=True, exist_ok=True)
     args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
     args += ["--dir", str(workdir), "--save", "", "--protected-mode", "no"]
     args += ["--appendonly", "yes" if persistent else "no"]
+    if password is not None:
+        args += ["--requirepass", password]
+    for acl in acl_users:
+        args += ["--user", *acl.split()]
     args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
     args += ["--cluster-node-timeout", "3000", "--cluster-require-full-coverage", "yes"]
     url = f"redis://127.0.0.1:{port}/0"
@@ -104,24 +116,61 @@ def start_redis_cluster(
     persistent: bool = False,
     log_dir: Path | None = None,
     timeout: float = 30.0,
+    password: str | None = None,
+    acl_users: tuple[str, ...] = (),
+    ports: list[int] | None = None,
 ) -> RedisClusterProcess:
+    """`masters` nodes on free ports, formed into one cluster. Given the `ports` of a cluster
+    formed before in `workdir` (its nodes' `nodes.conf`), the nodes start on them again and
+    find each other: nothing is formed anew."""
     path, owned = _workdir(workdir, "autopay-redis-cluster-")
     nodes: list[ServerProcess] = []
     cluster = RedisClusterProcess(nodes, path, owned)
+    formed = ports is not None and all(
+        (path / f"node-{i}" / "nodes.conf").exists() for i in range(len(ports))
+    )
+    ports = ports or [cluster_port() for _ in range(masters)]
     try:
-        for i in range(masters):
+        for i, port in enumerate(ports):
             log = log_dir / f"redis-{i}.log" if log_dir else None
-            nodes.append(start_node(path / f"node-{i}", cluster_port(), persistent, log))
-        form(cluster.ports, timeout)
+            nodes.append(start_node(path / f"node-{i}", port, persistent, log, password, acl_users))
+        if formed:
+            wait_formed(cluster.ports, timeout, password)
+        else:
+            form(cluster.ports, timeout, password)
     except BaseException:
         cluster.stop()
         raise
     return cluster
 
 
-def form(ports: list[int], timeout: float = 30.0) -> None:
+def _clients(ports: list[int], password: str | None) -> list[redis.Redis]:
+    return [
+        redis.Redis(port=p, host="127.0.0.1", password=password, decode_responses=True)
+        for p in ports
+    ]
+
+
+def wait_formed(ports: list[int], timeout: float = 30.0, password: str | None = None) -> None:
+    """Until every node says `cluster_state:ok` and knows all the others."""
+    clients = _clients(ports, password)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                if all(_ready(client, len(ports)) for client in clients):
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"the Redis Cluster on {ports} is not ok after {timeout}s")
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def form(ports: list[int], timeout: float = 30.0, password: str | None = None) -> None:
     """Give each node its share of the slots, introduce them, wait for `cluster_state:ok`."""
-    clients = [redis.Redis(port=p, host="127.0.0.1", decode_responses=True) for p in ports]
+    clients = _clients(ports, password)
     try:
         share = SLOTS // len(ports)
         for i, client in enumerate(clients):
@@ -130,16 +179,11 @@ def form(ports: list[int], timeout: float = 30.0) -> None:
             client.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
         for port in ports[1:]:
             clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(_ready(client, len(ports)) for client in clients):
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"the Redis Cluster on {ports} did not form in {timeout}s")
     finally:
         for client in clients:
             with contextlib.suppress(Exception):
                 client.close()
+    wait_formed(ports, timeout, password)
 
 
 def _ready(client: redis.Redis, size: int) -> bool:
@@ -148,3 +192,11 @@ def _ready(client: redis.Redis, size: int) -> bool:
         text = info.decode() if isinstance(info, bytes) else info
         info = dict(line.split(":", 1) for line in text.split() if ":" in line)
     return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == size
+
+
+def sync_client(url: str) -> redis.Redis:
+    """A blocking client for `url` (a `RedisCluster` for a `redis+cluster://` one), for tests
+    that look at Redis from outside the event loop."""
+    if "+cluster://" not in url:
+        return redis.Redis.from_url(url, decode_responses=True)
+    return redis.RedisCluster.from_url(url.replace("+cluster://", "://"), decode_responses=True)

@@ -302,9 +302,8 @@ def invite_create(
     state_dir: OptionalStateDir = None,
 ) -> None:
     """Issue an invite code for the merchant bot's sign-up; prints it once."""
-    import redis.asyncio as aioredis
-
     from autopay_cli.operations import now
+    from autopay_runtime.connections import open_redis
     from autopay_store.invites import Invites
 
     if uses < 1 or days <= 0:
@@ -313,7 +312,7 @@ def invite_create(
     settings = load_settings(state_dir)
 
     async def run():
-        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        redis = open_redis(settings.redis_url)
         try:
             return await Invites(redis, settings.keys).issue(uses, days, now=now())
         finally:

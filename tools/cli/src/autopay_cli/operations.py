@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from autopay_cli.config import CliSettings
 from autopay_contracts import MailboxRegistered, provision_streams
 from autopay_contracts.streams import ACCOUNTS, MAILBOX_CONFIG
+from autopay_runtime.connections import open_redis
 from autopay_store.accounts import Accounts, Card, NewMerchant
 from autopay_store.journal import AccountJournal
 from autopay_store.sandbox import SandboxCards
@@ -31,7 +32,7 @@ class Operator:
 
     def __init__(self, settings: CliSettings) -> None:
         self.settings = settings
-        self.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.redis = open_redis(settings.redis_url)
         self.nats: nats.NATS | None = None
 
     async def open(self) -> Operator:
@@ -156,7 +157,7 @@ async def connections(
 ) -> AsyncIterator[tuple[aioredis.Redis, JetStreamContext]]:
     """Redis and JetStream for one operator command, both closed when it ends."""
     client = await nats.connect(settings.nats_url)
-    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = open_redis(settings.redis_url)
     try:
         yield redis, client.jetstream()
     finally:

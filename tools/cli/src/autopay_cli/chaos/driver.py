@@ -37,7 +37,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import psutil
-import redis.asyncio as aioredis
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from autopay_bankmail.synth import credit_notification
@@ -52,6 +51,7 @@ from autopay_cli.chaos.checks import (
 from autopay_cli.config import RUN_FILE, STACK_FILE, load_settings, read_json
 from autopay_cli.mailbox import append
 from autopay_cli.operations import Operator
+from autopay_runtime.connections import open_redis
 
 TASHKENT = ZoneInfo("Asia/Tashkent")
 SERVICES = ("gateway", "mail-ingest", "matcher", "notifier")
@@ -295,9 +295,14 @@ def port_open(port: int) -> bool:
 async def redis_aof_on(redis_url: str) -> bool:
     """Redis writes its append-only file (what it restarts from), as `INFO persistence` says
     (its command line is retitled, so it cannot be read there)."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = open_redis(redis_url, decode_responses=False)
     try:
-        return int((await client.info("persistence")).get("aof_enabled", 0)) == 1
+        info = await client.info("persistence")
+        # a Cluster client answers per node: every node must write its file
+        nodes = (
+            info.values() if info and all(isinstance(v, dict) for v in info.values()) else [info]
+        )
+        return all(int(node.get("aof_enabled", 0)) == 1 for node in nodes)
     finally:
         await client.aclose()
 
