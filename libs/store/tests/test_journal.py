@@ -129,3 +129,32 @@ async def test_the_copy_follows_redis_whoever_writes_last(
     entry = await bucket.get(entry_name(keys, keys.merchant(mid)))
     assert json.loads(entry.value)["value"]["name"] == "Renamed"
     assert "payments_used" not in json.loads(entry.value)["value"]
+
+
+async def test_the_bots_chat_links_and_purchases_come_back_after_redis_is_lost(
+    redis_client, redis_prefix, nats_client, namespace, streams
+):
+    """Survives: Redis losing everything while merchants use the bot. Their chats are linked
+    again, and a subscription order paid after the rebuild still names its buyer."""
+    from autopay_store.merchant_bot import MerchantBotStore, Purchase
+
+    bucket = await nats_client.jetstream().key_value(ACCOUNTS.name(namespace))
+    keys = Keys(redis_prefix)
+    journal = AccountJournal(redis_client, keys, bucket, dirty_key=keys.bot_journal_dirty)
+    box = SecretBox(SecretBox.generate_key())
+    store = MerchantBotStore(redis_client, keys, box, journal=journal)
+    await store.link(501, "7", "apc_bot_key")
+    await store.set_language(501, "ru")
+    purchase = Purchase("10042", "7", "Pro", 501, 9_900_000)
+    await store.remember_purchase(purchase)
+    assert await redis_client.scard(keys.bot_journal_dirty) == 0  # every copy written
+
+    await _forget_redis(redis_client, keys)
+    assert (await store.chat(501)).merchant_id is None
+
+    await AccountJournal(redis_client, keys, bucket).restore()  # what admin rebuild runs
+    chat = await store.chat(501)
+    assert (chat.merchant_id, chat.bot_key, chat.language) == ("7", "apc_bot_key", "ru")
+    assert (await store.chat_of_merchant("7")).chat_id == 501
+    assert await store.linked_merchants() == ["7"]
+    assert await store.purchase("10042") == purchase

@@ -114,10 +114,12 @@ SERVICES: dict[str, ServiceAccess] = {
         consumes=(ORDERS,),
     ),
     # The merchant's Telegram bot publishes nothing: it changes state only through the
-    # gateway's APIs, and reads the streams to alert merchants.
+    # gateway's APIs, and reads the streams to alert merchants. Its own state (which chat is
+    # which merchant, the subscriptions it sold) is copied to the ACCOUNTS bucket.
     "merchant-bot": ServiceAccess(
         publishes=(),
         consumes=(ORDERS, CREDITS, WEBHOOKS, MAILBOXES),
+        buckets=(ACCOUNTS,),
     ),
 }
 

@@ -95,11 +95,14 @@ class AccountJournal:
         redis: aioredis.Redis,
         keys: Keys,
         bucket: KeyValue | Callable[[], Awaitable[KeyValue]],
+        dirty_key: str | None = None,
     ) -> None:
         """`bucket` is the bucket, or how to open it: a service may start before the bucket is
-        there (or while NATS is away); its changes stay marked until it opens."""
+        there (or while NATS is away); its changes stay marked until it opens. `dirty_key` is
+        the set of the keys left to copy (default `Keys.journal_dirty`)."""
         self.redis = redis
         self.keys = keys
+        self.dirty_key = dirty_key or keys.journal_dirty
         self._open = None if isinstance(bucket, KeyValue) else bucket
         self._bucket: KeyValue | None = bucket if isinstance(bucket, KeyValue) else None
 
@@ -122,22 +125,22 @@ class AccountJournal:
         whose copy could not be written stays marked dirty for `sweep`."""
         if not redis_keys:
             return
-        await self.redis.sadd(self.keys.journal_dirty, *redis_keys)
+        await self.redis.sadd(self.dirty_key, *redis_keys)
         for key in dict.fromkeys(redis_keys):
             try:
                 await self._copy(key)
             except Exception as exc:  # NATS away: the dirty mark keeps it for the sweep
                 log.warning("account copy deferred", error=type(exc).__name__)
                 continue
-            await self.redis.srem(self.keys.journal_dirty, key)
+            await self.redis.srem(self.dirty_key, key)
 
     async def sweep(self, limit: int = 500) -> int:
         """Copy the keys left dirty; returns how many were written."""
-        pending = await self.redis.srandmember(self.keys.journal_dirty, limit)
+        pending = await self.redis.srandmember(self.dirty_key, limit)
         written = 0
         for key in pending or []:
             await self._copy(key)
-            await self.redis.srem(self.keys.journal_dirty, key)
+            await self.redis.srem(self.dirty_key, key)
             written += 1
         return written
 

@@ -198,6 +198,12 @@ class Keys:
         Redis user may touch these and nothing else (`service_keyspace`)."""
         return ":".join([self.prefix, "bot", *parts])
 
+    @property
+    def bot_journal_dirty(self) -> str:
+        """The bot's own set of changed keys not yet copied to the journal (its Redis user
+        may not touch `journal_dirty`)."""
+        return self.bot("journal", "dirty")
+
     def service_keyspace(self, service: str) -> str:
         """The key pattern a service's Redis user is limited to (an ACL `~pattern`)."""
         if service == "merchant-bot":

@@ -10,6 +10,11 @@ gateway. What it keeps here is its own (`Keys.bot`, the only keys its Redis user
   so each state change is told once, also when JetStream redelivers the event;
 - recent orders per card, from the ORDERS stream, kept for `order_ttl_s`;
 - the subscription purchases the bot created (order id → buyer and tariff).
+
+The chats' links and the purchases are copied to the account journal when one is given (its
+own dirty set, `Keys.bot_journal_dirty`), so a rebuild after a Redis loss brings back which
+chat is which merchant and which order buys whose subscription. Alert states and the recent
+orders are not: a lost one at worst repeats an alert or offers fewer candidates.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
 from autopay_store.secrets import SecretBox
 
@@ -64,12 +70,22 @@ class Purchase:
 
 class MerchantBotStore:
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, secrets: SecretBox, order_ttl_s: int = 2 * 86400
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        secrets: SecretBox,
+        order_ttl_s: int = 2 * 86400,
+        journal: AccountJournal | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.secrets = secrets
         self.order_ttl_s = order_ttl_s
+        self.journal = journal
+
+    async def _record(self, *redis_keys: str) -> None:
+        if self.journal is not None:
+            await self.journal.record(*redis_keys)
 
     # --- chats ------------------------------------------------------------------------------
     def _chat(self, chat_id: int) -> str:
@@ -103,18 +119,25 @@ class MerchantBotStore:
             pipe.set(self._merchant(merchant_id), str(chat_id))
             pipe.sadd(self.keys.bot("merchants"), merchant_id)
             await pipe.execute()
+        await self._record(
+            self._chat(chat_id), self._merchant(merchant_id), self.keys.bot("merchants")
+        )
 
     async def set_bot_key(self, chat_id: int, bot_key: str) -> None:
         await self.redis.hset(self._chat(chat_id), "bot_key", self.secrets.encrypt(bot_key))
+        await self._record(self._chat(chat_id))
 
     async def set_language(self, chat_id: int, language: str) -> None:
         await self.redis.hset(self._chat(chat_id), "language", language)
+        await self._record(self._chat(chat_id))
 
     async def mark_unreachable(self, chat_id: int, reason: str) -> None:
         await self.redis.hset(self._chat(chat_id), "unreachable", reason[:200])
+        await self._record(self._chat(chat_id))
 
     async def mark_reachable(self, chat_id: int) -> None:
         await self.redis.hdel(self._chat(chat_id), "unreachable")
+        await self._record(self._chat(chat_id))
 
     async def linked_merchants(self) -> list[str]:
         return sorted(await self.redis.smembers(self.keys.bot("merchants")))
@@ -236,6 +259,7 @@ class MerchantBotStore:
                 "amount_tiyin": purchase.amount_tiyin,
             },
         )
+        await self._record(self.keys.bot("purchase", purchase.order_id))
 
     async def purchase(self, order_id: str) -> Purchase | None:
         data = await self.redis.hgetall(self.keys.bot("purchase", order_id))

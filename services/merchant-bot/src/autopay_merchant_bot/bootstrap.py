@@ -18,6 +18,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.nats import NatsBroker
 
 from autopay_contracts.permissions import inbox_prefix
+from autopay_contracts.streams import ACCOUNTS
 from autopay_merchant_bot import consumers
 from autopay_merchant_bot.adapters.gateway import AdminApi
 from autopay_merchant_bot.adapters.telegram import SendQueue
@@ -29,6 +30,7 @@ from autopay_merchant_bot.settings import MerchantBotSettings
 from autopay_runtime.connections import dependency_checks, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.waiting import cancel_and_wait
+from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
 from autopay_store.merchant_bot import MerchantBotStore
 from autopay_store.secrets import SecretBox
@@ -93,8 +95,16 @@ def build_app(settings: MerchantBotSettings) -> AsgiFastStream:
         log_level=logging.DEBUG,
     )
     redis = redis_client(settings.redis_url, "merchant-bot")
+    keys = Keys(settings.redis_prefix)
+    # Which chat is which merchant, and the subscriptions sold, survive a Redis loss.
+    journal = AccountJournal(
+        redis,
+        keys,
+        lambda: broker.key_value(ACCOUNTS.name(settings.ns), declare=False),
+        dirty_key=keys.bot_journal_dirty,
+    )
     store = MerchantBotStore(
-        redis, Keys(settings.redis_prefix), SecretBox(settings.secret_keys.get_secret_value())
+        redis, keys, SecretBox(settings.secret_keys.get_secret_value()), journal=journal
     )
     http = httpx.AsyncClient(timeout=settings.request_timeout_s)
     bot = build_bot(settings, store)
@@ -131,6 +141,7 @@ def build_app(settings: MerchantBotSettings) -> AsgiFastStream:
             )
         )
         tasks.append(asyncio.ensure_future(run_sweeps(alerts, settings)))
+        tasks.append(asyncio.ensure_future(journal.run(settings.journal_sweep_s)))
 
     async def stop_bot() -> None:
         with contextlib.suppress(RuntimeError):

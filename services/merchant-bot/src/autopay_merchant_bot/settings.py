@@ -58,6 +58,9 @@ class MerchantBotSettings(ServiceSettings):
     candidate_window_s: float = Field(
         24 * 3600.0, gt=0, description="How old an order may be to be offered for a credit"
     )
+    journal_sweep_s: float = Field(
+        2.0, gt=0, description="How often chat links left uncopied (NATS away) are copied again"
+    )
     global_sends_per_s: float = Field(25.0, gt=0, description="Telegram's bot-wide send rate")
     chat_sends_per_s: float = Field(1.0, gt=0, description="Telegram's per-chat send rate")
     send_attempts: int = Field(5, ge=1, description="Tries of one message before it is dropped")
