@@ -6,7 +6,7 @@ import sys
 import time
 import traceback
 
-BENCHMARKS = ["e2e", "gateway", "ingest", "matcher", "notifier"]
+BENCHMARKS = ["e2e", "gateway", "ingest", "matcher", "notifier", "cluster"]
 
 
 def main(names: list[str]) -> int:

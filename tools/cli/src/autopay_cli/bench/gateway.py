@@ -197,14 +197,25 @@ def _require_ok(what: str, result: dict[str, Any]) -> None:
         raise RuntimeError(f"{what}: answers other than 200: {refused}")
 
 
+def closed_loop_rps(what: str, port: int, api_key: str, base: int) -> float:
+    """One closed-loop round (`CONNECTIONS` connections, `SECONDS` after the warm-up) against
+    the server on `port`: its req/s. Amounts start at `base`, so rounds that use distinct bases
+    never repeat a (card, amount); any answer but 200 fails."""
+    result = _load("closed", port, api_key, base)
+    _require_ok(what, result)
+    return result["rps"]
+
+
 # --- setup -------------------------------------------------------------------------------------
 
 
-async def _provision(nats_url: str, redis_url: str, namespace: str, prefix: str, fernet: str):
+async def provision(nats_url: str, redis_url: str, namespace: str, prefix: str, fernet: str):
+    """Streams of `namespace`; a merchant (large subscription, no rate limit) with `CARDS`
+    connected under `prefix`. Returns its API key. `redis_url` may be a `redis+cluster://` one."""
     import nats
-    import redis.asyncio as aioredis
 
     from autopay_contracts import Namespace, provision_streams
+    from autopay_runtime.connections import open_redis
     from autopay_store.accounts import Accounts
     from autopay_store.keys import Keys
     from autopay_store.secrets import SecretBox
@@ -214,7 +225,7 @@ async def _provision(nats_url: str, redis_url: str, namespace: str, prefix: str,
         await provision_streams(nc.jetstream(), Namespace(namespace))
     finally:
         await nc.close()
-    redis = aioredis.from_url(redis_url, decode_responses=True)
+    redis = open_redis(redis_url)
     try:
         accounts = Accounts(redis, Keys(prefix), SecretBox(fernet))
         created = await accounts.create_merchant(
@@ -241,7 +252,7 @@ def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 30.0) -> N
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()
         try:
@@ -260,6 +271,35 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         )
 
 
+def start_gateway(
+    nats_url: str, redis_url: str, namespace: str, prefix: str, fernet: str, log: Path
+) -> tuple[subprocess.Popen, int]:
+    """`python -m autopay_gateway` on free ports against these servers, once ready: the
+    process and its HTTP port. A `redis+cluster://` URL makes it a Cluster client."""
+    from autopay_testing.servers import free_port
+
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        AUTOPAY_NATS_URL=nats_url,
+        AUTOPAY_REDIS_URL=redis_url,
+        AUTOPAY_NAMESPACE=namespace,
+        AUTOPAY_REDIS_PREFIX=prefix,
+        AUTOPAY_SECRET_KEYS=fernet,
+        AUTOPAY_HTTP_PORT=str(port),
+        AUTOPAY_METRICS_PORT=str(free_port()),
+        AUTOPAY_LOG_LEVEL="INFO",
+    )
+    process = _start([sys.executable, "-m", "autopay_gateway"], env, log)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+    except BaseException:
+        stop(process)
+        _log(log.read_text()[-2000:])
+        raise
+    return process, port
+
+
 def _bare_main(port: int) -> None:
     from autopay_runtime.health import serve
 
@@ -276,38 +316,26 @@ def run() -> dict:
         work = Path(tmp)
         with start_nats(work / "nats") as nats_server, start_redis(work / "redis") as redis_server:
             api_key = asyncio.run(
-                _provision(nats_server.url, redis_server.url, namespace, prefix, fernet)
+                provision(nats_server.url, redis_server.url, namespace, prefix, fernet)
             )
-            gateway_port, bare_port = free_port(), free_port()
-            env = dict(os.environ)
-            env.update(
-                AUTOPAY_NATS_URL=nats_server.url,
-                AUTOPAY_REDIS_URL=redis_server.url,
-                AUTOPAY_NAMESPACE=namespace,
-                AUTOPAY_REDIS_PREFIX=prefix,
-                AUTOPAY_SECRET_KEYS=fernet,
-                AUTOPAY_HTTP_PORT=str(gateway_port),
-                AUTOPAY_METRICS_PORT=str(free_port()),
-                AUTOPAY_LOG_LEVEL="INFO",
-            )
-            python = sys.executable
-            gateway = _start([python, "-m", "autopay_gateway"], env, work / "gateway.log")
+            bare_port = free_port()
             bare = _start(
-                [python, "-m", "autopay_cli.bench.gateway", "bare", str(bare_port)],
-                env,
+                [sys.executable, "-m", "autopay_cli.bench.gateway", "bare", str(bare_port)],
+                dict(os.environ),
                 work / "bare.log",
             )
+            gateway = None
             try:
-                _wait_ready(f"http://127.0.0.1:{gateway_port}/readyz", gateway)
+                servers = (nats_server.url, redis_server.url, namespace, prefix, fernet)
+                gateway, gateway_port = start_gateway(*servers, work / "gateway.log")
                 _wait_ready(f"http://127.0.0.1:{bare_port}/docs", bare)
                 bare_rps, gateway_rps = [], []
                 for round_ in range(ROUNDS):
-                    bare_result = _load("closed", bare_port, api_key, 1_000_000)
-                    _require_ok("bare", bare_result)
-                    bare_rps.append(bare_result["rps"])
-                    gw_result = _load("closed", gateway_port, api_key, 10_000_000 * (round_ + 1))
-                    _require_ok("gateway closed loop", gw_result)
-                    gateway_rps.append(gw_result["rps"])
+                    bare_rps.append(closed_loop_rps("bare", bare_port, api_key, 1_000_000))
+                    base = 10_000_000 * (round_ + 1)
+                    gateway_rps.append(
+                        closed_loop_rps("gateway closed loop", gateway_port, api_key, base)
+                    )
                     _log(f"bare {bare_rps[-1]:.0f} req/s, gateway {gateway_rps[-1]:.0f} req/s")
                 bare_median, gateway_median = (
                     statistics.median(bare_rps),
@@ -317,10 +345,11 @@ def run() -> dict:
                 open_result = _load("open", gateway_port, api_key, 90_000_000, rate)
                 _require_ok("gateway open loop", open_result)
             finally:
-                _stop(gateway)
-                _stop(bare)
-                if gateway.returncode not in (0, -15):
-                    _log((work / "gateway.log").read_text()[-2000:])
+                stop(bare)
+                if gateway is not None:
+                    stop(gateway)
+                    if gateway.returncode not in (0, -15):
+                        _log((work / "gateway.log").read_text()[-2000:])
     latencies = open_result["latencies_ms"]
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     _log(f"at {rate:.0f} req/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(latencies)} requests)")

@@ -22,16 +22,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import nats
-import redis.asyncio as aioredis
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from autopay_contracts import CreditReceived, Namespace, Order, mailbox_id_for, provision_streams
 from autopay_contracts.events import Credit
 from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_runtime.connections import open_redis
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
 from autopay_testing.servers import free_port, start_nats, start_redis
@@ -48,6 +49,17 @@ PREFIX = "bench-matcher"
 DRAIN_TIMEOUT_S = 120.0
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One measured run: its namespace and key prefix (fresh streams and keys per run) and
+    its sizes."""
+
+    ns: Namespace = NS
+    prefix: str = PREFIX
+    orders_waiting: int = ORDERS_WAITING
+    credits_sent: int = CREDITS_SENT
+
+
 def _log(message: str) -> None:
     print(f"[bench matcher] {message}", file=sys.stderr, flush=True)
 
@@ -61,7 +73,7 @@ def _cards() -> list[tuple[str, str, str]]:
     return cards
 
 
-def _orders(now: datetime) -> list[Order]:
+def _orders(now: datetime, count: int) -> list[Order]:
     cards = _cards()
     return [
         Order(
@@ -74,18 +86,18 @@ def _orders(now: datetime) -> list[Order]:
             created_at=now - timedelta(minutes=1),
             expires_at=now + timedelta(minutes=30),
         )
-        for i in range(ORDERS_WAITING)
+        for i in range(count)
     ]
 
 
-def _credits(orders: list[Order], now: datetime) -> tuple[list[Credit], dict[str, str]]:
+def _credits(orders: list[Order], now: datetime, count: int) -> tuple[list[Credit], dict[str, str]]:
     """The credits and, for those that pay an order, credit id → order id."""
     rng = random.Random(20261127)
-    unmatched = int(CREDITS_SENT * UNMATCHED_SHARE)
-    paying = rng.sample(orders, CREDITS_SENT - unmatched)
+    unmatched = int(count * UNMATCHED_SHARE)
+    paying = rng.sample(orders, count - unmatched)
     pays: dict[str, str] = {}
     credits = []
-    for i in range(CREDITS_SENT):
+    for i in range(count):
         if i < len(paying):
             order, amount = paying[i], paying[i].amount_tiyin
             pays[f"bench-c{i}"] = order.order_id
@@ -108,9 +120,9 @@ def _credits(orders: list[Order], now: datetime) -> tuple[list[Credit], dict[str
     return credits, pays
 
 
-async def _preload(redis_url: str, orders: list[Order]) -> None:
-    redis = aioredis.Redis.from_url(redis_url, decode_responses=True, max_connections=64)
-    book = OrderBook(redis, Keys(PREFIX))
+async def _preload(redis_url: str, prefix: str, orders: list[Order]) -> None:
+    redis = open_redis(redis_url, max_connections=64)
+    book = OrderBook(redis, Keys(prefix))
     pending = iter(orders)
 
     async def worker() -> None:
@@ -123,45 +135,46 @@ async def _preload(redis_url: str, orders: list[Order]) -> None:
         await redis.aclose()
 
 
-async def _publish_credits(js, credits: list[Credit]) -> None:
+async def _publish_credits(js, ns: Namespace, credits: list[Credit]) -> None:
     for credit in credits:
         event = CreditReceived(credit=credit)
         await js.publish_async(
-            event.subject(NS), event.to_bytes(), headers=event.headers(), stream=CREDITS.name(NS)
+            event.subject(ns), event.to_bytes(), headers=event.headers(), stream=CREDITS.name(ns)
         )
     await asyncio.wait_for(js.publish_async_completed(), 60)
 
 
-async def _messages(js) -> tuple[int, int]:
-    credits = await js.stream_info(CREDITS.name(NS))
-    orders = await js.stream_info(ORDERS.name(NS))
+async def _messages(js, ns: Namespace) -> tuple[int, int]:
+    credits = await js.stream_info(CREDITS.name(ns))
+    orders = await js.stream_info(ORDERS.name(ns))
     return credits.state.messages, orders.state.messages
 
 
-async def _consumer_idle(js) -> bool:
+async def _consumer_idle(js, ns: Namespace) -> bool:
     try:
-        info = await js.consumer_info(CREDITS.name(NS), CONSUMER)
+        info = await js.consumer_info(CREDITS.name(ns), CONSUMER)
     except NotFoundError:
         return False
     return info.num_pending == 0 and info.num_ack_pending == 0
 
 
-async def _measure(js, process: subprocess.Popen, matching: int) -> float:
+async def _measure(js, plan: Plan, process: subprocess.Popen, matching: int) -> float:
     """Seconds from the first outcome event stored to the last one stored and acked."""
-    want_credits, want_orders = 2 * CREDITS_SENT, matching
+    sent = plan.credits_sent
+    want_credits, want_orders = 2 * sent, matching
     first = None
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while True:
-        credits, orders = await _messages(js)
+        credits, orders = await _messages(js, plan.ns)
         now = time.perf_counter()
-        if first is None and (credits > CREDITS_SENT or orders > 0):
+        if first is None and (credits > sent or orders > 0):
             first = now
-        if credits >= want_credits and orders >= want_orders and await _consumer_idle(js):
+        if credits >= want_credits and orders >= want_orders and await _consumer_idle(js, plan.ns):
             return now - (first or now)
         if process.poll() is not None:
             raise RuntimeError(f"the matcher exited with {process.returncode}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{credits - CREDITS_SENT}/{CREDITS_SENT} credits decided")
+            raise TimeoutError(f"{credits - sent}/{sent} credits decided")
         await asyncio.sleep(0.01)
 
 
@@ -182,17 +195,18 @@ async def _read_all(js, stream: str, subject: str) -> list[dict]:
     return out
 
 
-async def _verify(js, pays: dict[str, str]) -> Counter:
+async def _verify(js, plan: Plan, pays: dict[str, str]) -> Counter:
     outcomes: Counter = Counter()
     paid: dict[str, str] = {}
     matched: dict[str, str] = {}
     unmatched: set[str] = set()
-    for body in await _read_all(js, ORDERS.name(NS), NS.all_of("order")):
+    ns = plan.ns
+    for body in await _read_all(js, ORDERS.name(ns), ns.all_of("order")):
         outcomes[body["type"]] += 1
         if body["type"] == "order.paid":
             assert body["credit_id"] not in paid, f"credit {body['credit_id']} paid twice"
             paid[body["credit_id"]] = body["order"]["order_id"]
-    for body in await _read_all(js, CREDITS.name(NS), NS.all_of("credit")):
+    for body in await _read_all(js, CREDITS.name(ns), ns.all_of("credit")):
         outcomes[body["type"]] += 1
         credit_id = body["credit"]["credit_id"]
         if body["type"] == "credit.matched":
@@ -204,19 +218,20 @@ async def _verify(js, pays: dict[str, str]) -> Counter:
     assert paid == pays, "order.paid events differ from the expected credit → order pairs"
     assert matched == pays, "credit.matched events differ from the expected pairs"
     assert len(set(paid.values())) == len(paid), "an order was paid twice"
-    assert len(unmatched) == CREDITS_SENT - len(pays) and not (unmatched & set(pays))
-    assert outcomes["credit.received"] == CREDITS_SENT
+    assert len(unmatched) == plan.credits_sent - len(pays) and not (unmatched & set(pays))
+    assert outcomes["credit.received"] == plan.credits_sent
     assert set(outcomes) == {"credit.received", "credit.matched", "credit.unmatched", "order.paid"}
     return outcomes
 
 
-def _start_matcher(nats_url: str, redis_url: str) -> subprocess.Popen:
+def _start_matcher(nats_url: str, redis_url: str, plan: Plan) -> subprocess.Popen:
+    """`python -m autopay_matcher`; a `redis+cluster://` URL makes it a Cluster client."""
     env = {
         **os.environ,
         "AUTOPAY_NATS_URL": nats_url,
         "AUTOPAY_REDIS_URL": redis_url,
-        "AUTOPAY_NAMESPACE": NS.root,
-        "AUTOPAY_REDIS_PREFIX": PREFIX,
+        "AUTOPAY_NAMESPACE": plan.ns.root,
+        "AUTOPAY_REDIS_PREFIX": plan.prefix,
         "AUTOPAY_HTTP_PORT": str(free_port()),
         "AUTOPAY_LOG_LEVEL": LOG_LEVEL,
         "AUTOPAY_CONSUMER_NAME": CONSUMER,
@@ -245,36 +260,44 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
-async def _bench(nats_url: str, redis_url: str) -> dict[str, float]:
+async def measure(nats_url: str, redis_url: str, plan: Plan) -> tuple[float, Counter]:
+    """One matcher run of `plan` (orders preloaded, credits queued, then the matcher started):
+    credits decided per second, and the outcomes, each checked."""
     now = datetime.now(UTC)
-    orders = _orders(now)
-    credits, pays = _credits(orders, now)
+    orders = _orders(now, plan.orders_waiting)
+    credits, pays = _credits(orders, now, plan.credits_sent)
     started = time.monotonic()
-    await _preload(redis_url, orders)
+    await _preload(redis_url, plan.prefix, orders)
     _log(f"{len(orders)} orders created in {time.monotonic() - started:.1f}s")
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        await provision_streams(js, NS)
+        await provision_streams(js, plan.ns)
         started = time.monotonic()
-        await _publish_credits(js, credits)
+        await _publish_credits(js, plan.ns, credits)
         _log(f"{len(credits)} credits published in {time.monotonic() - started:.1f}s")
-        process = _start_matcher(nats_url, redis_url)
+        process = _start_matcher(nats_url, redis_url, plan)
         _log(f"matcher started, pid {process.pid}")
         try:
-            elapsed = await _measure(js, process, len(pays))
+            elapsed = await _measure(js, plan, process, len(pays))
         finally:
             _stop(process)
-        outcomes = await _verify(js, pays)
+        outcomes = await _verify(js, plan, pays)
     finally:
         await nc.close()
-    rate = CREDITS_SENT / elapsed
-    _log(f"{CREDITS_SENT} credits in {elapsed:.2f}s: {rate:.0f}/s")
+    rate = plan.credits_sent / elapsed
+    _log(f"{plan.credits_sent} credits in {elapsed:.2f}s: {rate:.0f}/s")
+    return rate, outcomes
+
+
+async def _bench(nats_url: str, redis_url: str) -> dict[str, float]:
+    plan = Plan()
+    rate, outcomes = await measure(nats_url, redis_url, plan)
     return {
         "matcher_credits_per_s": round(rate, 1),
         "matcher_credits_matched": outcomes["credit.matched"],
         "matcher_credits_unmatched": outcomes["credit.unmatched"],
-        "matcher_orders_waiting": len(orders),
+        "matcher_orders_waiting": plan.orders_waiting,
     }
 
 
