@@ -9,7 +9,7 @@ PACKAGES := libs/contracts libs/runtime libs/store libs/bankmail libs/testing \
 MANIFESTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt constraints.txt
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint format asyncapi bench chaos clean
+.PHONY: install run test lint check format asyncapi bench chaos clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,14 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The architecture and dependency guards (issue #11): import contracts ([tool.importlinter] in
+# pyproject.toml), types on libs and services ([tool.mypy]), and per package, declared
+# dependencies equal to the imported ones ([tool.deptry] in each package's pyproject.toml).
+check: install
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/mypy
+	@set -e; for p in $(PACKAGES); do echo "deptry $$p"; (cd $$p && $(abspath $(BIN))/deptry src); done
 
 format: install
 	$(BIN)/ruff format .

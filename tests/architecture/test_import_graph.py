@@ -1,39 +1,37 @@
-"""Services are deployable alone: no service package imports another service package,
-and libraries never import services (SPEC §1, issue #2 acceptance 6)."""
+"""Services are deployable alone: no service imports another, libraries never import services,
+shipped packages never import the test tooling, and packages import only downward (issue #2
+acceptance 6, issue #11). The contracts live in the root pyproject.toml ([tool.importlinter]);
+this runs them the way `.ci/run` does, and checks that every package on disk is under them."""
 
 from __future__ import annotations
 
-import ast
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 SERVICES = {
     path.parent.parent.name: path.name
     for path in ROOT.glob("services/*/src/autopay_*")
     if path.is_dir()
 }
 LIBS = {path.name for path in ROOT.glob("libs/*/src/autopay_*") if path.is_dir()}
-SERVICE_PACKAGES = set(SERVICES.values())
+CLI = {path.name for path in ROOT.glob("tools/cli/src/autopay_*") if path.is_dir()}
+CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+CONTRACTS = {contract["id"]: contract for contract in CONFIG["contracts"]}
 
 
-def imported_packages(package_dir: Path, root: Path = ROOT) -> dict[str, set[str]]:
-    """Top-level package of every import, with the files that import it."""
-    found: dict[str, set[str]] = {}
-    for file in package_dir.rglob("*.py"):
-        tree = ast.parse(file.read_text(), filename=str(file))
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
-                names = [a.value for a in node.args if isinstance(a, ast.Constant)]
-            for name in names:
-                found.setdefault(name.split(".")[0], set()).add(str(file.relative_to(root)))
-    return found
+def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-logo", "--no-cache"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_there_are_five_services_and_the_shared_libs():
@@ -41,23 +39,43 @@ def test_there_are_five_services_and_the_shared_libs():
     assert {"autopay_contracts", "autopay_runtime", "autopay_store"} <= LIBS
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
-def test_service_imports_no_other_service(service):
-    own = SERVICES[service]
-    imports = imported_packages(ROOT / "services" / service / "src" / own)
-    foreign = {pkg: files for pkg, files in imports.items() if pkg in SERVICE_PACKAGES - {own}}
-    assert foreign == {}, f"{service} imports other services: {foreign}"
+def test_the_contracts_name_every_package():
+    services, libs = set(SERVICES.values()), LIBS
+    assert set(CONFIG["root_packages"]) == services | libs | CLI
+    assert set(CONTRACTS["services-independent"]["modules"]) == services
+    assert set(CONTRACTS["libs-import-no-service"]["source_modules"]) == libs
+    assert set(CONTRACTS["libs-import-no-service"]["forbidden_modules"]) == services
+    shipped = (services | libs | CLI) - {"autopay_testing"}
+    assert set(CONTRACTS["shipped-import-no-testing"]["source_modules"]) == shipped
+    layered = {
+        name.strip()
+        for layer in CONTRACTS["layers"]["layers"]
+        for name in layer.replace(":", "|").split("|")
+    }
+    assert layered == services | libs | CLI
 
 
-@pytest.mark.parametrize("lib", sorted(LIBS))
-def test_libraries_import_no_service(lib):
-    lib_dir = next(ROOT.glob(f"libs/*/src/{lib}"))
-    imports = imported_packages(lib_dir)
-    assert {pkg for pkg in imports if pkg in SERVICE_PACKAGES} == set()
+def test_the_import_contracts_are_kept():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in result.stdout
 
 
 def test_the_checker_sees_imports(tmp_path):
-    pkg = tmp_path / "autopay_x"
-    pkg.mkdir()
-    (pkg / "a.py").write_text("import autopay_matcher.domain\nfrom autopay_gateway import api\n")
-    assert {"autopay_matcher", "autopay_gateway"} <= set(imported_packages(pkg, tmp_path))
+    """A library that imports a service breaks the contract (the linter really reads imports)."""
+    for package, source in {
+        "autopay_lib": "import autopay_svc.api\n",
+        "autopay_svc": "",
+    }.items():
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(source)
+        (tmp_path / package / "api.py").write_text("")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.importlinter]\nroot_packages = ["autopay_lib", "autopay_svc"]\n'
+        '[[tool.importlinter.contracts]]\nname = "no"\ntype = "forbidden"\n'
+        'source_modules = ["autopay_lib"]\nforbidden_modules = ["autopay_svc"]\n'
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)}
+    result = lint_imports(tmp_path, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "autopay_lib -> autopay_svc.api" in result.stdout

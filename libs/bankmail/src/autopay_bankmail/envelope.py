@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.header import decode_header, make_header
-from email.message import Message
+from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -123,7 +123,7 @@ def _date(values: list[str]) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def _body_text(msg: Message) -> str:
+def _body_text(msg: EmailMessage) -> str:
     plain: list[str] = []
     html: list[str] = []
     for count, part in enumerate(msg.walk()):
@@ -140,7 +140,7 @@ def _body_text(msg: Message) -> str:
     return "\n".join(chosen)
 
 
-def _decode_part(part: Message) -> str:
+def _decode_part(part: EmailMessage) -> str:
     try:
         content = part.get_content()
         text = content if isinstance(content, str) else ""

@@ -142,14 +142,14 @@ async def provision_streams(js: JetStreamContext, ns: Namespace, replicas: int =
     to run on every deploy."""
     names = []
     for spec in STREAMS:
-        config = spec.config(ns, replicas)
+        name, config = spec.name(ns), spec.config(ns, replicas)
         try:
-            await js.stream_info(config.name)
+            await js.stream_info(name)
         except NotFoundError:
             await js.add_stream(config)
         else:
             await js.update_stream(config)
-        names.append(config.name)
+        names.append(name)
     for bucket in BUCKETS:
         try:
             await js.key_value(bucket.name(ns))

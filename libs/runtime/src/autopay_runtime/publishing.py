@@ -120,8 +120,8 @@ class EventPublisher:
         for i, future in pending.items():
             if future.cancelled():
                 results[i] = _failed(events[i], TimeoutError("no PubAck in time"))
-            elif (exc := future.exception()) is not None:
-                results[i] = _failed(events[i], exc)
+            elif (error := future.exception()) is not None:
+                results[i] = _failed(events[i], error)
             else:
                 results[i] = future.result()
         return results  # type: ignore[return-value]

@@ -25,6 +25,7 @@ from autopay_store import scripts
 from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
 from autopay_store.mailboxes import MailboxOwners, MailboxOwnership
+from autopay_store.replies import maybe_text, maybe_texts, text_hash
 from autopay_store.secrets import SecretBox
 
 LIVE_KEY_PREFIX = "ap_live_"
@@ -195,7 +196,7 @@ class Accounts:
         return NewMerchant(merchant, api_key, secret)
 
     async def get_merchant(self, merchant_id: str, *, test_key: bool = False) -> Merchant | None:
-        data = await self.redis.hgetall(self.keys.merchant(merchant_id))
+        data = text_hash(await self.redis.hgetall(self.keys.merchant(merchant_id)))
         if not data:
             return None
         return Merchant(
@@ -222,7 +223,7 @@ class Accounts:
         if not api_key:
             return None
         key_hash = hash_api_key(api_key)
-        found = await self.redis.hgetall(self.keys.api_key(key_hash))
+        found = text_hash(await self.redis.hgetall(self.keys.api_key(key_hash)))
         if not found:
             return None
         mode = found.get("mode") or "live"
@@ -250,7 +251,7 @@ class Accounts:
         api_key = new_api_key(mode=mode)
         key_hash = hash_api_key(api_key)
         field = f"api_key_hash_{mode}"
-        previous = await self.redis.hget(self.keys.merchant(merchant_id), field)
+        previous = maybe_text(await self.redis.hget(self.keys.merchant(merchant_id), field))
         # Three keys in three Cluster slots, so no transaction: written in an order where a
         # stop between any two leaves exactly one working key of the mode. The index entry
         # first (alone it opens nothing, see `identify`), then the record names the new key
@@ -450,7 +451,7 @@ class Accounts:
 
     async def find_card(self, merchant_id: str, card_last4: str, gmail: str) -> Card | None:
         mailbox_id = mailbox_id_for(gmail)
-        owner = await self.redis.get(self.keys.card_owner(mailbox_id, card_last4))
+        owner = maybe_text(await self.redis.get(self.keys.card_owner(mailbox_id, card_last4)))
         if owner is None or owner.partition(":")[0] != merchant_id:
             return None
         raw = await self.redis.hget(self.keys.merchant_cards(merchant_id), owner.partition(":")[2])
@@ -464,16 +465,18 @@ class Accounts:
     async def app_password(self, mailbox_id: str) -> str | None:
         record = await self.mailboxes.get(mailbox_id)
         token = record.password_token if record else None
-        token = token or await self.redis.get(self.keys.mailbox_password(mailbox_id))
+        token = token or maybe_text(await self.redis.get(self.keys.mailbox_password(mailbox_id)))
         return self.secrets.decrypt(token) if token else None
 
     # --- webhook signing secrets ----------------------------------------------------------
     async def webhook_secrets(self, merchant_id: str, now: datetime) -> list[str]:
-        current, previous, until = await self.redis.hmget(
-            self.keys.merchant(merchant_id),
-            "webhook_secret",
-            "previous_webhook_secret",
-            "previous_webhook_secret_until",
+        current, previous, until = maybe_texts(
+            await self.redis.hmget(
+                self.keys.merchant(merchant_id),
+                "webhook_secret",
+                "previous_webhook_secret",
+                "previous_webhook_secret_until",
+            )
         )
         result = [self.secrets.decrypt(current)] if current else []
         if previous and until and float(until) > _epoch(now):

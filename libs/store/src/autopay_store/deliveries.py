@@ -30,6 +30,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 
 from autopay_store import scripts
+from autopay_store.replies import text_hash
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ class DeliveryStore:
 
     async def order_deliveries(self, order_id: str) -> list[dict[str, Any]]:
         """Every delivery of an order, each with its attempts (oldest first)."""
-        ids = await self.redis.hgetall(self.keys.order(order_id))
+        ids = text_hash(await self.redis.hgetall(self.keys.order(order_id)))
         log = await self.log(order_id)
         found = []
         for order_event, delivery_id in sorted(ids.items()):
@@ -261,7 +262,7 @@ class DeliveryStore:
 
     # --- reads (webhook tools, tests) ----------------------------------------------------
     async def delivery(self, delivery_id: str) -> dict[str, str]:
-        data = await self.redis.hgetall(self.keys.delivery(delivery_id))
+        data = text_hash(await self.redis.hgetall(self.keys.delivery(delivery_id)))
         data.pop("lease", None)
         return data
 

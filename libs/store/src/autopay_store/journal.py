@@ -31,6 +31,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 from nats.js.kv import KeyValue
 
 from autopay_store.keys import Keys
+from autopay_store.replies import text_hash, texts
 
 log = structlog.get_logger("autopay_store")
 
@@ -51,7 +52,7 @@ async def dump(redis: aioredis.Redis, key: str) -> dict[str, Any] | None:
     kind = await redis.type(key)
     kind = kind.decode() if isinstance(kind, bytes) else kind
     if kind == "hash":
-        data = await redis.hgetall(key)
+        data = text_hash(await redis.hgetall(key))
         return {
             "type": "hash",
             "value": {k: v for k, v in data.items() if k not in VOLATILE_FIELDS},
@@ -136,7 +137,7 @@ class AccountJournal:
 
     async def sweep(self, limit: int = 500) -> int:
         """Copy the keys left dirty; returns how many were written."""
-        pending = await self.redis.srandmember(self.dirty_key, limit)
+        pending = texts(await self.redis.srandmember(self.dirty_key, limit))
         written = 0
         for key in pending or []:
             await self._copy(key)

@@ -36,6 +36,7 @@ from autopay_contracts.events import UNOWNED
 from autopay_store import scripts
 from autopay_store.keys import Keys
 from autopay_store.mailboxes import MailboxOwners
+from autopay_store.replies import maybe_text, scored
 
 TransactionStatus = Literal["matched", "unmatched", "ambiguous", "late", "duplicate", "rejected"]
 STATUSES: tuple[TransactionStatus, ...] = TransactionStatus.__args__  # type: ignore[attr-defined]
@@ -228,12 +229,12 @@ class Ledger:
 
     async def get(self, scope: str, tx_id: str) -> Transaction | None:
         """`scope` is `ledger_scope(merchant_id, test_mode)`, as for every read below."""
-        raw = await self.redis.get(self.keys.ledger(scope, f"tx:{tx_id}"))
+        raw = maybe_text(await self.redis.get(self.keys.ledger(scope, f"tx:{tx_id}")))
         return Transaction.from_json(raw) if raw else None
 
     async def dismiss(self, scope: str, tx_id: str, at: datetime, by: str) -> Transaction:
         verdict = await self._dismiss(
-            keys=[self.keys.ledger(scope, f"tx:{tx_id}")], args=[_iso(at), by]
+            keys=[self.keys.ledger(scope, f"tx:{tx_id}")], args=[at.astimezone(UTC).isoformat(), by]
         )
         if verdict == "unknown":
             raise UnknownTransaction(tx_id)
@@ -269,8 +270,10 @@ class Ledger:
         found: list[tuple[str, float]] = []
         offset = 0
         while len(found) < limit + 1:
-            batch = await self.redis.zrevrangebyscore(
-                index, high, low, start=offset, num=limit + 1, withscores=True
+            batch = scored(
+                await self.redis.zrevrangebyscore(
+                    index, high, low, start=offset, num=limit + 1, withscores=True
+                )
             )
             if not batch:
                 break

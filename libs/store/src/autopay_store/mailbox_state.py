@@ -95,7 +95,12 @@ class MailboxHealth:
         detail: str | None = None,
         connected: bool = False,
     ) -> None:
-        mapping = {"status": status, "gmail": gmail, "detail": detail or "", "updated_at": at}
+        mapping: dict[str, str | datetime] = {
+            "status": status,
+            "gmail": gmail,
+            "detail": detail or "",
+            "updated_at": at,
+        }
         if connected:
             mapping["last_connected_at"] = at
         await self.redis.hset(
@@ -233,7 +238,7 @@ class LeaseStore:
     async def renew(self, mailbox_ids: Sequence[str]) -> list[bool]:
         results: list[bool] = []
         for start in range(0, len(mailbox_ids), _BATCH):
-            calls = [
+            calls: list[tuple[list[str], list[str | int]]] = [
                 ([self.lease_key(mailbox_id)], [self.replica_id, self.lease_ms])
                 for mailbox_id in mailbox_ids[start : start + _BATCH]
             ]

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 
 from autopay_store import scripts
 from autopay_store.keys import Keys, glob_escape
+from autopay_store.replies import maybe_text, text_hash
 
 MIGRATION = "mailbox-owners"
 """The migration after which every mailbox with cards has its record (no adoption needed)."""
@@ -80,7 +81,7 @@ class MailboxOwners:
         self._merge = scripts.register(redis, "mailbox_merge")
 
     async def get(self, mailbox_id: str) -> MailboxOwnership | None:
-        data = await self.redis.hgetall(self.keys.mailbox_owner(mailbox_id))
+        data = text_hash(await self.redis.hgetall(self.keys.mailbox_owner(mailbox_id)))
         return _ownership(mailbox_id, data) if data else None
 
     async def owners(self, mailbox_ids: list[str]) -> dict[str, str | None]:
@@ -173,7 +174,7 @@ class MailboxOwners:
     async def adopt(self, mailbox_id: str, gmail: str) -> None:
         """Write the record that the mailbox's card-owner keys and stored password describe."""
         cards = await self.legacy_cards(mailbox_id)
-        password = await self.redis.get(self.keys.mailbox_password(mailbox_id))
+        password = maybe_text(await self.redis.get(self.keys.mailbox_password(mailbox_id)))
         await self.merge(mailbox_id, gmail, cards, password)
 
     async def merge(

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
+from autopay_store.replies import maybe_text, text_hash, text_set, texts
 from autopay_store.secrets import SecretBox
 
 
@@ -95,7 +96,7 @@ class MerchantBotStore:
         return self.keys.bot("merchant", merchant_id)
 
     async def chat(self, chat_id: int) -> BotChat:
-        data = await self.redis.hgetall(self._chat(chat_id))
+        data = text_hash(await self.redis.hgetall(self._chat(chat_id)))
         token = data.get("bot_key")
         return BotChat(
             chat_id=chat_id,
@@ -106,7 +107,7 @@ class MerchantBotStore:
         )
 
     async def chat_of_merchant(self, merchant_id: str) -> BotChat | None:
-        chat_id = await self.redis.get(self._merchant(merchant_id))
+        chat_id = maybe_text(await self.redis.get(self._merchant(merchant_id)))
         return await self.chat(int(chat_id)) if chat_id else None
 
     async def link(self, chat_id: int, merchant_id: str, bot_key: str) -> None:
@@ -140,16 +141,18 @@ class MerchantBotStore:
         await self._record(self._chat(chat_id))
 
     async def linked_merchants(self) -> list[str]:
-        return sorted(await self.redis.smembers(self.keys.bot("merchants")))
+        return sorted(text_set(await self.redis.smembers(self.keys.bot("merchants"))))
 
     # --- alert states -----------------------------------------------------------------------
     async def transition(self, kind: str, subject: str, state: str) -> str | None:
         """Record `state` as the last alerted state of (kind, subject); returns the previous
         one (None the first time). Atomic, so two deliveries of one event see one change."""
-        return await self.redis.set(self.keys.bot("state", kind, subject), state, get=True)
+        return maybe_text(
+            await self.redis.set(self.keys.bot("state", kind, subject), state, get=True)
+        )
 
     async def state(self, kind: str, subject: str) -> str | None:
-        return await self.redis.get(self.keys.bot("state", kind, subject))
+        return maybe_text(await self.redis.get(self.keys.bot("state", kind, subject)))
 
     async def first_time(self, tag: str, ttl_s: int = 30 * 86400) -> bool:
         """True once per `tag` (within `ttl_s`): an alert that must be told only once."""
@@ -168,7 +171,7 @@ class MerchantBotStore:
 
     # --- mailbox health, as last told ---------------------------------------------------------
     async def mailbox_state(self, mailbox_id: str) -> MailboxAlertState | None:
-        data = await self.redis.hgetall(self.keys.bot("mailbox", mailbox_id))
+        data = text_hash(await self.redis.hgetall(self.keys.bot("mailbox", mailbox_id)))
         if not data:
             return None
         return MailboxAlertState(data["state"], data.get("alerted") == "1", data.get("gmail", ""))
@@ -195,7 +198,7 @@ class MerchantBotStore:
 
     async def down_for_long(self, since_before: datetime) -> list[str]:
         """Mailboxes that went down before `since_before` and did not come back."""
-        return list(
+        return texts(
             await self.redis.zrangebyscore(
                 self.keys.bot("mailboxes-down"), "-inf", since_before.timestamp()
             )
@@ -230,10 +233,10 @@ class MerchantBotStore:
     ) -> list[RecentOrder]:
         """The card's orders created since `since`, newest first (any status)."""
         index = self._card_orders(merchant_id, mailbox_id, card_last4)
-        ids = await self.redis.zrevrangebyscore(index, "+inf", since.timestamp())
+        ids = texts(await self.redis.zrevrangebyscore(index, "+inf", since.timestamp()))
         found = []
         for order_id in ids:
-            data = await self.redis.hgetall(self.keys.bot("order", order_id))
+            data = text_hash(await self.redis.hgetall(self.keys.bot("order", order_id)))
             if data:
                 found.append(
                     RecentOrder(
@@ -262,7 +265,7 @@ class MerchantBotStore:
         await self._record(self.keys.bot("purchase", purchase.order_id))
 
     async def purchase(self, order_id: str) -> Purchase | None:
-        data = await self.redis.hgetall(self.keys.bot("purchase", order_id))
+        data = text_hash(await self.redis.hgetall(self.keys.bot("purchase", order_id)))
         if not data:
             return None
         return Purchase(

@@ -45,6 +45,7 @@ from autopay_store.keys import Keys, glob_escape
 from autopay_store.mailboxes import MIGRATION, CardSlot, MailboxOwners
 from autopay_store.rebuild import latest_mailbox_config
 from autopay_store.relocation import Moved, Relocation
+from autopay_store.replies import maybe_text
 
 
 @dataclass
@@ -161,7 +162,7 @@ class MailboxMigration:
                 found.ingest.setdefault(mailbox_id, []).append(part)
             elif rest.startswith("card-owner:") and rest.count(":") == 2:
                 _, mailbox_id, last4 = rest.split(":")
-                value = await self.redis.get(key)
+                value = maybe_text(await self.redis.get(key))
                 if value:
                     merchant_id, _, card_id = value.rpartition(":")
                     slot = CardSlot(merchant_id, int(card_id))
@@ -184,7 +185,9 @@ class MailboxMigration:
             found.addresses.setdefault(mailbox_id, event.gmail)  # type: ignore[attr-defined]
         for mailbox_id, parts in found.ingest.items():
             if mailbox_id not in found.addresses and "health" in parts:
-                gmail = await self.redis.hget(self.keys.mailbox_health(mailbox_id), "gmail")
+                gmail = maybe_text(
+                    await self.redis.hget(self.keys.mailbox_health(mailbox_id), "gmail")
+                )
                 if gmail:
                     found.addresses[mailbox_id] = gmail
         for mailbox_id, cards in found.card_state.items():
@@ -194,7 +197,7 @@ class MailboxMigration:
                 order = next((s for s in suffixes if s.startswith("order:")), None)
                 if order is not None:
                     key = self.keys.card(mailbox_id, last4, order)
-                    raw = await self.redis.hget(key, "order")
+                    raw = maybe_text(await self.redis.hget(key, "order"))
                     if raw:
                         found.addresses[mailbox_id] = json.loads(raw)["gmail"]
                         break
@@ -304,9 +307,9 @@ class MailboxMigration:
                 await self.redis.set(
                     self.keys.card_owner(new, last4), f"{slot.merchant_id}:{slot.card_id}"
                 )
-        password = await self.redis.get(self.keys.mailbox_password(new))
+        password = maybe_text(await self.redis.get(self.keys.mailbox_password(new)))
         for old in sorted(mailbox.legacy):
-            password = password or await self.redis.get(self.keys.mailbox_password(old))
+            password = password or maybe_text(await self.redis.get(self.keys.mailbox_password(old)))
         if await self._record_needs(slots, password, mailbox) and await self.owners.merge(
             new, mailbox.gmail, slots, password
         ):

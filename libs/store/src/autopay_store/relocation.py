@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from autopay_contracts.events import Order
 from autopay_store.keys import Keys
+from autopay_store.replies import maybe_text, scored, text_hash
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Relocation:
                 self.moved.card_keys += 1
 
     async def _order(self, card_last4: str, order_id: str, src: str, dst: str) -> None:
-        state = await self.redis.hgetall(src)
+        state = text_hash(await self.redis.hgetall(src))
         if state and not await self.redis.exists(dst):
             if state.get("order"):
                 order = Order.model_validate_json(state["order"])
@@ -77,7 +78,7 @@ class Relocation:
                 state["order"] = order.model_copy(update=update).model_dump_json()
             ttl = await self.redis.pttl(src)
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(dst, mapping=state)
+                pipe.hset(dst, mapping=state)  # type: ignore[arg-type]  # redis-py: invariant mapping key, see replies.py
                 if ttl > 0:
                     pipe.pexpire(dst, ttl)
                 await pipe.execute()
@@ -91,25 +92,25 @@ class Relocation:
 
     async def _holds(self, src: str, dst: str) -> None:
         """amount → holder order ids: the union, the new id's holders first."""
-        for amount, ids in (await self.redis.hgetall(src)).items():
-            holders = (await self.redis.hget(dst, amount) or "").split()
+        for amount, ids in text_hash(await self.redis.hgetall(src)).items():
+            holders = (maybe_text(await self.redis.hget(dst, amount)) or "").split()
             holders += [i for i in ids.split() if i not in holders]
             await self.redis.hset(dst, amount, " ".join(holders))
 
     async def _releases(self, src: str, dst: str) -> None:
         """amount → end of its latest hold: the later of the two."""
-        for amount, until in await self.redis.zrange(src, 0, -1, withscores=True):
+        for amount, until in scored(await self.redis.zrange(src, 0, -1, withscores=True)):
             current = await self.redis.zscore(dst, amount)
             if current is None or current < until:
                 await self.redis.zadd(dst, {amount: until})
 
     async def _credits(self, src: str, dst: str) -> None:
         """credit id → its first decision: a decision already made under the new id stays."""
-        for credit_id, decision in (await self.redis.hgetall(src)).items():
+        for credit_id, decision in text_hash(await self.redis.hgetall(src)).items():
             await self.redis.hsetnx(dst, credit_id, decision)
 
     async def _credits_seen(self, src: str, dst: str) -> None:
-        pairs = await self.redis.zrange(src, 0, -1, withscores=True)
+        pairs = scored(await self.redis.zrange(src, 0, -1, withscores=True))
         if pairs:
             await self.redis.zadd(dst, dict(pairs), nx=True)
 
@@ -169,12 +170,12 @@ class Relocation:
     async def _cursor(self, src: str, dst: str) -> None:
         """Both ids watched one inbox: with one UIDVALIDITY, the lower UID (mail after it is
         read again and dropped by the dedup markers, never lost); else the new id's cursor."""
-        old = await self.redis.hgetall(src)
-        new = await self.redis.hgetall(dst)
+        old = text_hash(await self.redis.hgetall(src))
+        new = text_hash(await self.redis.hgetall(dst))
         if not old.get("uidvalidity"):
             return
         if not new.get("uidvalidity"):
-            await self.redis.hset(dst, mapping=old)
+            await self.redis.hset(dst, mapping=old)  # type: ignore[arg-type]  # redis-py: invariant mapping key, see replies.py
         elif new["uidvalidity"] == old["uidvalidity"]:
             last_uid = min(int(new.get("last_uid", 0)), int(old.get("last_uid", 0)))
             if str(last_uid) != new.get("last_uid"):
@@ -183,6 +184,6 @@ class Relocation:
     async def _health(self, src: str, dst: str) -> None:
         if await self.redis.exists(dst):
             return
-        health = await self.redis.hgetall(src)
+        health = text_hash(await self.redis.hgetall(src))
         if health:
-            await self.redis.hset(dst, mapping={**health, "gmail": self.gmail})
+            await self.redis.hset(dst, mapping={**health, "gmail": self.gmail})  # type: ignore[dict-item]  # redis-py: invariant mapping key, see replies.py

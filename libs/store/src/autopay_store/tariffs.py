@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from autopay_store.accounts import Accounts, Merchant
 from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
+from autopay_store.replies import text_hash, text_set
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,14 @@ class Tariffs:
         """Create the tariff, or replace the one of that name."""
         # Two Cluster slots: the tariff first, then the list names it (a stop between leaves
         # a tariff nobody lists; saving it again lists it).
-        await self.redis.hset(self.keys.tariff(tariff.name), mapping=asdict(tariff))
+        await self.redis.hset(self.keys.tariff(tariff.name), mapping=asdict(tariff))  # type: ignore[arg-type]  # redis-py: invariant mapping key, see replies.py
         await self.redis.sadd(self.keys.tariffs, tariff.name)
         if self.journal is not None:
             await self.journal.record(self.keys.tariff(tariff.name), self.keys.tariffs)
         return tariff
 
     async def get(self, name: str) -> Tariff | None:
-        data = await self.redis.hgetall(self.keys.tariff(name))
+        data = text_hash(await self.redis.hgetall(self.keys.tariff(name)))
         if not data:
             return None
         return Tariff(
@@ -69,7 +70,7 @@ class Tariffs:
         )
 
     async def all(self) -> list[Tariff]:
-        names = sorted(await self.redis.smembers(self.keys.tariffs))
+        names = sorted(text_set(await self.redis.smembers(self.keys.tariffs)))
         found = [await self.get(name) for name in names]
         return [t for t in found if t is not None]
 

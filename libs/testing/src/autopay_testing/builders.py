@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from autopay_contracts import Credit, Order, mailbox_id_for
 
@@ -14,7 +15,7 @@ CARD = "6412"
 
 def order(order_id: str, amount: int = 5_003_700, at: datetime = T0, **kw) -> Order:
     """A five-minute order created at `at`, for `amount` tiyin, on the demo card."""
-    base = dict(
+    base: dict[str, Any] = dict(
         order_id=order_id,
         merchant_id="7",
         mailbox_id=MBX,
@@ -29,7 +30,7 @@ def order(order_id: str, amount: int = 5_003_700, at: datetime = T0, **kw) -> Or
 
 def credit(credit_id: str, amount: int = 5_003_700, bank: datetime = T0, **kw) -> Credit:
     """A UZS credit with bank time `bank` (cut to the minute, as banks write it)."""
-    base = dict(
+    base: dict[str, Any] = dict(
         credit_id=credit_id,
         mailbox_id=MBX,
         gmail=GMAIL,

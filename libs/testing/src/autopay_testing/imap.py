@@ -25,7 +25,6 @@ import ipaddress
 import json
 import signal
 import ssl
-import sys
 import uuid
 from argparse import Namespace
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from pysasl.hashing import BuiltinHash
 _wait_for_updates = ConnectionState.receive_updates
 
 
-async def _report_pending_then_wait(self, cmd, done):  # type: ignore[no-untyped-def]
+async def _report_pending_then_wait(self, cmd, done):
     """pymap's IDLE only wakes on a change made after IDLE began: mail appended between the
     client's last command and its IDLE stayed unannounced until DONE. Gmail and dovecot report
     such mail when IDLE starts, so this server does too: look once, then wait."""
@@ -59,7 +58,8 @@ async def _report_pending_then_wait(self, cmd, done):  # type: ignore[no-untyped
     return await _wait_for_updates(self, cmd, done)
 
 
-ConnectionState.receive_updates = _report_pending_then_wait
+# pymap is patched on purpose here (a method replaced on its class), which mypy refuses.
+ConnectionState.receive_updates = _report_pending_then_wait  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
@@ -459,4 +459,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -47,7 +47,6 @@ import copy
 import itertools
 import json
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -966,7 +965,7 @@ class FakeTelegram:
                 await asyncio.wait_for(changed.wait(), remaining)
 
     def _drop_not_allowed(self) -> None:
-        keep = []
+        keep: list[dict[str, Any]] = []
         for update in self._updates:
             kind = next(key for key in update if key != "update_id")
             (keep if kind in self._allowed_updates else self.dropped_updates).append(update)
@@ -1405,4 +1404,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

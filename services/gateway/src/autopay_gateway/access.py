@@ -50,8 +50,9 @@ class Access:
         that address gets 429 instead, so keys cannot be guessed at speed. Only valid keys
         enter the cache, so wrong ones can neither fill it nor push valid ones out."""
         holder = None
-        key_hash = hash_api_key(api_key) if api_key else None
-        if key_hash is not None:
+        key_hash = None
+        if api_key:
+            key_hash = hash_api_key(api_key)
             holder = self._merchants.get(key_hash)
             if holder is MISSING:
                 holder = await self.accounts.identify(api_key)

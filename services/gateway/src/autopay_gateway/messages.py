@@ -6,6 +6,7 @@ language the request's `Accept-Language` prefers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_LANGUAGE = "uz"
@@ -370,7 +371,7 @@ class ApiError(Exception):
         http_status: int,
         code: str,
         /,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> None:
         super().__init__(code)

@@ -116,7 +116,7 @@ def describe(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    models = {s.Error}
+    models: set[type[BaseModel]] = {s.Error}
     for request, response, _ in ROUTES.values():
         models.add(response)
         if request is not None:

@@ -1,7 +1,8 @@
 """Request bodies: pydantic models of the commands, and one mapper from their validation errors
 to the original service's answers (pure; every failure is a 400 `ApiError`).
 
-Each field is a `Param`: its validator decides what the original accepts (an integer amount
+Each field is `Annotated[Any, BeforeValidator(check)]`, validated by `check(value, info)` alone
+(no coercion by pydantic first): the check decides what the original accepts (an integer amount
 given as `50037.0`, a numeric `client_user_id`, a `card_last4` that is exactly four ASCII
 digits, an address normalized the Gmail way, ...) and raises `Refused(code, **params)` with the
 message catalogue's code. `decode` validates a body against a model with the settings as
@@ -68,11 +69,6 @@ def decode(model: type[Model], body: dict[str, Any], **context: Any) -> Model:
             field = params.get("field") or (str(error["loc"][0]) if error["loc"] else "body")
             raise ApiError(400, "missing", field=field) from None
         raise ApiError(400, error["type"], **params) from None
-
-
-def Param(check: Callable[..., Any]) -> Any:
-    """A field validated by `check(value, info)` alone (no coercion by pydantic first)."""
-    return Annotated[Any, BeforeValidator(check)]
 
 
 class Command(BaseModel):
@@ -244,9 +240,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-Amount = Param(_amount_of)
-CardLast4 = Param(_card_last4_of)
-Gmail = Param(_gmail_of)
+Amount = Annotated[Any, BeforeValidator(_amount_of)]
+CardLast4 = Annotated[Any, BeforeValidator(_card_last4_of)]
+Gmail = Annotated[Any, BeforeValidator(_gmail_of)]
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -257,12 +253,12 @@ class CreatePayment(Command):
 
     amount: Amount = None
     amount_base: Amount = None
-    client_user_id: Param(_client_user_id_of) = None
-    client_user_data: Param(_client_user_data_of) = None
+    client_user_id: Annotated[Any, BeforeValidator(_client_user_id_of)] = None
+    client_user_data: Annotated[Any, BeforeValidator(_client_user_data_of)] = None
     card_last4: CardLast4
     gmail: Gmail
-    webhook_url: Param(_webhook_url_of) = None
-    notify_events: Param(_notify_events_of) = None
+    webhook_url: Annotated[Any, BeforeValidator(_webhook_url_of)] = None
+    notify_events: Annotated[Any, BeforeValidator(_notify_events_of)] = None
     """None: the merchant's default (`PUT /api/settings`)."""
 
     @model_validator(mode="before")
@@ -279,16 +275,16 @@ class CreatePayment(Command):
 
 
 class OrderRef(Command):
-    order_id: Param(_order_id_of)
+    order_id: Annotated[Any, BeforeValidator(_order_id_of)]
 
 
 class AddCard(Command):
     """A live card needs its app password; a sandbox card ignores one (it is never stored)."""
 
-    app_password: Param(_app_password_of) = None
+    app_password: Annotated[Any, BeforeValidator(_app_password_of)] = None
     card_last4: CardLast4
     gmail: Gmail
-    aliases: Param(_aliases_of) = None
+    aliases: Annotated[Any, BeforeValidator(_aliases_of)] = None
     """Other addresses that deliver to the mailbox (normalized); None keeps the stored ones."""
 
     @model_validator(mode="before")
@@ -324,8 +320,8 @@ class Settings(Command):
     """`PUT /api/settings {webhook_url, notify_events}`: both optional; a null or empty
     `webhook_url` removes the default URL."""
 
-    webhook_url: Param(_webhook_url_of) = None
-    notify_events: Param(_notify_events_of) = None
+    webhook_url: Annotated[Any, BeforeValidator(_webhook_url_of)] = None
+    notify_events: Annotated[Any, BeforeValidator(_notify_events_of)] = None
 
     @model_validator(mode="after")
     def _paid_always(self) -> Settings:
@@ -387,21 +383,21 @@ class CreateMerchant(Command):
     """`POST /admin/merchants`: a live merchant, on `tariff` (None: the default terms), after
     redeeming `invite_code` when one is given."""
 
-    name: Param(_merchant_name_of)
-    tariff: Param(_tariff_name_of) = None
-    invite_code: Param(_invite_code_of) = None
+    name: Annotated[Any, BeforeValidator(_merchant_name_of)]
+    tariff: Annotated[Any, BeforeValidator(_tariff_name_of)] = None
+    invite_code: Annotated[Any, BeforeValidator(_invite_code_of)] = None
 
 
 class RotateKey(Command):
-    mode: Param(_key_mode_of)
+    mode: Annotated[Any, BeforeValidator(_key_mode_of)]
 
 
 class ExtendSubscription(Command):
     """`POST /admin/merchants/{id}/subscription`: one period of `tariff`, bought with the paid
     order `order_id` (applied once per order id)."""
 
-    tariff: Param(_required_tariff_name_of)
-    order_id: Param(_subscription_order_of)
+    tariff: Annotated[Any, BeforeValidator(_required_tariff_name_of)]
+    order_id: Annotated[Any, BeforeValidator(_subscription_order_of)]
 
 
 # --- decoding ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 from pydantic import ValidationError
 
@@ -23,6 +23,7 @@ from autopay_contracts.events import (
     CreditReceived,
     CreditRejected,
     NotificationKind,
+    Refusal,
 )
 
 # --- mailbox configuration ------------------------------------------------------------------
@@ -351,6 +352,9 @@ def build_outcome(
         fingerprint = notification.fingerprint()
         problem = _credit_problem(notification)
         if problem is None:
+            # _credit_problem found none of these missing
+            assert notification.card_last4 is not None and notification.currency is not None
+            assert notification.amount_tiyin is not None and notification.occurred_at is not None
             try:
                 credit = Credit(
                     credit_id=credit_id_for(mailbox.mailbox_id, fingerprint, message_id, raw),
@@ -383,7 +387,7 @@ def build_outcome(
         gmail=mailbox.gmail,
         kind=notification.kind,
         reason=notification.reason or notification.kind,
-        refusal=refusal if refusal in REFUSALS else None,
+        refusal=cast("Refusal | None", refusal if refusal in REFUSALS else None),
         format=notification.format,
         message_id=message_id,
         received_at=received_at,
@@ -399,7 +403,7 @@ def header_outcome(
     kind: NotificationKind,
     reason: str,
     received_at: datetime,
-    refusal: str | None = None,
+    refusal: Refusal | None = None,
 ) -> Outcome:
     """A `CreditRejected` for a candidate whose bytes are not read or not kept (over the cap,
     or missing from the server's reply): its identity comes from the screened headers, size
@@ -469,7 +473,7 @@ def _credit_problem(n: Notification) -> str | None:
     ]
     if missing:
         return "credit without " + ", ".join(missing)
-    if n.occurred_at.tzinfo is None:
+    if n.occurred_at is not None and n.occurred_at.tzinfo is None:
         return "credit time without a time zone"
     return None
 
@@ -481,6 +485,6 @@ def backoff_delay(
     attempt: int, initial: float, cap: float, rng: random.Random | None = None
 ) -> float:
     """Capped exponential backoff with equal jitter: in [d/2, d], d = min(cap, initial·2^n)."""
-    rng = rng or random
+    uniform = rng.uniform if rng is not None else random.uniform
     ceiling = min(cap, initial * (2 ** min(attempt, 30)))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+    return ceiling / 2 + uniform(0, ceiling / 2)

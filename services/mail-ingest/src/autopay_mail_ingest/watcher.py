@@ -36,6 +36,7 @@ import aioimaplib
 
 from autopay_bankmail import Notification, parse_notification
 from autopay_contracts import (
+    CreditReceived,
     Event,
     MailboxAuthFailed,
     MailboxConnected,
@@ -224,7 +225,11 @@ class MailboxWatcher:
                 connected=connected,
             )
 
-    async def _emit(self, event_type: type[Event], detail: str | None = None) -> None:
+    async def _emit(
+        self,
+        event_type: type[MailboxAuthFailed | MailboxConnected | MailboxDown | MailboxUp],
+        detail: str | None = None,
+    ) -> None:
         event = event_type(
             mailbox_id=self.mailbox.mailbox_id,
             gmail=self.mailbox.gmail,
@@ -588,7 +593,9 @@ class MailboxWatcher:
         Redis and NATS failures raise (or retry) here, holding the cursor before this mail."""
         mbx = self.mailbox
         event = outcome.event
-        received_at = event.credit.received_at if outcome.is_credit else event.received_at
+        received_at = (
+            event.credit.received_at if isinstance(event, CreditReceived) else event.received_at
+        )
         if await self.store.already_seen(mbx.mailbox_id, outcome.message_key, outcome.fingerprint):
             metrics.DUPLICATES.inc()
             self.log.info("mail.duplicate", uid=uid, event_id=event.event_id)
@@ -598,7 +605,7 @@ class MailboxWatcher:
         await self._publish(event)
         await self.store.mark_seen(mbx.mailbox_id, outcome.message_key, outcome.fingerprint)
         metrics.MAILBOXES.mail(mbx.mailbox_id, received_at)
-        if outcome.is_credit:
+        if isinstance(event, CreditReceived):
             metrics.CREDITS.inc()
             counters: tuple[str, ...] = ("credits",)
             self.log.info(

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -347,7 +347,7 @@ class Notifier:
     def _event(
         claim: Claim, decision: Decision, result: AttemptResult, next_due: float | None
     ) -> Event:
-        common = dict(
+        common: dict[str, Any] = dict(
             delivery_id=claim.delivery_id,
             merchant_id=claim.merchant_id,
             order_id=claim.order_id,

@@ -17,7 +17,8 @@ reads, which costs more than the command itself. A batch that times out drops it
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -32,7 +33,7 @@ _DIRECT = frozenset({"WATCH", "UNWATCH", "MULTI", "EXEC", "SUBSCRIBE", "PSUBSCRI
 class BatchingRedis(aioredis.Redis):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._queue: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future]] = []
+        self._queue: list[tuple[tuple[Any, ...], Mapping[str, Any], asyncio.Future]] = []
         self._flush_scheduled = False
         self._flushes: set[asyncio.Task] = set()
         self._batches: aioredis.Redis = self
@@ -54,7 +55,7 @@ class BatchingRedis(aioredis.Redis):
             return await super().execute_command(*args, **options)
         return await self._enqueue(args, options)
 
-    def _enqueue(self, args: tuple[Any, ...], options: dict[str, Any]) -> asyncio.Future:
+    def _enqueue(self, args: tuple[Any, ...], options: Mapping[str, Any]) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         reply = loop.create_future()
         self._queue.append((args, options, reply))
@@ -78,7 +79,7 @@ class BatchingRedis(aioredis.Redis):
         task.add_done_callback(self._flushes.discard)
 
     async def _send(
-        self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future]]
+        self, batch: list[tuple[tuple[Any, ...], Mapping[str, Any], asyncio.Future]]
     ) -> None:
         try:
             try:
@@ -102,7 +103,7 @@ class BatchingRedis(aioredis.Redis):
                 reply.set_result(result)
 
     async def _send_now(
-        self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future]]
+        self, batch: list[tuple[tuple[Any, ...], Mapping[str, Any], asyncio.Future]]
     ) -> list[Any]:
         if len(batch) == 1:
             args, options, _ = batch[0]
@@ -152,6 +153,7 @@ def batching_redis_client(url: str, name: str, timeout_s: float = 5.0) -> aiored
         socket_connect_timeout=timeout_s,
         health_check_interval=30,
     )
-    client = BatchingRedis.from_url(url, socket_timeout=timeout_s, **options)
+    # redis-py annotates from_url as returning a Redis, though it builds the class it is called on
+    client = cast(BatchingRedis, BatchingRedis.from_url(url, socket_timeout=timeout_s, **options))
     client.send_batches_via(aioredis.Redis.from_url(url, socket_timeout=None, **options), timeout_s)
     return client

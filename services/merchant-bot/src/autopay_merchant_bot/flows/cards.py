@@ -54,7 +54,7 @@ async def add_card(message: Message, state: FSMContext, ctx: BotContext, chat: B
 
 @router.message(AddingCard.card_last4, F.text)
 async def card_last4(message: Message, state: FSMContext, ctx: BotContext, chat: BotChat) -> None:
-    digits = message.text.strip()
+    digits = (message.text or "").strip()
     if not is_card_last4(digits):
         await message.answer(say(ctx.language(chat), "bad_card_last4"))
         return
@@ -66,7 +66,7 @@ async def card_last4(message: Message, state: FSMContext, ctx: BotContext, chat:
 @router.message(AddingCard.gmail, F.text)
 async def gmail(message: Message, state: FSMContext, ctx: BotContext, chat: BotChat) -> None:
     language = ctx.language(chat)
-    address = message.text.strip()
+    address = (message.text or "").strip()
     if not looks_like_address(address):
         await message.answer(say(language, "bad_gmail"))
         return
@@ -78,7 +78,7 @@ async def gmail(message: Message, state: FSMContext, ctx: BotContext, chat: BotC
 @router.message(AddingCard.app_password, F.text)
 async def app_password(message: Message, state: FSMContext, ctx: BotContext, chat: BotChat) -> None:
     language = ctx.language(chat)
-    password = message.text.strip()
+    password = (message.text or "").strip()
     # First of all: the password leaves the chat, whatever happens next.
     with contextlib.suppress(TelegramBadRequest):
         await message.delete()

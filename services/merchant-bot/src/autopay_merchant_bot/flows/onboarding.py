@@ -72,7 +72,7 @@ async def start(
 
 @router.message(Joining.invite, F.text)
 async def invite(message: Message, state: FSMContext, ctx: BotContext, chat: BotChat) -> None:
-    await state.update_data(invite=message.text.strip())
+    await state.update_data(invite=(message.text or "").strip())
     await state.set_state(Joining.name)
     await message.answer(say(ctx.language(chat), "ask_shop_name"))
 
@@ -80,7 +80,7 @@ async def invite(message: Message, state: FSMContext, ctx: BotContext, chat: Bot
 @router.message(Joining.name, F.text)
 async def name(message: Message, state: FSMContext, ctx: BotContext, chat: BotChat) -> None:
     language = ctx.language(chat)
-    shop = message.text.strip()
+    shop = (message.text or "").strip()
     if not 1 <= len(shop) <= 64:
         await message.answer(say(language, "bad_shop_name"))
         return
@@ -128,7 +128,7 @@ async def anything_else(message: Message, ctx: BotContext, chat: BotChat) -> Non
     """A message outside any flow. One that looks like an App Password (the user pasted it
     late, or the bot restarted in the middle of adding a card) is deleted at once."""
     language = ctx.language(chat)
-    if looks_like_app_password(message.text):
+    if looks_like_app_password(message.text or ""):
         await message.delete()
         await message.answer(say(language, "password_deleted"))
     await message.answer(say(language, "menu" if chat.merchant_id else "not_linked"))
