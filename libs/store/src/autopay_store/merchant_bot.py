@@ -19,10 +19,12 @@ orders are not: a lost one at worst repeats an alert or offers fewer candidates.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
+from nats.js.kv import KeyValue
 
 from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
@@ -67,6 +69,13 @@ class Purchase:
     tariff: str
     chat_id: int
     amount_tiyin: int
+
+
+def bot_journal(
+    redis: aioredis.Redis, keys: Keys, bucket: Callable[[], Awaitable[KeyValue]]
+) -> AccountJournal:
+    """The journal of the bot's own keys: its set of keys left to copy is in its keyspace."""
+    return AccountJournal(redis, keys, bucket, dirty_key=keys.bot_journal_dirty)
 
 
 class MerchantBotStore:

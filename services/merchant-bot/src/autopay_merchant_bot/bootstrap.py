@@ -30,9 +30,8 @@ from autopay_merchant_bot.settings import MerchantBotSettings
 from autopay_runtime.connections import dependency_checks, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.waiting import cancel_and_wait
-from autopay_store.journal import AccountJournal
 from autopay_store.keys import Keys
-from autopay_store.merchant_bot import MerchantBotStore
+from autopay_store.merchant_bot import MerchantBotStore, bot_journal
 from autopay_store.secrets import SecretBox
 
 log = structlog.get_logger("autopay_merchant_bot")
@@ -97,11 +96,8 @@ def build_app(settings: MerchantBotSettings) -> AsgiFastStream:
     redis = redis_client(settings.redis_url, "merchant-bot")
     keys = Keys(settings.redis_prefix)
     # Which chat is which merchant, and the subscriptions sold, survive a Redis loss.
-    journal = AccountJournal(
-        redis,
-        keys,
-        lambda: broker.key_value(ACCOUNTS.name(settings.ns), declare=False),
-        dirty_key=keys.bot_journal_dirty,
+    journal = bot_journal(
+        redis, keys, lambda: broker.key_value(ACCOUNTS.name(settings.ns), declare=False)
     )
     store = MerchantBotStore(
         redis, keys, SecretBox(settings.secret_keys.get_secret_value()), journal=journal
