@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from autopay_cli.config import CliSettings
 from autopay_contracts import MailboxRegistered, provision_streams
 from autopay_contracts.streams import ACCOUNTS, MAILBOX_CONFIG
+from autopay_runtime.settings import nats_connect_options
 from autopay_store.accounts import Accounts, Card, NewMerchant
 from autopay_store.journal import AccountJournal
 from autopay_store.sandbox import SandboxCards
@@ -35,7 +36,7 @@ class Operator:
         self.nats: nats.NATS | None = None
 
     async def open(self) -> Operator:
-        self.nats = await nats.connect(self.settings.nats_url)
+        self.nats = await nats.connect(**self.settings.nats_connect_options)
         bucket = await self.nats.jetstream().key_value(ACCOUNTS.name(self.settings.ns))
         self.journal = AccountJournal(self.redis, self.settings.keys, bucket)
         keys = self.settings.keys
@@ -136,7 +137,7 @@ async def publish_mailbox(
         aliases=aliases,
         allow_forwarded=allow_forwarded,
     )
-    client = await nats.connect(settings.nats_url)
+    client = await nats.connect(**settings.nats_connect_options)
     try:
         js = client.jetstream()
         await js.publish(
@@ -155,7 +156,7 @@ async def connections(
     settings: CliSettings,
 ) -> AsyncIterator[tuple[aioredis.Redis, JetStreamContext]]:
     """Redis and JetStream for one operator command, both closed when it ends."""
-    client = await nats.connect(settings.nats_url)
+    client = await nats.connect(**settings.nats_connect_options)
     redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         yield redis, client.jetstream()
@@ -167,7 +168,7 @@ async def connections(
 async def provision(nats_url: str, namespace: str, replicas: int = 1) -> list[str]:
     from autopay_contracts import Namespace
 
-    client = await nats.connect(nats_url)
+    client = await nats.connect(**nats_connect_options(nats_url))
     try:
         return await provision_streams(client.jetstream(), Namespace(namespace), replicas)
     finally:
