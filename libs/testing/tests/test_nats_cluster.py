@@ -152,6 +152,26 @@ async def _true(value: bool) -> bool:
     return value
 
 
+async def test_a_new_user_is_taken_by_every_node_on_reload(cluster, tmp_path):
+    config = tmp_path / "auth.conf"
+    newcomer = '{ user: "newcomer", password: "pw2" }'
+    config.write_text(AUTH.replace("} ]", f"}}, {newcomer} ]"))
+    cluster.reload()
+
+    async def accepted(node) -> bool:
+        client = await nats.connect(
+            **nats_connect_options(url_with_credentials(node.url, "newcomer", "pw2")),
+            allow_reconnect=False,
+            connect_timeout=2,
+        )
+        await client.close()
+        return True
+
+    for node in cluster.nodes:
+        await _until(lambda node=node: accepted(node), 15, f"newcomer accepted by {node.name}")
+        assert "Failed to reload" not in node.log_file.read_text()
+
+
 async def test_a_client_fails_over_to_another_node(cluster):
     url = url_with_credentials(cluster.url, USER, PASSWORD)
     client = await _connect(url, dont_randomize=True)

@@ -134,6 +134,13 @@ class NatsCluster:
             node.server.process.send_signal(sig)
             node.server.process.wait(10)
 
+    def reload(self) -> None:
+        """SIGHUP every running node: each reads its configuration again (e.g. a new user)."""
+        for node in self.nodes:
+            if node.alive():
+                assert node.server is not None
+                node.server.process.send_signal(signal.SIGHUP)
+
     def restart(self, index: int, timeout: float = HEALTHY_TIMEOUT_S) -> NatsNode:
         """Start a dead node again and wait until the cluster is healthy with it."""
         node = self.start_node(index)

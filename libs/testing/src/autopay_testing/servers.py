@@ -159,14 +159,32 @@ def start_nats(
     args = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port)]
     args += ["-sd", str(path / "jetstream"), "--http_port", str(http_port)]
     if cluster is not None:
-        routes = ",".join(f"nats-route://127.0.0.1:{p}" for p in cluster.peer_ports)
-        args += ["--server_name", cluster.server_name, "--cluster_name", cluster.cluster_name]
-        args += ["--cluster", f"nats://127.0.0.1:{cluster.cluster_port}", "--routes", routes]
-        args += ["--no_advertise"]
+        config_file = _cluster_config(path, cluster, config_file)
     if config_file is not None:
         args += ["-c", str(config_file)]
     name = cluster.server_name if cluster is not None else "nats"
     return _spawn(name, args, port, f"nats://127.0.0.1:{port}", (path, owned), log_file)
+
+
+def _cluster_config(path: Path, cluster: ClusterRoute, include: Path | None) -> Path:
+    """The node's configuration file: its name and cluster block, then `include` (the users).
+    They live in a file, not in flags: a reload (SIGHUP, e.g. a new user) checks the file
+    alone and refuses a JetStream cluster whose file does not name the server."""
+    routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in cluster.peer_ports)
+    lines = [
+        f'server_name: "{cluster.server_name}"',
+        "cluster {",
+        f'  name: "{cluster.cluster_name}"',
+        f'  listen: "127.0.0.1:{cluster.cluster_port}"',
+        f"  routes: [{routes}]",
+        "  no_advertise: true",  # clients dial only the URLs (and credentials) they were given
+        "}",
+    ]
+    if include is not None:  # nats-server reads an include relative to the including file
+        lines.append(f'include "{os.path.relpath(include.resolve(), path.resolve())}"')
+    config = path / "node.conf"
+    config.write_text("\n".join(lines) + "\n")
+    return config
 
 
 def start_redis(
