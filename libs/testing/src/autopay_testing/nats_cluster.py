@@ -148,17 +148,33 @@ class NatsCluster:
         return node
 
     def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT_S) -> None:
-        """Until every running node's `/healthz` says 200: a meta leader is elected and each
-        node's streams and consumers are current."""
+        """Until every running node's `/healthz` says 200 (a meta leader is elected, each
+        node's streams and consumers are current) and the meta leader sees every running node
+        as a current peer."""
         deadline = time.monotonic() + timeout
         while True:
             failing = {node.name: node.healthz() for node in self.nodes if node.alive()}
             failing = {name: h for name, h in failing.items() if h[0] != 200}
-            if not failing:
+            if not failing and not (lagging := self._peers_not_current()):
                 return
+            failing = failing or {"meta": (0, f"the meta leader does not see {lagging} current")}
             if time.monotonic() > deadline:
                 raise TimeoutError(f"NATS cluster not healthy after {timeout}s: {failing}")
             time.sleep(0.1)
+
+    def _peers_not_current(self) -> set[str]:
+        """The running nodes that the meta leader does not list as current peers (it places
+        no stream on them yet: "no suitable peers for placement")."""
+        running = {node.name for node in self.nodes if node.alive()}
+        leader = self.meta_leader()
+        if leader is None or leader not in running:
+            return running
+        try:
+            meta = self.node(leader).jsz().get("meta_cluster", {})
+        except (OSError, ValueError):
+            return running
+        current = {leader} | {r["name"] for r in meta.get("replicas", []) if r.get("current")}
+        return running - current
 
     def meta_leader(self) -> str | None:
         """The server name of the JetStream meta leader, as a running node sees it."""
