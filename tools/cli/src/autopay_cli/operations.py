@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import nats
 import redis.asyncio as aioredis
 from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError, ServiceUnavailableError
 
 from autopay_cli.config import CliSettings
 from autopay_contracts import MailboxRegistered, provision_streams
@@ -165,11 +167,30 @@ async def connections(
         await client.drain()
 
 
-async def provision(nats_url: str, namespace: str, replicas: int = 1) -> list[str]:
+PROVISION_TIMEOUT_S = 30.0
+NO_PLACEMENT = 10005  # JetStream's "no suitable peers for placement"
+
+
+async def provision(
+    nats_url: str,
+    namespace: str,
+    replicas: int = 1,
+    timeout: float = PROVISION_TIMEOUT_S,  # noqa: ASYNC109 - a deadline for retries
+) -> list[str]:
+    """Declare every stream. A cluster that has just started (or lost a node) may answer 503,
+    or have no peers yet for R3 placement: that is retried until `timeout`."""
     from autopay_contracts import Namespace
 
     client = await nats.connect(**nats_connect_options(nats_url))
+    deadline = time.monotonic() + timeout
     try:
-        return await provision_streams(client.jetstream(), Namespace(namespace), replicas)
+        while True:
+            try:
+                return await provision_streams(client.jetstream(), Namespace(namespace), replicas)
+            except (ServiceUnavailableError, BadRequestError) as exc:
+                transient = isinstance(exc, ServiceUnavailableError) or exc.err_code == NO_PLACEMENT
+                if not transient or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await client.drain()
