@@ -9,7 +9,7 @@ PACKAGES := libs/contracts libs/runtime libs/store libs/bankmail libs/testing \
 MANIFESTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt constraints.txt
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint check format asyncapi bench chaos clean
+.PHONY: install run test test-cluster lint check format asyncapi bench chaos clean
 
 install: $(VENV)/.installed
 
@@ -19,11 +19,19 @@ $(VENV)/.installed: $(MANIFESTS)
 	$(BIN)/python -m pip install -q -c constraints.txt -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
 	@touch $@
 
+# `make run NATS_CLUSTER=3`: the same on a local 3-node NATS cluster (in a fresh .autopay/).
 run: install
-	$(BIN)/autopay dev up --state-dir .autopay
+	$(BIN)/autopay dev up --state-dir .autopay $(if $(NATS_CLUSTER),--nats-cluster $(NATS_CLUSTER))
 
 test: install
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# The e2e suite again, every stack on a local 3-node NATS JetStream cluster (streams at R3;
+# SPEC §7), and the harness's cluster tests. `make test` runs those and the failover test, but
+# the suite on one server. test_make_run is left out: `make run` has one server.
+test-cluster: install
+	AUTOPAY_E2E_NATS_CLUSTER=3 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
+		tests/e2e libs/testing/tests/test_nats_cluster.py --ignore=tests/e2e/test_make_run.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,4 +1,8 @@
-"""The whole system as separate processes: `autopay dev up --detach`, a webhook receiver."""
+"""The whole system as separate processes: `autopay dev up --detach`, a webhook receiver.
+
+`AUTOPAY_E2E_NATS_CLUSTER=3` runs every stack of the suite on a local 3-node NATS JetStream
+cluster (`autopay dev up --nats-cluster 3`, streams at R3) instead of one server
+(`make test-cluster`)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,20 @@ import httpx
 import pytest
 
 AUTOPAY = [sys.executable, "-m", "autopay_cli.main"]
+
+
+def nats_cluster_size() -> int | None:
+    """`AUTOPAY_E2E_NATS_CLUSTER`: the NATS nodes of the suite's stacks (unset: one server)."""
+    value = os.environ.get("AUTOPAY_E2E_NATS_CLUSTER", "").strip()
+    return int(value) if value else None
+
+
+def dev_up_args(state_dir: Path, nats_cluster: int | None = None) -> list[str]:
+    """`autopay dev up --detach` for a test's own state dir, on the suite's NATS (or the
+    `nats_cluster` nodes a test asks for)."""
+    args = ["dev", "up", "--detach", "--state-dir", str(state_dir)]
+    size = nats_cluster or nats_cluster_size()
+    return [*args, "--nats-cluster", str(size)] if size else args
 
 
 def autopay(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> str:
@@ -50,6 +68,17 @@ class Stack:
     def run_file(self) -> dict:
         return json.loads((self.state_dir / "run.json").read_text())
 
+    def nats_connect_options(self) -> dict:
+        """`nats.connect(**options)` for the stack's NATS (a cluster's every node), as admin."""
+        from autopay_runtime.settings import nats_connect_options
+
+        return nats_connect_options(self.info["nats_url"])
+
+    def nats_log_lines(self) -> list[str]:
+        """Every NATS server's log (`nats.log`, or a cluster's `nats-1.log`, ...)."""
+        logs = sorted((self.state_dir / "logs").glob("nats*.log"))
+        return [line for log in logs for line in log.read_text().splitlines()]
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {p.name}\n" + p.read_text()[-3000:]
@@ -63,9 +92,16 @@ def stack_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, stack_env) -> Iterator[Stack]:
+def stack_nats_cluster() -> int | None:
+    """The NATS nodes of the module's stack: the suite's (`AUTOPAY_E2E_NATS_CLUSTER`) unless a
+    module needs a cluster whatever the suite runs on."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, stack_env, stack_nats_cluster) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("autopay-stack")
-    out = autopay("dev", "up", "--detach", "--state-dir", str(state_dir), env=stack_env)
+    out = autopay(*dev_up_args(state_dir, stack_nats_cluster), env=stack_env)
     running = Stack(state_dir, json.loads(out.strip().splitlines()[-1]))
     try:
         yield running
@@ -75,7 +111,7 @@ def stack(tmp_path_factory, stack_env) -> Iterator[Stack]:
     # Every service ran under its own NATS user: none may have needed more than it is given.
     violations = [
         line
-        for line in (state_dir / "logs" / "nats.log").read_text().splitlines()
+        for line in running.nats_log_lines()
         if "Violation" in line and running.expected_violation not in line
     ]
     assert violations == [], violations[:5]

@@ -17,6 +17,7 @@ import pytest
 import redis
 from nats.errors import NoServersError
 
+from autopay_runtime.settings import nats_connect_options, nats_servers
 from autopay_testing.waiting import eventually
 
 from .conftest import autopay
@@ -29,18 +30,18 @@ def _run(stack) -> dict:
 
 
 def test_stack_urls_carry_credentials(stack):
-    for url in (stack.info["nats_url"], stack.info["redis_url"]):
+    for url in (*nats_servers(stack.info["nats_url"]), stack.info["redis_url"]):
         assert urlsplit(url).password, url
 
 
 def test_nats_refuses_an_anonymous_client(stack):
-    port = _run(stack)["nats_port"]
+    for server in nats_connect_options(stack.info["nats_url"])["servers"]:  # each node
 
-    async def anonymous() -> None:
-        await nats.connect(f"nats://127.0.0.1:{port}", allow_reconnect=False, connect_timeout=2)
+        async def anonymous(server: str = server) -> None:
+            await nats.connect(server, allow_reconnect=False, connect_timeout=2)
 
-    with pytest.raises((NoServersError, nats.errors.Error, OSError)):
-        asyncio.run(anonymous())
+        with pytest.raises((NoServersError, nats.errors.Error, OSError)):
+            asyncio.run(anonymous())
 
 
 def test_redis_refuses_a_client_without_the_password(stack):
@@ -98,7 +99,9 @@ def test_an_integrator_receives_its_merchant_events_and_nothing_of_another(stack
             errors.append(str(exc))
 
         client = await nats.connect(
-            issued["nats_url"], inbox_prefix=issued["inbox_prefix"], error_cb=on_error
+            **nats_connect_options(issued["nats_url"]),
+            inbox_prefix=issued["inbox_prefix"],
+            error_cb=on_error,
         )
 
         async def on_msg(msg) -> None:

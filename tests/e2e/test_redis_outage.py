@@ -85,7 +85,7 @@ def received_amounts(stack) -> list[int]:
     import nats
 
     async def read() -> list[int]:
-        client = await nats.connect(stack.info["nats_url"])
+        client = await nats.connect(**stack.nats_connect_options())
         try:
             js = client.jetstream()
             info = await js.stream_info("AUTOPAY_CREDITS")

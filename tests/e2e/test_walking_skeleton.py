@@ -12,7 +12,10 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from autopay_runtime.settings import nats_servers
 from autopay_testing.waiting import eventually
+
+from .conftest import nats_cluster_size
 
 pytestmark = pytest.mark.e2e
 
@@ -58,8 +61,15 @@ def test_stack_json_has_every_key(stack):
     assert set(stack.info) >= STACK_KEYS
     assert set(stack.info["card"]) == {"card_last4", "gmail"}
     assert set(stack.info["imap"]) == {"host", "port", "user", "password", "tls"}
-    for url in (stack.info["nats_url"], stack.info["redis_url"]):
+    for url in (*nats_servers(stack.info["nats_url"]), stack.info["redis_url"]):
         assert not url.endswith((":4222", ":6379", ":6379/0"))
+    if nats_cluster_size():  # every node, where it listens and which process it is
+        nodes = stack.info["nats_nodes"]
+        assert len(nodes) == nats_cluster_size()
+        assert [node["url"] for node in nodes] == nats_servers(stack.info["nats_url"])
+        assert all(isinstance(node["pid"], int) for node in nodes)
+    else:
+        assert "nats_nodes" not in stack.info
 
 
 def test_payment_completes_with_signed_webhook(stack, receiver):

@@ -8,11 +8,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from faststream.nats import NatsBroker
+from faststream.nats.security import NatsToken
+from faststream.security import BaseSecurity, SASLPlaintext
 from nats.js.errors import NotFoundError
 from redis.asyncio.cluster import RedisCluster
 
 from autopay_contracts import STREAMS, Namespace
-from autopay_runtime.settings import is_cluster_url
+from autopay_runtime.settings import is_cluster_url, nats_connect_options
 
 
 class WaitingRedisCluster(RedisCluster):
@@ -106,3 +108,15 @@ def dependency_checks(broker: NatsBroker, redis: aioredis.Redis, ns: Namespace):
         ("redis", redis_ready(redis)),
         ("streams", streams_ready(broker, ns)),
     ]
+
+
+def nats_broker(url: str, **options: Any) -> NatsBroker:
+    """A FastStream broker for a NATS URL, one server or a cluster's comma-separated list, its
+    credentials handed over decoded (`autopay_runtime.settings.nats_connect_options`)."""
+    connect = nats_connect_options(url)
+    security: BaseSecurity | None = None
+    if "password" in connect:
+        security = SASLPlaintext(username=connect["user"], password=connect["password"])
+    elif "token" in connect:
+        security = NatsToken(token=connect["token"])
+    return NatsBroker(connect["servers"], security=security, **options)

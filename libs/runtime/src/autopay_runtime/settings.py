@@ -1,6 +1,7 @@
 """Settings every service has; each service subclasses it with its own fields."""
 
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -8,8 +9,37 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from autopay_contracts import Namespace
 
 
-def url_with_credentials(url: str, user: str, password: str) -> str:
-    """`url` with `user:password@` before its host, unless it carries credentials already."""
+def nats_servers(url: str) -> list[str]:
+    """The servers of a NATS URL: `nats://a:4222,nats://b:4222` (a cluster) is two. nats-py
+    and FastStream take a list of URLs but read a string as one server."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+def nats_connect_options(url: str) -> dict[str, Any]:
+    """`nats.connect(**options)` for a NATS URL, one server or several comma-separated:
+    `servers` without credentials, and the credentials (percent-decoded, which nats-py does not
+    do with the ones it finds in a URL) as `user`/`password`, or `token` for `nats://token@host`.
+    Every server of a cluster must carry the same credentials (or none)."""
+    servers, found = [], set()
+    for one in nats_servers(url):
+        parts = urlsplit(one)
+        if parts.username is not None:
+            password = None if parts.password is None else unquote(parts.password)
+            found.add((unquote(parts.username), password))
+        netloc = parts.netloc.rpartition("@")[2]
+        servers.append(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
+    if len(found) > 1:
+        raise ValueError("the servers of one NATS URL carry different credentials")
+    options: dict[str, Any] = {"servers": servers}
+    for user, password in found:
+        if password is None:
+            options["token"] = user
+        else:
+            options |= {"user": user, "password": password}
+    return options
+
+
+def _one_with_credentials(url: str, user: str, password: str) -> str:
     parts = urlsplit(url)
     if not password or parts.password or parts.username:
         return url
@@ -28,6 +58,13 @@ def cluster_url(url: str) -> str:
     if parts.scheme.endswith("+cluster"):
         return url
     return urlunsplit((f"{parts.scheme}+cluster", *parts[1:]))
+
+
+def url_with_credentials(url: str, user: str, password: str) -> str:
+    """`url` with `user:password@` before its host, unless it carries credentials already.
+    A comma-separated list of URLs (the servers of a NATS cluster) gets them on each one;
+    credentials are percent-encoded, so they never add a comma."""
+    return ",".join(_one_with_credentials(one, user, password) for one in nats_servers(url))
 
 
 class ServiceSettings(BaseSettings):
@@ -61,6 +98,11 @@ class ServiceSettings(BaseSettings):
         self.redis_url = cluster_url(self.redis_url) if self.redis_cluster else self.redis_url
         self.redis_cluster = is_cluster_url(self.redis_url)
         return self
+
+    @property
+    def nats_connect_options(self) -> dict[str, Any]:
+        """`nats_url` as `nats.connect(**options)` takes it (`nats_connect_options`)."""
+        return nats_connect_options(self.nats_url)
 
     @property
     def ns(self) -> Namespace:

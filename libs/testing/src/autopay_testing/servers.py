@@ -129,21 +129,62 @@ def _spawn(
     return server
 
 
+@dataclass(frozen=True)
+class ClusterRoute:
+    """How one nats-server joins a cluster: its name (JetStream peers are known by it, so a
+    node restarted under the same name and store dir rejoins), the port it listens on for
+    routes, and the route ports of the other nodes."""
+
+    server_name: str
+    cluster_port: int
+    peer_ports: tuple[int, ...]
+    cluster_name: str = "autopay"
+
+
 def start_nats(
     workdir: Path | None = None,
     port: int | None = None,
     log_file: Path | None = None,
     config_file: Path | None = None,
+    cluster: ClusterRoute | None = None,
+    http_port: int = 0,
 ) -> ServerProcess:
     """nats-server with JetStream, its store under `workdir` (kept when given). `config_file`
-    (e.g. an `authorization` block with users) is read at start and again on SIGHUP."""
+    (e.g. an `authorization` block with users) is read at start and again on SIGHUP. With
+    `cluster`, the server is one node of a cluster (`autopay_testing.nats_cluster`); it does
+    not advertise the other nodes to clients, who connect to the URLs they were given (with
+    their credentials) and nothing else. `http_port` is the monitoring port (`/healthz`)."""
     path, owned = _workdir(workdir, "autopay-nats-")
     port = port or free_port()
     args = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port)]
-    args += ["-sd", str(path / "jetstream"), "--http_port", "0"]
+    args += ["-sd", str(path / "jetstream"), "--http_port", str(http_port)]
+    if cluster is not None:
+        config_file = _cluster_config(path, cluster, config_file)
     if config_file is not None:
         args += ["-c", str(config_file)]
-    return _spawn("nats", args, port, f"nats://127.0.0.1:{port}", (path, owned), log_file)
+    name = cluster.server_name if cluster is not None else "nats"
+    return _spawn(name, args, port, f"nats://127.0.0.1:{port}", (path, owned), log_file)
+
+
+def _cluster_config(path: Path, cluster: ClusterRoute, include: Path | None) -> Path:
+    """The node's configuration file: its name and cluster block, then `include` (the users).
+    They live in a file, not in flags: a reload (SIGHUP, e.g. a new user) checks the file
+    alone and refuses a JetStream cluster whose file does not name the server."""
+    routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in cluster.peer_ports)
+    lines = [
+        f'server_name: "{cluster.server_name}"',
+        "cluster {",
+        f'  name: "{cluster.cluster_name}"',
+        f'  listen: "127.0.0.1:{cluster.cluster_port}"',
+        f"  routes: [{routes}]",
+        "  no_advertise: true",  # clients dial only the URLs (and credentials) they were given
+        "}",
+    ]
+    if include is not None:  # nats-server reads an include relative to the including file
+        lines.append(f'include "{os.path.relpath(include.resolve(), path.resolve())}"')
+    config = path / "node.conf"
+    config.write_text("\n".join(lines) + "\n")
+    return config
 
 
 def start_redis(

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from faststream.nats import NatsBroker
 from starlette.responses import Response
 
 from autopay_contracts.permissions import SERVICES, inbox_prefix
@@ -22,7 +21,7 @@ from autopay_gateway.republish import Republisher
 from autopay_gateway.settings import GatewaySettings
 from autopay_gateway.transactions import Transactions
 from autopay_gateway.webhooks import Webhooks
-from autopay_runtime.connections import dependency_checks
+from autopay_runtime.connections import dependency_checks, nats_broker
 from autopay_runtime.health import failing_checks
 from autopay_runtime.publishing import EventPublisher
 from autopay_runtime.waiting import cancel_and_wait
@@ -49,7 +48,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
     is on it but answers only requests that came in on `admin_port` with the admin token
     (`__main__` listens there too when both are set)."""
     secrets = SecretBox(settings.secret_keys)
-    broker = NatsBroker(settings.nats_url, name="gateway", inbox_prefix=inbox_prefix("gateway"))
+    broker = nats_broker(settings.nats_url, name="gateway", inbox_prefix=inbox_prefix("gateway"))
     publisher = EventPublisher(
         broker, settings.ns, PUBLISHED_EVENTS, timeout_s=settings.publish_timeout_seconds
     )

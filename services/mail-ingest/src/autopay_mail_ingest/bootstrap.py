@@ -6,7 +6,6 @@ import asyncio
 import ssl
 
 from faststream.asgi import AsgiFastStream
-from faststream.nats import NatsBroker
 
 from autopay_bankmail import parse_notification
 from autopay_contracts.permissions import SERVICES, inbox_prefix
@@ -17,7 +16,7 @@ from autopay_mail_ingest.leases import Lease
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_mail_ingest.supervisor import Supervisor
 from autopay_mail_ingest.watcher import MailboxWatcher, ParseFn
-from autopay_runtime.connections import dependency_checks, redis_client
+from autopay_runtime.connections import dependency_checks, nats_broker, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.keys import Keys
@@ -36,7 +35,7 @@ def build_app(
     ns = settings.ns
     metrics.MAILBOXES.factor = settings.silence_factor
     metrics.MAILBOXES.min_quiet_s = settings.silence_min_seconds
-    broker = NatsBroker(
+    broker = nats_broker(
         settings.nats_url,
         inbox_prefix=inbox_prefix("mail-ingest"),  # replies only this service may read
         name=settings.client_name,

@@ -16,7 +16,7 @@ from autopay_matcher.consumer import CreditConsumer
 from autopay_matcher.reconciler import Reconciler
 from autopay_matcher.service import Clock, ExpiryScanner, Matcher, system_clock
 from autopay_matcher.settings import MatcherSettings
-from autopay_runtime.connections import dependency_checks, redis_client
+from autopay_runtime.connections import dependency_checks, nats_broker, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.keys import Keys
@@ -35,7 +35,7 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
     ns = settings.ns
     redis = redis_client(settings.redis_url, "matcher")
     keys = Keys(settings.redis_prefix)
-    broker = NatsBroker(
+    broker = nats_broker(
         settings.nats_url,
         inbox_prefix=inbox_prefix("matcher"),  # replies only this service may read
         name="matcher",

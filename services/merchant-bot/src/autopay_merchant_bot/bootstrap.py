@@ -15,7 +15,6 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.memory import MemoryStorage
 from faststream.asgi import AsgiFastStream
-from faststream.nats import NatsBroker
 
 from autopay_contracts.permissions import inbox_prefix
 from autopay_contracts.streams import ACCOUNTS
@@ -27,7 +26,7 @@ from autopay_merchant_bot.chats import ChatState
 from autopay_merchant_bot.context import BotContext
 from autopay_merchant_bot.flows import routers
 from autopay_merchant_bot.settings import MerchantBotSettings
-from autopay_runtime.connections import dependency_checks, redis_client
+from autopay_runtime.connections import dependency_checks, nats_broker, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.waiting import cancel_and_wait
 from autopay_store.keys import Keys
@@ -86,7 +85,7 @@ async def run_sweeps(alerts: Alerts, settings: MerchantBotSettings) -> None:
 def build_app(settings: MerchantBotSettings) -> AsgiFastStream:
     if not settings.bot_token.get_secret_value():
         raise SystemExit("AUTOPAY_BOT_TOKEN is required (the bot's token from @BotFather)")
-    broker = NatsBroker(
+    broker = nats_broker(
         settings.nats_url,
         inbox_prefix=inbox_prefix("merchant-bot"),
         name="merchant-bot",

@@ -17,7 +17,7 @@ from autopay_notifier.http import WebhookSender
 from autopay_notifier.service import Limits, Notifier
 from autopay_notifier.settings import NotifierSettings
 from autopay_notifier.ssrf import GuardPolicy
-from autopay_runtime.connections import dependency_checks, open_redis
+from autopay_runtime.connections import dependency_checks, nats_broker, open_redis
 from autopay_runtime.health import health_routes
 from autopay_store.accounts import Accounts
 from autopay_store.deliveries import DeliveryKeys, DeliveryStore
@@ -102,7 +102,7 @@ def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Not
 
 
 def build_app(settings: NotifierSettings) -> AsgiFastStream:
-    broker = NatsBroker(
+    broker = nats_broker(
         settings.nats_url,
         inbox_prefix=inbox_prefix("notifier"),  # replies only this service may read
         name="notifier",

@@ -24,6 +24,7 @@ import typer
 from autopay_cli.config import load_settings
 from autopay_contracts import DeadLetter, Namespace, parse_event
 from autopay_contracts.streams import DEADLETTERS
+from autopay_runtime.settings import nats_connect_options
 
 app = typer.Typer(no_args_is_help=True, help="Messages a service could not take: list, replay.")
 
@@ -116,7 +117,7 @@ def _preview(raw: bytes, size: int = 120) -> str:
 async def _with_jetstream(nats_url: str, work):
     import nats
 
-    client = await nats.connect(nats_url)
+    client = await nats.connect(**nats_connect_options(nats_url))
     try:
         return await work(client.jetstream())
     finally:

@@ -4,6 +4,10 @@
 process and returns once every service answers `/readyz`. The supervisor restarts any process
 that dies, as Kubernetes would, and keeps its state (JetStream store, Redis AOF, keys) under the
 state dir so a restart of the stack keeps orders and merchants.
+
+With `--nats-cluster 3`, NATS is a local 3-node JetStream cluster (`autopay_testing.nats_cluster`)
+and the streams are provisioned at R3; the services get every node's URL. The size is kept in
+`run.json`, like the ports, and a state dir keeps the size it was created with.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from autopay_cli.operations import Operator, provision
 from autopay_contracts.permissions import ADMIN_USER
 from autopay_store.secrets import SecretBox
 from autopay_store.tariffs import Tariff
+from autopay_testing.nats_cluster import NatsCluster, NodePorts, start_nats_cluster
 from autopay_testing.servers import (
     ServerProcess,
     die_with_parent,
@@ -52,6 +57,24 @@ IMAP_PASSWORDS_FILE = "imap-passwords.json"
 TRIAL_TARIFF = Tariff("Trial", price_som=0, max_payments=100, days=14)
 SOLD_TARIFF = Tariff("Pro", price_som=99_000, max_payments=10_000, days=30)
 READY_TIMEOUT_S = 90.0
+NATS_CLUSTER_SIZES = (1, 3)
+CLUSTER_REPLICAS = 3
+
+
+def nats_cluster_size(state_dir: Path, requested: int | None) -> int:
+    """How many NATS nodes the stack in `state_dir` runs: as requested, else as it ran before,
+    else 1. A state dir keeps the size it was created with: its JetStream store is laid out for
+    it (one server's, or one per node with streams at R3)."""
+    if requested is not None and requested not in NATS_CLUSTER_SIZES:
+        raise ValueError(f"--nats-cluster must be one of {NATS_CLUSTER_SIZES}, not {requested}")
+    path = state_dir / RUN_FILE
+    before = read_json(path).get("nats_cluster", 1) if path.exists() else None
+    if requested is not None and before is not None and requested != before:
+        raise ValueError(
+            f"{state_dir} holds a stack with a {before}-node NATS; it cannot become"
+            f" {requested} nodes (use another --state-dir, or delete this one)"
+        )
+    return requested or before or 1
 
 
 @dataclass
@@ -100,11 +123,18 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, state_dir: Path, on_ready: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        on_ready: Callable[[dict], None] | None = None,
+        nats_cluster: int | None = None,
+    ) -> None:
         self.state_dir = state_dir.resolve()
         self.on_ready = on_ready
         self.logs = self.state_dir / "logs"
+        self.nats_cluster_size = nats_cluster_size(self.state_dir, nats_cluster)
         self.nats: ServerProcess | None = None
+        self.cluster: NatsCluster | None = None
         self.redis: ServerProcess | None = None
         self.children: dict[str, Child] = {}
         self._stopping = False
@@ -140,14 +170,24 @@ class Supervisor:
             "password": self.credentials.redis[ADMIN_USER],
             "acl_users": self.credentials.redis_acl(defaults.redis_prefix),
         }
-        self.nats = start_nats(
-            self.state_dir / "nats", port=persisted.get("nats_port"), **self._nats_args
-        )
+        if self.nats_cluster_size == 1:
+            self.nats = start_nats(
+                self.state_dir / "nats", port=persisted.get("nats_port"), **self._nats_args
+            )
+        else:
+            self.cluster = start_nats_cluster(
+                self.state_dir / "nats",
+                self.nats_cluster_size,
+                ports=persisted.get("nats_node_ports"),
+                log_dir=self.logs,
+                config_file=auth_file,
+            )
         self.redis = start_redis(
             self.state_dir / "redis", port=persisted.get("redis_port"), **self._redis_args
         )
+        nats_base = self._nats_base_url()
         settings = CliSettings(
-            nats_url=self.credentials.nats_url(self.nats.url),
+            nats_url=self.credentials.nats_url(nats_base),
             redis_url=self.credentials.redis_url(self.redis.url),
             secret_keys=persisted["secret_key"],
             imap_host="127.0.0.1",
@@ -168,7 +208,8 @@ class Supervisor:
             {},
         )
         wait_for_port(settings.imap_port)
-        asyncio.run(provision(settings.nats_url, settings.namespace))
+        replicas = CLUSTER_REPLICAS if self.cluster is not None else 1
+        asyncio.run(provision(settings.nats_url, settings.namespace, replicas))
         demo = asyncio.run(self._bootstrap_demo(settings, imap_password, persisted))
         ports = {name: persisted.get(f"{name}_port") or free_port() for name in SERVICES}
         env = self._service_env(settings)
@@ -179,7 +220,7 @@ class Supervisor:
         for name, module in SERVICES.items():
             child_env = {
                 **env,
-                "AUTOPAY_NATS_URL": self.credentials.nats_url(self.nats.url, name),
+                "AUTOPAY_NATS_URL": self.credentials.nats_url(nats_base, name),
                 "AUTOPAY_REDIS_URL": self.credentials.redis_url(self.redis.url, name),
                 "AUTOPAY_ADMIN_TOKEN": persisted["admin_token"],
             }
@@ -194,7 +235,9 @@ class Supervisor:
         run = {
             "supervisor_pid": os.getpid(),
             "env": settings.model_dump(),
-            "nats_port": self.nats.port,
+            "nats_cluster": self.nats_cluster_size,
+            "nats_port": self.cluster.nodes[0].ports.port if self.cluster else self.nats.port,
+            "nats_urls": nats_base.split(","),
             "redis_port": self.redis.port,
             "imap_port": settings.imap_port,
             "imap_password": imap_password,
@@ -208,33 +251,49 @@ class Supervisor:
             "telegram": telegram,
             "telegram_port": telegram.get("port"),
         }
+        if self.cluster is not None:
+            run["nats_node_ports"] = [node.ports.as_dict() for node in self.cluster.nodes]
         self._write_run(run)
         self._wait_ready()
-        write_json(
-            self.state_dir / STACK_FILE,
-            {
-                "gateway_url": gateway_url,
-                "api_key": demo["api_key"],
-                "test_api_key": demo["test_api_key"],
-                "webhook_secret": demo["webhook_secret"],
-                "merchant_id": demo["merchant_id"],
-                "card": {"card_last4": DEMO_CARD, "gmail": DEMO_GMAIL},
-                "imap": {
-                    "host": "127.0.0.1",
-                    "port": settings.imap_port,
-                    "user": DEMO_GMAIL,
-                    "password": imap_password,
-                    "tls": False,
-                },
-                "nats_url": settings.nats_url,
-                "redis_url": settings.redis_url,
-                "admin_url": f"http://127.0.0.1:{admin_port}",
-                "bot": telegram,
+        stack = {
+            "gateway_url": gateway_url,
+            "api_key": demo["api_key"],
+            "test_api_key": demo["test_api_key"],
+            "webhook_secret": demo["webhook_secret"],
+            "merchant_id": demo["merchant_id"],
+            "card": {"card_last4": DEMO_CARD, "gmail": DEMO_GMAIL},
+            "imap": {
+                "host": "127.0.0.1",
+                "port": settings.imap_port,
+                "user": DEMO_GMAIL,
+                "password": imap_password,
+                "tls": False,
             },
-            private=True,
-        )
+            "nats_url": settings.nats_url,
+            "redis_url": settings.redis_url,
+            "admin_url": f"http://127.0.0.1:{admin_port}",
+            "bot": telegram,
+        }
+        if self.cluster is not None:
+            stack["nats_nodes"] = self._nats_nodes()
+        write_json(self.state_dir / STACK_FILE, stack, private=True)
         if self.on_ready:
             self.on_ready(read_json(self.state_dir / STACK_FILE))
+
+    def _nats_base_url(self) -> str:
+        """The NATS server, or every node of the cluster comma-separated, without credentials."""
+        if self.cluster is not None:
+            return self.cluster.url
+        assert self.nats is not None
+        return self.nats.url
+
+    def _nats_nodes(self) -> list[dict]:
+        """`stack.json`'s `nats_nodes`: each node's URL (admin credentials) and current pid."""
+        assert self.cluster is not None
+        return [
+            {"name": node.name, "url": self.credentials.nats_url(node.url), "pid": node.pid}
+            for node in self.cluster.nodes
+        ]
 
     def _persisted(self) -> dict:
         """Ports and secrets kept across restarts of the stack in the same state dir."""
@@ -243,6 +302,13 @@ class Supervisor:
         for key in [k for k in run if k.endswith("_port")]:
             if not run[key] or not _port_free(run[key]):
                 del run[key]
+        nodes = run.pop("nats_node_ports", None)
+        if nodes and len(nodes) == self.nats_cluster_size:
+            ports = [NodePorts(**node) for node in nodes]
+            # A node is known to JetStream by its name, not its address: when one port is
+            # taken, every node gets new ones (the routes name each other's).
+            if all(_port_free(p) for node in ports for p in node.as_dict().values()):
+                run["nats_node_ports"] = ports
         run.setdefault("secret_key", SecretBox.generate_key())
         run.setdefault("imap_password", secrets.token_urlsafe(12))
         run.setdefault("admin_token", secrets.token_urlsafe(24))
@@ -331,6 +397,12 @@ class Supervisor:
 
     def _restart_dead(self) -> None:
         changed = False
+        for node in self.cluster.nodes if self.cluster is not None else []:
+            if node.server is not None and not node.alive():
+                code = node.server.process.returncode
+                self._log(f"{node.name} exited with {code}; restarting")
+                self.cluster.start_node(node.index)  # same ports, same store dir: it rejoins
+                changed = True
         for server in (self.nats, self.redis):
             if server is not None and server.process.poll() is not None:
                 self._log(f"{server.name} exited with {server.process.returncode}; restarting")
@@ -359,10 +431,20 @@ class Supervisor:
         if changed:
             run = read_json(self.state_dir / RUN_FILE)
             self._write_run(run)
+            stack_file = self.state_dir / STACK_FILE
+            if self.cluster is not None and stack_file.exists():  # the nodes' new pids
+                write_json(stack_file, read_json(stack_file) | {"nats_nodes": self._nats_nodes()})
+
+    def _nats_pids(self) -> list[int]:
+        if self.cluster is not None:
+            return [node.pid for node in self.cluster.nodes if node.pid is not None]
+        return [self.nats.process.pid] if self.nats is not None else []
 
     def _write_run(self, run: dict) -> None:
         run["pids"] = {name: child.pid for name, child in self.children.items()}
-        run["infra_pids"] = [s.process.pid for s in (self.nats, self.redis) if s is not None]
+        run["nats_pids"] = self._nats_pids()
+        redis = [self.redis.process.pid] if self.redis is not None else []
+        run["infra_pids"] = [*run["nats_pids"], *redis]
         run["restarts"] = {name: child.restarts for name, child in self.children.items()}
         write_json(self.state_dir / RUN_FILE, run, private=True)
 
@@ -388,7 +470,7 @@ class Supervisor:
     def _stop_everything(self) -> None:
         for child in reversed(list(self.children.values())):
             child.stop()
-        for server in (self.redis, self.nats):
+        for server in (self.redis, self.nats, self.cluster):
             if server is not None:
                 server.stop()
         (self.state_dir / STACK_FILE).unlink(missing_ok=True)
@@ -397,16 +479,22 @@ class Supervisor:
         print(f"[autopay dev] {message}", file=sys.stderr, flush=True)
 
 
-def start_detached(state_dir: Path, timeout: float = READY_TIMEOUT_S + 30) -> dict:
+def start_detached(
+    state_dir: Path, timeout: float = READY_TIMEOUT_S + 30, nats_cluster: int | None = None
+) -> dict:
     """Start the supervisor in the background; return stack.json once everything is ready."""
     state_dir = state_dir.resolve()
+    nats_cluster_size(state_dir, nats_cluster)  # a size this state dir cannot take fails here
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(exist_ok=True)
     stack = state_dir / STACK_FILE
     stack.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "autopay_cli.main", "dev", "up", "--state-dir", str(state_dir)]
+    if nats_cluster is not None:
+        argv += ["--nats-cluster", str(nats_cluster)]
     with open(state_dir / "logs" / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "autopay_cli.main", "dev", "up", "--state-dir", str(state_dir)],
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -105,17 +105,31 @@ def _bot_banner(stack: dict, state_dir: Path) -> str:
 def dev_up(
     state_dir: StateDir = Path(".autopay"),
     detach: Annotated[bool, typer.Option(help="Return once ready; run in the background.")] = False,
+    nats_cluster: Annotated[
+        int | None,
+        typer.Option(
+            help="NATS nodes: 3 is a local JetStream cluster with the streams at R3; 1 (the"
+            " default) one server. A state dir keeps the size it was created with."
+        ),
+    ] = None,
 ) -> None:
     """Start NATS, Redis, a demo IMAP mailbox, the four services and the merchant bot."""
+    try:
+        devstack.nats_cluster_size(state_dir, nats_cluster)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     if detach:
         try:
-            stack = devstack.start_detached(state_dir)
+            stack = devstack.start_detached(state_dir, nats_cluster=nats_cluster)
         except (RuntimeError, TimeoutError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
         _print_json(stack)
         return
-    devstack.Supervisor(state_dir, on_ready=lambda stack: _banner(stack, state_dir)).run()
+    devstack.Supervisor(
+        state_dir, on_ready=lambda stack: _banner(stack, state_dir), nats_cluster=nats_cluster
+    ).run()
 
 
 @dev.command("down")
@@ -605,8 +619,9 @@ def integrator_create(
         secret = credentials.add_integrator(nats_dir, merchant_id)
         stack = credentials.StackCredentials.load_or_create(run)
         stack.write_nats_auth(nats_dir, settings.ns)
-        credentials.reload_nats(run["infra_pids"][0])
-        base = f"nats://127.0.0.1:{run['nats_port']}"
+        for pid in run.get("nats_pids") or run["infra_pids"][:1]:  # every node of a cluster
+            credentials.reload_nats(pid)
+        base = ",".join(run.get("nats_urls") or [f"nats://127.0.0.1:{run['nats_port']}"])
         result |= {"password": secret, "nats_url": url_with_credentials(base, user, secret)}
     else:
         secret = password or random_secrets.token_urlsafe(18)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -10,11 +11,13 @@ from datetime import UTC, datetime
 import nats
 import redis.asyncio as aioredis
 from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError, ServiceUnavailableError
 
 from autopay_cli.config import CliSettings
 from autopay_contracts import MailboxRegistered, provision_streams
 from autopay_contracts.streams import ACCOUNTS, MAILBOX_CONFIG
 from autopay_runtime.connections import open_redis
+from autopay_runtime.settings import nats_connect_options
 from autopay_store.accounts import Accounts, Card, NewMerchant
 from autopay_store.journal import AccountJournal
 from autopay_store.sandbox import SandboxCards
@@ -36,7 +39,7 @@ class Operator:
         self.nats: nats.NATS | None = None
 
     async def open(self) -> Operator:
-        self.nats = await nats.connect(self.settings.nats_url)
+        self.nats = await nats.connect(**self.settings.nats_connect_options)
         bucket = await self.nats.jetstream().key_value(ACCOUNTS.name(self.settings.ns))
         self.journal = AccountJournal(self.redis, self.settings.keys, bucket)
         keys = self.settings.keys
@@ -137,7 +140,7 @@ async def publish_mailbox(
         aliases=aliases,
         allow_forwarded=allow_forwarded,
     )
-    client = await nats.connect(settings.nats_url)
+    client = await nats.connect(**settings.nats_connect_options)
     try:
         js = client.jetstream()
         await js.publish(
@@ -156,7 +159,7 @@ async def connections(
     settings: CliSettings,
 ) -> AsyncIterator[tuple[aioredis.Redis, JetStreamContext]]:
     """Redis and JetStream for one operator command, both closed when it ends."""
-    client = await nats.connect(settings.nats_url)
+    client = await nats.connect(**settings.nats_connect_options)
     redis = open_redis(settings.redis_url)
     try:
         yield redis, client.jetstream()
@@ -165,11 +168,30 @@ async def connections(
         await client.drain()
 
 
-async def provision(nats_url: str, namespace: str, replicas: int = 1) -> list[str]:
+PROVISION_TIMEOUT_S = 30.0
+NO_PLACEMENT = 10005  # JetStream's "no suitable peers for placement"
+
+
+async def provision(
+    nats_url: str,
+    namespace: str,
+    replicas: int = 1,
+    timeout: float = PROVISION_TIMEOUT_S,  # noqa: ASYNC109 - a deadline for retries
+) -> list[str]:
+    """Declare every stream. A cluster that has just started (or lost a node) may answer 503,
+    or have no peers yet for R3 placement: that is retried until `timeout`."""
     from autopay_contracts import Namespace
 
-    client = await nats.connect(nats_url)
+    client = await nats.connect(**nats_connect_options(nats_url))
+    deadline = time.monotonic() + timeout
     try:
-        return await provision_streams(client.jetstream(), Namespace(namespace), replicas)
+        while True:
+            try:
+                return await provision_streams(client.jetstream(), Namespace(namespace), replicas)
+            except (ServiceUnavailableError, BadRequestError) as exc:
+                transient = isinstance(exc, ServiceUnavailableError) or exc.err_code == NO_PLACEMENT
+                if not transient or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await client.drain()
