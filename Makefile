@@ -9,7 +9,7 @@ PACKAGES := libs/contracts libs/runtime libs/store libs/bankmail libs/testing \
 MANIFESTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt constraints.txt
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test test-cluster lint check format asyncapi bench chaos clean
+.PHONY: install run test test-cluster lint check format asyncapi bench chaos chaos-cluster clean
 
 install: $(VENV)/.installed
 
@@ -30,8 +30,9 @@ test: install
 # SPEC §7), and the harness's cluster tests. `make test` runs those and the failover test, but
 # the suite on one server. test_make_run is left out: `make run` has one server.
 test-cluster: install
-	AUTOPAY_E2E_NATS_CLUSTER=3 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
-		tests/e2e libs/testing/tests/test_nats_cluster.py --ignore=tests/e2e/test_make_run.py
+	AUTOPAY_E2E_NATS_CLUSTER=3 AUTOPAY_E2E_REDIS_CLUSTER=3 $(BIN)/pytest -n $(PYTEST_WORKERS) \
+		--dist loadfile tests/e2e libs/testing/tests/test_nats_cluster.py \
+		libs/testing/tests/test_redis_cluster.py --ignore=tests/e2e/test_make_run.py
 
 lint: install
 	$(BIN)/ruff check .
@@ -62,13 +63,19 @@ bench: install
 chaos: install
 	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/autopay-chaos-XXXXXX"); \
 	trap '$(BIN)/autopay dev down --state-dir "$$state"; exit 130' INT TERM; \
-	$(BIN)/autopay dev up --detach --state-dir "$$state" >/dev/null || { \
+	$(BIN)/autopay dev up --detach --state-dir "$$state" $(STACK) >/dev/null || { \
 		echo "chaos: the dev stack did not start; see $$state/logs" >&2; \
 		$(BIN)/autopay dev down --state-dir "$$state" 2>/dev/null; exit 1; }; \
 	$(BIN)/python -m autopay_cli.chaos --state-dir "$$state" $(CHAOS); rc=$$?; \
 	$(BIN)/autopay dev down --state-dir "$$state"; \
 	if [ $$rc -eq 0 ]; then rm -rf "$$state"; else echo "chaos: failed; logs in $$state/logs" >&2; fi; \
 	exit $$rc
+
+# The same on the cluster stack (3 NATS nodes with the streams at R3, a 3-master Redis
+# Cluster): one Redis master restarts with its AOF and one NATS node is SIGKILLed mid-run.
+chaos-cluster: install
+	@$(MAKE) --no-print-directory chaos STACK="--nats-cluster 3 --redis-cluster 3" \
+		CHAOS="--nats-kills 1 $(CHAOS)"
 
 clean:
 	rm -rf $(VENV) .autopay

@@ -1,8 +1,9 @@
 """The whole system as separate processes: `autopay dev up --detach`, a webhook receiver.
 
 `AUTOPAY_E2E_NATS_CLUSTER=3` runs every stack of the suite on a local 3-node NATS JetStream
-cluster (`autopay dev up --nats-cluster 3`, streams at R3) instead of one server
-(`make test-cluster`)."""
+cluster (`autopay dev up --nats-cluster 3`, streams at R3) instead of one server, and
+`AUTOPAY_E2E_REDIS_CLUSTER=3` on a local 3-master Redis Cluster (`--redis-cluster 3`);
+`make test-cluster` sets both."""
 
 from __future__ import annotations
 
@@ -27,12 +28,22 @@ def nats_cluster_size() -> int | None:
     return int(value) if value else None
 
 
+def redis_cluster_size() -> int | None:
+    """`AUTOPAY_E2E_REDIS_CLUSTER`: the Redis masters of the suite's stacks (unset: one)."""
+    value = os.environ.get("AUTOPAY_E2E_REDIS_CLUSTER", "").strip()
+    return int(value) if value else None
+
+
 def dev_up_args(state_dir: Path, nats_cluster: int | None = None) -> list[str]:
     """`autopay dev up --detach` for a test's own state dir, on the suite's NATS (or the
-    `nats_cluster` nodes a test asks for)."""
+    `nats_cluster` nodes a test asks for) and the suite's Redis."""
     args = ["dev", "up", "--detach", "--state-dir", str(state_dir)]
     size = nats_cluster or nats_cluster_size()
-    return [*args, "--nats-cluster", str(size)] if size else args
+    if size:
+        args += ["--nats-cluster", str(size)]
+    if masters := redis_cluster_size():
+        args += ["--redis-cluster", str(masters)]
+    return args
 
 
 def autopay(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> str:

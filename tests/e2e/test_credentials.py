@@ -18,6 +18,7 @@ import redis
 from nats.errors import NoServersError
 
 from autopay_runtime.settings import nats_connect_options, nats_servers
+from autopay_testing.redis_cluster import sync_client
 from autopay_testing.waiting import eventually
 
 from .conftest import autopay
@@ -53,7 +54,8 @@ def test_redis_refuses_a_client_without_the_password(stack):
 def test_a_service_redis_user_is_held_to_its_keys_and_commands(stack):
     run = _run(stack)
     password = run["credentials"]["redis"]["gateway"]
-    client = redis.Redis(port=run["redis_port"], username="gateway", password=password)
+    scheme = "redis+cluster" if run.get("redis_cluster", 1) > 1 else "redis"
+    client = sync_client(f"{scheme}://gateway:{password}@127.0.0.1:{run['redis_port']}/0")
     prefix = run["env"]["redis_prefix"]
     assert client.set(f"{prefix}:probe", 1)
     with pytest.raises(redis.exceptions.NoPermissionError):

@@ -15,9 +15,9 @@ import random
 
 import httpx
 import pytest
-import redis
 from standardwebhooks.webhooks import Webhook
 
+from autopay_testing.redis_cluster import sync_client
 from autopay_testing.waiting import eventually
 
 from .conftest import autopay
@@ -87,7 +87,7 @@ def test_the_same_in_the_sandbox(stack, receiver):
 
 def test_the_rebuild_restores_the_ledger_and_the_manual_match(stack, receiver):
     order_id, record, _ = _pay_by_hand(stack, receiver, stack.info["api_key"], stack.send_credit)
-    r = redis.Redis.from_url(stack.info["redis_url"], decode_responses=True)
+    r = sync_client(stack.info["redis_url"])
     prefix = stack.run_file()["env"]["redis_prefix"]
     ledger_keys = list(r.scan_iter(match=f"{prefix}:{{l:*"))
     assert ledger_keys

@@ -15,11 +15,11 @@ import subprocess
 import sys
 
 import pytest
-import redis
-import redis.asyncio as aioredis
 
+from autopay_runtime.connections import open_redis
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
+from autopay_testing.redis_cluster import sync_client
 from autopay_testing.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,7 @@ def _rebuild(stack) -> dict:
 
 
 async def _read_back(redis_url: str, keys: Keys, order_ids: list[str]):
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = open_redis(redis_url)
     try:
         book = OrderBook(client, keys)
         records = [await book.get(order_id) for order_id in order_ids]
@@ -108,8 +108,8 @@ def test_everything_comes_back_after_redis_is_flushed(stack, receiver):
     before = _view(stack)
 
     redis_url = stack.info["redis_url"]
-    with redis.Redis.from_url(redis_url) as client:
-        client.flushall()
+    with sync_client(redis_url) as client:
+        client.flushall()  # on a Cluster: every master
         assert client.exists(f"ap:order-card:{paid_id}") == 0
     # every merchant locked out (once the gateway's one-second key cache has let go)
     eventually(lambda: stack.http.get("/api/my-cards").status_code == 401, 10, "a lockout")

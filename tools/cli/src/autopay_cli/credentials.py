@@ -28,9 +28,13 @@ from autopay_contracts.permissions import (
 from autopay_runtime.settings import url_with_credentials
 from autopay_store.keys import Keys
 
-REDIS_SERVICE_RULES = "&* +@all -@dangerous +info +client|setname"
+REDIS_SERVICE_RULES = (
+    "&* +@all -@dangerous +info +client|setname"
+    " +cluster|slots +cluster|shards +cluster|nodes +cluster|info"
+)
 """What a service's Redis user may run: everything but the dangerous commands (FLUSHALL,
-CONFIG, KEYS, DEBUG, SHUTDOWN...), on the stack's keys only."""
+CONFIG, KEYS, DEBUG, SHUTDOWN...), on the stack's keys only; and the read-only CLUSTER
+subcommands a Cluster client learns the nodes and slots with."""
 
 INTEGRATORS_FILE = "integrators.json"
 AUTH_FILE = "auth.conf"

@@ -6,8 +6,10 @@ that dies, as Kubernetes would, and keeps its state (JetStream store, Redis AOF,
 state dir so a restart of the stack keeps orders and merchants.
 
 With `--nats-cluster 3`, NATS is a local 3-node JetStream cluster (`autopay_testing.nats_cluster`)
-and the streams are provisioned at R3; the services get every node's URL. The size is kept in
-`run.json`, like the ports, and a state dir keeps the size it was created with.
+and the streams are provisioned at R3; the services get every node's URL. With
+`--redis-cluster 3`, Redis is a local 3-master Redis Cluster (`autopay_testing.redis_cluster`)
+and the services get its `redis+cluster://` URL. The sizes are kept in `run.json`, like the
+ports, and a state dir keeps the sizes it was created with.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from autopay_contracts.permissions import ADMIN_USER
 from autopay_store.secrets import SecretBox
 from autopay_store.tariffs import Tariff
 from autopay_testing.nats_cluster import NatsCluster, NodePorts, start_nats_cluster
+from autopay_testing.redis_cluster import RedisClusterProcess, start_node, start_redis_cluster
 from autopay_testing.servers import (
     ServerProcess,
     die_with_parent,
@@ -58,23 +61,37 @@ TRIAL_TARIFF = Tariff("Trial", price_som=0, max_payments=100, days=14)
 SOLD_TARIFF = Tariff("Pro", price_som=99_000, max_payments=10_000, days=30)
 READY_TIMEOUT_S = 90.0
 NATS_CLUSTER_SIZES = (1, 3)
+REDIS_CLUSTER_SIZES = (1, 3)
 CLUSTER_REPLICAS = 3
+
+
+def _kept_size(
+    state_dir: Path, requested: int | None, what: str, field: str, sizes: tuple[int, ...]
+) -> int:
+    if requested is not None and requested not in sizes:
+        raise ValueError(f"--{what}-cluster must be one of {sizes}, not {requested}")
+    path = state_dir / RUN_FILE
+    before = read_json(path).get(field, 1) if path.exists() else None
+    if requested is not None and before is not None and requested != before:
+        label = "NATS" if what == "nats" else "Redis"
+        raise ValueError(
+            f"{state_dir} holds a stack with a {before}-node {label}; it cannot become"
+            f" {requested} nodes (use another --state-dir, or delete this one)"
+        )
+    return requested or before or 1
 
 
 def nats_cluster_size(state_dir: Path, requested: int | None) -> int:
     """How many NATS nodes the stack in `state_dir` runs: as requested, else as it ran before,
     else 1. A state dir keeps the size it was created with: its JetStream store is laid out for
     it (one server's, or one per node with streams at R3)."""
-    if requested is not None and requested not in NATS_CLUSTER_SIZES:
-        raise ValueError(f"--nats-cluster must be one of {NATS_CLUSTER_SIZES}, not {requested}")
-    path = state_dir / RUN_FILE
-    before = read_json(path).get("nats_cluster", 1) if path.exists() else None
-    if requested is not None and before is not None and requested != before:
-        raise ValueError(
-            f"{state_dir} holds a stack with a {before}-node NATS; it cannot become"
-            f" {requested} nodes (use another --state-dir, or delete this one)"
-        )
-    return requested or before or 1
+    return _kept_size(state_dir, requested, "nats", "nats_cluster", NATS_CLUSTER_SIZES)
+
+
+def redis_cluster_size(state_dir: Path, requested: int | None) -> int:
+    """How many Redis masters: as for `nats_cluster_size` (a Cluster's data is laid out in its
+    nodes' slots, one Redis's in one file)."""
+    return _kept_size(state_dir, requested, "redis", "redis_cluster", REDIS_CLUSTER_SIZES)
 
 
 @dataclass
@@ -128,11 +145,14 @@ class Supervisor:
         state_dir: Path,
         on_ready: Callable[[dict], None] | None = None,
         nats_cluster: int | None = None,
+        redis_cluster: int | None = None,
     ) -> None:
         self.state_dir = state_dir.resolve()
         self.on_ready = on_ready
         self.logs = self.state_dir / "logs"
         self.nats_cluster_size = nats_cluster_size(self.state_dir, nats_cluster)
+        self.redis_cluster_size = redis_cluster_size(self.state_dir, redis_cluster)
+        self.redis_cluster: RedisClusterProcess | None = None
         self.nats: ServerProcess | None = None
         self.cluster: NatsCluster | None = None
         self.redis: ServerProcess | None = None
@@ -182,13 +202,25 @@ class Supervisor:
                 log_dir=self.logs,
                 config_file=auth_file,
             )
-        self.redis = start_redis(
-            self.state_dir / "redis", port=persisted.get("redis_port"), **self._redis_args
-        )
+        if self.redis_cluster_size == 1:
+            self.redis = start_redis(
+                self.state_dir / "redis", port=persisted.get("redis_port"), **self._redis_args
+            )
+        else:
+            self.redis_cluster = start_redis_cluster(
+                self.redis_cluster_size,
+                workdir=self.state_dir / "redis-cluster",
+                persistent=True,
+                log_dir=self.logs,
+                password=self._redis_args["password"],
+                acl_users=self._redis_args["acl_users"],
+                ports=persisted.get("redis_node_ports"),
+            )
+        redis_base = self._redis_base_url()
         nats_base = self._nats_base_url()
         settings = CliSettings(
             nats_url=self.credentials.nats_url(nats_base),
-            redis_url=self.credentials.redis_url(self.redis.url),
+            redis_url=self.credentials.redis_url(redis_base),
             secret_keys=persisted["secret_key"],
             imap_host="127.0.0.1",
             imap_port=persisted.get("imap_port") or free_port(),
@@ -221,7 +253,7 @@ class Supervisor:
             child_env = {
                 **env,
                 "AUTOPAY_NATS_URL": self.credentials.nats_url(nats_base, name),
-                "AUTOPAY_REDIS_URL": self.credentials.redis_url(self.redis.url, name),
+                "AUTOPAY_REDIS_URL": self.credentials.redis_url(redis_base, name),
                 "AUTOPAY_ADMIN_TOKEN": persisted["admin_token"],
             }
             if name == "gateway":  # /metrics and the admin API on internal ports
@@ -238,7 +270,8 @@ class Supervisor:
             "nats_cluster": self.nats_cluster_size,
             "nats_port": self.cluster.nodes[0].ports.port if self.cluster else self.nats.port,
             "nats_urls": nats_base.split(","),
-            "redis_port": self.redis.port,
+            "redis_cluster": self.redis_cluster_size,
+            "redis_port": self.redis_cluster.ports[0] if self.redis_cluster else self.redis.port,
             "imap_port": settings.imap_port,
             "imap_password": imap_password,
             "secret_key": persisted["secret_key"],
@@ -253,6 +286,8 @@ class Supervisor:
         }
         if self.cluster is not None:
             run["nats_node_ports"] = [node.ports.as_dict() for node in self.cluster.nodes]
+        if self.redis_cluster is not None:
+            run["redis_node_ports"] = self.redis_cluster.ports
         self._write_run(run)
         self._wait_ready()
         stack = {
@@ -276,6 +311,8 @@ class Supervisor:
         }
         if self.cluster is not None:
             stack["nats_nodes"] = self._nats_nodes()
+        if self.redis_cluster is not None:
+            stack["redis_nodes"] = self._redis_nodes()
         write_json(self.state_dir / STACK_FILE, stack, private=True)
         if self.on_ready:
             self.on_ready(read_json(self.state_dir / STACK_FILE))
@@ -286,6 +323,22 @@ class Supervisor:
             return self.cluster.url
         assert self.nats is not None
         return self.nats.url
+
+    def _redis_base_url(self) -> str:
+        """The Redis server's URL, or the Cluster's (`redis+cluster://` its first node), without
+        credentials."""
+        if self.redis_cluster is not None:
+            return self.redis_cluster.url
+        assert self.redis is not None
+        return self.redis.url
+
+    def _redis_nodes(self) -> list[dict]:
+        """`stack.json`'s `redis_nodes`: each master's URL (admin credentials) and current pid."""
+        assert self.redis_cluster is not None
+        return [
+            {"url": self.credentials.redis_url(node.url), "pid": node.process.pid}
+            for node in self.redis_cluster.nodes
+        ]
 
     def _nats_nodes(self) -> list[dict]:
         """`stack.json`'s `nats_nodes`: each node's URL (admin credentials) and current pid."""
@@ -302,6 +355,13 @@ class Supervisor:
         for key in [k for k in run if k.endswith("_port")]:
             if not run[key] or not _port_free(run[key]):
                 del run[key]
+        redis_nodes = run.pop("redis_node_ports", None)
+        if (
+            redis_nodes
+            and len(redis_nodes) == self.redis_cluster_size
+            and all(_port_free(p) and _port_free(p + 10000) for p in redis_nodes)
+        ):
+            run["redis_node_ports"] = redis_nodes  # a Cluster's nodes know each other by address
         nodes = run.pop("nats_node_ports", None)
         if nodes and len(nodes) == self.nats_cluster_size:
             ports = [NodePorts(**node) for node in nodes]
@@ -403,6 +463,19 @@ class Supervisor:
                 self._log(f"{node.name} exited with {code}; restarting")
                 self.cluster.start_node(node.index)  # same ports, same store dir: it rejoins
                 changed = True
+        for i, node in enumerate(self.redis_cluster.nodes if self.redis_cluster else []):
+            if node.process.poll() is not None:
+                self._log(f"redis node {i} exited with {node.process.returncode}; restarting")
+                assert self.redis_cluster is not None
+                self.redis_cluster.nodes[i] = start_node(
+                    node.workdir,
+                    node.port,
+                    persistent=True,
+                    log_file=self.logs / f"redis-{i}.log",
+                    password=self._redis_args["password"],
+                    acl_users=self._redis_args["acl_users"],
+                )  # its nodes.conf and AOF: it takes its slots and keys back
+                changed = True
         for server in (self.nats, self.redis):
             if server is not None and server.process.poll() is not None:
                 self._log(f"{server.name} exited with {server.process.returncode}; restarting")
@@ -434,6 +507,9 @@ class Supervisor:
             stack_file = self.state_dir / STACK_FILE
             if self.cluster is not None and stack_file.exists():  # the nodes' new pids
                 write_json(stack_file, read_json(stack_file) | {"nats_nodes": self._nats_nodes()})
+            if self.redis_cluster is not None and stack_file.exists():
+                nodes = {"redis_nodes": self._redis_nodes()}
+                write_json(stack_file, read_json(stack_file) | nodes, private=True)
 
     def _nats_pids(self) -> list[int]:
         if self.cluster is not None:
@@ -444,6 +520,9 @@ class Supervisor:
         run["pids"] = {name: child.pid for name, child in self.children.items()}
         run["nats_pids"] = self._nats_pids()
         redis = [self.redis.process.pid] if self.redis is not None else []
+        if self.redis_cluster is not None:
+            redis = [node.process.pid for node in self.redis_cluster.nodes]
+        run["redis_pids"] = redis
         run["infra_pids"] = [*run["nats_pids"], *redis]
         run["restarts"] = {name: child.restarts for name, child in self.children.items()}
         write_json(self.state_dir / RUN_FILE, run, private=True)
@@ -470,7 +549,7 @@ class Supervisor:
     def _stop_everything(self) -> None:
         for child in reversed(list(self.children.values())):
             child.stop()
-        for server in (self.redis, self.nats, self.cluster):
+        for server in (self.redis, self.redis_cluster, self.nats, self.cluster):
             if server is not None:
                 server.stop()
         (self.state_dir / STACK_FILE).unlink(missing_ok=True)
@@ -480,11 +559,15 @@ class Supervisor:
 
 
 def start_detached(
-    state_dir: Path, timeout: float = READY_TIMEOUT_S + 30, nats_cluster: int | None = None
+    state_dir: Path,
+    timeout: float = READY_TIMEOUT_S + 30,
+    nats_cluster: int | None = None,
+    redis_cluster: int | None = None,
 ) -> dict:
     """Start the supervisor in the background; return stack.json once everything is ready."""
     state_dir = state_dir.resolve()
     nats_cluster_size(state_dir, nats_cluster)  # a size this state dir cannot take fails here
+    redis_cluster_size(state_dir, redis_cluster)
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(exist_ok=True)
     stack = state_dir / STACK_FILE
@@ -492,6 +575,8 @@ def start_detached(
     argv = [sys.executable, "-m", "autopay_cli.main", "dev", "up", "--state-dir", str(state_dir)]
     if nats_cluster is not None:
         argv += ["--nats-cluster", str(nats_cluster)]
+    if redis_cluster is not None:
+        argv += ["--redis-cluster", str(redis_cluster)]
     with open(state_dir / "logs" / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
             argv,

@@ -112,23 +112,36 @@ def dev_up(
             " default) one server. A state dir keeps the size it was created with."
         ),
     ] = None,
+    redis_cluster: Annotated[
+        int | None,
+        typer.Option(
+            help="Redis masters: 3 is a local Redis Cluster; 1 (the default) one server. A"
+            " state dir keeps the size it was created with."
+        ),
+    ] = None,
 ) -> None:
     """Start NATS, Redis, a demo IMAP mailbox, the four services and the merchant bot."""
     try:
         devstack.nats_cluster_size(state_dir, nats_cluster)
+        devstack.redis_cluster_size(state_dir, redis_cluster)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if detach:
         try:
-            stack = devstack.start_detached(state_dir, nats_cluster=nats_cluster)
+            stack = devstack.start_detached(
+                state_dir, nats_cluster=nats_cluster, redis_cluster=redis_cluster
+            )
         except (RuntimeError, TimeoutError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
         _print_json(stack)
         return
     devstack.Supervisor(
-        state_dir, on_ready=lambda stack: _banner(stack, state_dir), nats_cluster=nats_cluster
+        state_dir,
+        on_ready=lambda stack: _banner(stack, state_dir),
+        nats_cluster=nats_cluster,
+        redis_cluster=redis_cluster,
     ).run()
 
 

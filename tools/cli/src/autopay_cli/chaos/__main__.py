@@ -32,6 +32,9 @@ def parse(argv: list[str]) -> Options:
         "--kill-interval", type=float, default=defaults.kill_interval, help="mean seconds"
     )
     parser.add_argument("--redis-kills", type=int, default=defaults.redis_kills)
+    parser.add_argument(
+        "--nats-kills", type=int, default=defaults.nats_kills, help="of a NATS cluster's nodes"
+    )
     parser.add_argument("--settle-timeout", type=float, default=defaults.settle_timeout)
     parser.add_argument(
         "--linger", type=float, default=defaults.linger, help="seconds to listen once settled"

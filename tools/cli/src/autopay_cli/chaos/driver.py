@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,6 +78,8 @@ class Options:
     kill_interval: float = 4.0
     """Mean seconds between two kills (each one uniform in [0.5, 1.5] of it)."""
     redis_kills: int = 1
+    nats_kills: int = 0
+    """SIGKILLs of one NATS node of a cluster stack (the supervisor brings it back)."""
     settle_timeout: float = 75.0
     """The wait at the end: past the notifier's 60 s delivery lease (a notifier killed with a
     claimed delivery retries it when the lease ends) and the matcher's 30 s AckWait."""
@@ -190,16 +193,24 @@ class Receiver:
 
 
 class Chaos(threading.Thread):
-    """SIGKILLs a random ready service every `interval` (±50 %) seconds until `stop()`, and
-    Redis at each time of `redis_at` (seconds from the start), waiting for its restart."""
+    """SIGKILLs a random ready service every `interval` (±50 %) seconds until `stop()`, Redis
+    (one random master of a Cluster) at each time of `redis_at` and one random NATS node of a
+    cluster at each time of `nats_at` (seconds from the start), waiting for each restart."""
 
     def __init__(
-        self, state_dir: Path, interval: float, redis_at: list[float], rng: random.Random
+        self,
+        state_dir: Path,
+        interval: float,
+        redis_at: list[float],
+        rng: random.Random,
+        nats_at: list[float] | None = None,
     ) -> None:
         super().__init__(name="chaos", daemon=True)
         self.state_dir = state_dir
         self.interval = interval
         self.redis_at = sorted(redis_at)
+        self.nats_at = sorted(nats_at or [])
+        self.nats_restarts = 0
         self.rng = rng
         self.kills: Counter[str] = Counter()
         self.redis_restarts = 0
@@ -226,6 +237,10 @@ class Chaos(threading.Thread):
                 if self.redis_at and now - started >= self.redis_at[0]:
                     self.redis_at.pop(0)
                     self._kill_redis()
+                    next_kill = time.monotonic() + self._gap()
+                elif self.nats_at and now - started >= self.nats_at[0]:
+                    self.nats_at.pop(0)
+                    self._kill_nats_node()
                     next_kill = time.monotonic() + self._gap()
                 elif now >= next_kill:
                     self._kill_service()
@@ -261,28 +276,49 @@ class Chaos(threading.Thread):
 
     def _kill_redis(self) -> None:
         run = self.run_file()
-        pid = redis_pid(run)
+        pids = redis_pids(run)
+        pid = self.rng.choice(pids)
         os.kill(pid, signal.SIGKILL)
         self.kills["redis"] += 1
+        log(f"SIGKILL redis (pid {pid}{', one master of the Cluster' if len(pids) > 1 else ''})")
+        if self._restarted("redis", pid, lambda run: redis_pids(run)):
+            self.redis_restarts += 1
+
+    def _kill_nats_node(self) -> None:
+        pids = list(self.run_file().get("nats_pids") or [])
+        if len(pids) < 2:
+            self.failures.append("a NATS node kill was asked of a stack without a NATS cluster")
+            return
+        pid = self.rng.choice(pids)
+        os.kill(pid, signal.SIGKILL)
+        self.kills["nats"] += 1
+        log(f"SIGKILL nats node (pid {pid})")
+        if self._restarted("nats", pid, lambda run: list(run.get("nats_pids") or [])):
+            self.nats_restarts += 1
+
+    def _restarted(self, what: str, pid: int, pids_of: Callable[[dict], list[int]]) -> bool:
+        """Wait (30 s at most) until the supervisor lists a live process in place of `pid`."""
         killed_at = time.monotonic()
-        log(f"SIGKILL redis (pid {pid})")
         while time.monotonic() - killed_at < 30:
             with contextlib.suppress(Exception):
-                new = redis_pid(self.run_file())
-                if new != pid and port_open(run["redis_port"]):
-                    self.redis_restarts += 1
-                    log(f"redis restarted (pid {new}) in {time.monotonic() - killed_at:.1f}s")
-                    return
+                now = pids_of(self.run_file())
+                if pid not in now and all(psutil.pid_exists(p) for p in now):
+                    log(f"{what} restarted in {time.monotonic() - killed_at:.1f}s")
+                    return True
             time.sleep(0.05)
-        self.failures.append("redis was not restarted within 30 s")
-        log("redis was not restarted within 30 s")
+        self.failures.append(f"{what} was not restarted within 30 s")
+        log(f"{what} was not restarted within 30 s")
+        return False
 
 
-def redis_pid(run: dict) -> int:
+def redis_pids(run: dict) -> list[int]:
+    """The Redis server's pid, or the Cluster masters' (as the supervisor lists them)."""
+    if pids := run.get("redis_pids"):
+        return list(pids)
     for pid in run.get("infra_pids", []):
         with contextlib.suppress(psutil.Error):
             if "redis" in psutil.Process(pid).name():
-                return pid
+                return [pid]
     raise LookupError(f"no redis-server among {run.get('infra_pids')}")
 
 
@@ -655,7 +691,8 @@ async def drive(opts: Options) -> dict:
             f"{opts.orders} orders over {opts.duration:.0f}s, a kill every ~{opts.kill_interval}s"
         )
         redis_at = sorted(rng.uniform(0.3, 0.7) * opts.duration for _ in range(opts.redis_kills))
-        chaos = Chaos(opts.state_dir, opts.kill_interval, redis_at, rng)
+        nats_at = sorted(rng.uniform(0.3, 0.7) * opts.duration for _ in range(opts.nats_kills))
+        chaos = Chaos(opts.state_dir, opts.kill_interval, redis_at, rng, nats_at)
         chaos.start()
         load = asyncio.create_task(run.load())
         await asyncio.sleep(opts.duration)
@@ -679,13 +716,14 @@ async def drive(opts: Options) -> dict:
         figures = evaluate(run.intents, deliveries, ledger)
         # the supervisor's count, read once everything is back up
         restarted = service_restarts(read_json(opts.state_dir / RUN_FILE)) - restarts_before
-        service_kills = sum(n for name, n in chaos.kills.items() if name != "redis")
+        service_kills = sum(n for name, n in chaos.kills.items() if name not in ("redis", "nats"))
         result = {
             "orders": figures["orders"],
             "paid": figures["paid"],
             "kills": sum(chaos.kills.values()),
-            "restarts": restarted + chaos.redis_restarts,
+            "restarts": restarted + chaos.redis_restarts + chaos.nats_restarts,
             "redis_restarts": chaos.redis_restarts,
+            "nats_restarts": chaos.nats_restarts,
             "lost": figures["lost"],
             "double_paid": figures["double_paid"],
             "missing_webhooks": figures["missing_webhooks"],
