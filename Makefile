@@ -21,12 +21,14 @@ $(VENV)/.installed: $(MANIFESTS)
 
 # `make run NATS_CLUSTER=3`: the same on a local 3-node NATS cluster (in a fresh .autopay/).
 run: install
-	$(BIN)/autopay dev up --state-dir .autopay $(if $(NATS_CLUSTER),--nats-cluster $(NATS_CLUSTER))
+	$(BIN)/autopay dev up --state-dir .autopay $(if $(NATS_CLUSTER),--nats-cluster $(NATS_CLUSTER)) \
+		$(if $(REDIS_CLUSTER),--redis-cluster $(REDIS_CLUSTER))
 
 test: install
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
-# The e2e suite again, every stack on a local 3-node NATS JetStream cluster (streams at R3;
+# The e2e suite again, every stack on a local 3-node NATS JetStream cluster and a 3-master Redis
+# Cluster (streams at R3;
 # SPEC §7), and the harness's cluster tests. `make test` runs those and the failover test, but
 # the suite on one server. test_make_run is left out: `make run` has one server.
 test-cluster: install
