@@ -20,20 +20,12 @@ from autopay_testing.servers import (
     ServerProcess,
     _spawn,
     _workdir,
+    port_free,
     redis_server_binary,
 )
 
 SLOTS = 16384
 BUS_OFFSET = 10000
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def cluster_port() -> int:
@@ -42,10 +34,10 @@ def cluster_port() -> int:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port + BUS_OFFSET < 65536 and _port_free(port + BUS_OFFSET):
+        if port + BUS_OFFSET < 65536 and port_free(port + BUS_OFFSET):
             return port
         port = 20000 + (port % 30000)
-        if _port_free(port) and _port_free(port + BUS_OFFSET):
+        if port_free(port) and port_free(port + BUS_OFFSET):
             return port
     raise RuntimeError("no free port pair for a Redis Cluster node")
 

@@ -40,6 +40,7 @@ from autopay_testing.servers import (
     ServerProcess,
     die_with_parent,
     free_port,
+    port_free,
     start_nats,
     start_redis,
     wait_for_port,
@@ -353,13 +354,13 @@ class Supervisor:
         path = self.state_dir / RUN_FILE
         run = read_json(path) if path.exists() else {}
         for key in [k for k in run if k.endswith("_port")]:
-            if not run[key] or not _port_free(run[key]):
+            if not run[key] or not port_free(run[key]):
                 del run[key]
         redis_nodes = run.pop("redis_node_ports", None)
         if (
             redis_nodes
             and len(redis_nodes) == self.redis_cluster_size
-            and all(_port_free(p) and _port_free(p + 10000) for p in redis_nodes)
+            and all(port_free(p) and port_free(p + 10000) for p in redis_nodes)
         ):
             run["redis_node_ports"] = redis_nodes  # a Cluster's nodes know each other by address
         nodes = run.pop("nats_node_ports", None)
@@ -367,7 +368,7 @@ class Supervisor:
             ports = [NodePorts(**node) for node in nodes]
             # A node is known to JetStream by its name, not its address: when one port is
             # taken, every node gets new ones (the routes name each other's).
-            if all(_port_free(p) for node in ports for p in node.as_dict().values()):
+            if all(port_free(p) for node in ports for p in node.as_dict().values()):
                 run["nats_node_ports"] = ports
         run.setdefault("secret_key", SecretBox.generate_key())
         run.setdefault("imap_password", secrets.token_urlsafe(12))
@@ -629,16 +630,5 @@ def _alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
-            return False
-    return True
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
             return False
     return True
