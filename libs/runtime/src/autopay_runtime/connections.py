@@ -14,6 +14,7 @@ from nats.js.errors import NotFoundError
 from redis.asyncio.cluster import RedisCluster
 
 from autopay_contracts import STREAMS, Namespace
+from autopay_runtime.compat.faststream import BrokerNotConnected, jetstream
 from autopay_runtime.settings import is_cluster_url, nats_connect_options
 
 
@@ -90,7 +91,10 @@ def streams_ready(broker: NatsBroker, ns: Namespace):
     """True once the provisioning step has declared every stream (services never declare)."""
 
     async def check() -> bool:
-        js = broker.config.connection_state.stream
+        try:
+            js = jetstream(broker)
+        except BrokerNotConnected:
+            return False
         for spec in STREAMS:
             try:
                 await js.stream_info(spec.name(ns))

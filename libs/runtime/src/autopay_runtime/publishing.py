@@ -22,6 +22,7 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
 from autopay_contracts import Event, Namespace, stream_for
+from autopay_runtime.compat.faststream import jetstream
 
 
 class PublishFailed(Exception):
@@ -97,7 +98,7 @@ class EventPublisher:
         for event in events:
             if type(event) not in self._publishers:
                 raise TypeError(f"{type(event).__name__} is not declared for this publisher")
-        js = self._broker.config.connection_state.stream
+        js = jetstream(self._broker)
         results: list[PubAck | PublishFailed | None] = [None] * len(events)
         pending: dict[int, asyncio.Future[PubAck]] = {}
         try:

@@ -16,6 +16,7 @@ from autopay_mail_ingest.leases import Lease
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_mail_ingest.supervisor import Supervisor
 from autopay_mail_ingest.watcher import MailboxWatcher, ParseFn
+from autopay_runtime.compat.faststream import jetstream
 from autopay_runtime.connections import dependency_checks, nats_broker, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.publishing import EventPublisher
@@ -79,7 +80,7 @@ def build_app(
     )
 
     sandbox.register(broker, publisher, ns, settings.sandbox_durable)
-    feed = ConfigFeed(lambda: broker.config.connection_state.stream, ns, supervisor.apply)
+    feed = ConfigFeed(lambda: jetstream(broker), ns, supervisor.apply)
 
     async def close_redis() -> None:
         await redis.aclose()

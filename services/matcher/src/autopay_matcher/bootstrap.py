@@ -16,6 +16,7 @@ from autopay_matcher.consumer import CreditConsumer
 from autopay_matcher.reconciler import Reconciler
 from autopay_matcher.service import Clock, ExpiryScanner, Matcher, system_clock
 from autopay_matcher.settings import MatcherSettings
+from autopay_runtime.compat.faststream import jetstream
 from autopay_runtime.connections import dependency_checks, nats_broker, redis_client
 from autopay_runtime.health import health_routes
 from autopay_runtime.publishing import EventPublisher
@@ -61,11 +62,11 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
         max_backoff_s=settings.retry_max_delay_seconds,
     )
 
-    def jetstream():
-        return broker.config.connection_state.stream
+    def broker_jetstream():
+        return jetstream(broker)
 
     consumer = CreditConsumer(
-        jetstream,
+        broker_jetstream,
         matcher,
         publisher,
         subject=ns.credit("*", "received"),
@@ -80,7 +81,7 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
         graceful_timeout_s=GRACEFUL_TIMEOUT_S,
     )
     reconciler = Reconciler(
-        jetstream,
+        broker_jetstream,
         matcher,
         ReconcileState(redis, keys, CREDITS.name(ns)),
         stream=CREDITS.name(ns),
