@@ -44,6 +44,7 @@ from autopay_contracts import (
     MailboxUp,
 )
 from autopay_mail_ingest import metrics
+from autopay_mail_ingest.compat.aioimaplib import on_untagged
 from autopay_mail_ingest.domain import (
     Outcome,
     ScreenedMessage,
@@ -257,16 +258,13 @@ class MailboxWatcher:
         self._lost = lost = asyncio.Event()
         client.protocol.conn_lost_cb = lambda exc: lost.set()
         self._news = news = asyncio.Event()
-        protocol = client.protocol
-        untagged = protocol._untagged_response
 
-        def spy(line: bytes) -> Any:
+        def note_news(line: bytes) -> None:
             # aioimaplib drops an EXISTS that arrives with another command's reply; note it.
             if b"EXISTS" in line.upper():
                 news.set()
-            return untagged(line)
 
-        protocol._untagged_response = spy
+        on_untagged(client, note_news)
         return client
 
     async def _guard(self, awaitable: Awaitable[T], limit_s: float | None = None) -> T:
