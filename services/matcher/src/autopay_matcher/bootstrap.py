@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
+from faststream.nats import ConsumerConfig
 
-from autopay_contracts.permissions import SERVICES, inbox_prefix, pull_inbox_prefix
+from autopay_contracts.permissions import SERVICES, inbox_prefix
 from autopay_contracts.streams import CREDITS
 from autopay_matcher import ledger
 from autopay_matcher.consumer import CreditConsumer
@@ -72,7 +71,7 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
         subject=ns.credit("*", "received"),
         stream=CREDITS.name(ns),
         durable=settings.consumer_name,
-        config=_consumer_config(settings),
+        config=consumer_config(settings),
         batch=settings.fetch_batch,
         fetch_timeout_s=settings.fetch_timeout_seconds,
         retry_delay_s=settings.retry_delay_seconds,
@@ -92,7 +91,6 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
         batch=settings.reconcile_batch,
         decision_timeout_s=settings.decision_timeout_seconds,
     )
-    _document_credit_subscription(broker, settings)
     ledger.register(
         broker, Ledger(redis, keys), MailboxOwners(redis, keys), ns, settings.ledger_consumer_name
     )
@@ -110,30 +108,6 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
     return app
 
 
-def _consumer_config(settings: MatcherSettings) -> ConsumerConfig:
+def consumer_config(settings: MatcherSettings) -> ConsumerConfig:
+    """The credit consumer's durable settings (also in the AsyncAPI document)."""
     return ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=UNLIMITED)
-
-
-def _document_credit_subscription(broker: NatsBroker, settings: MatcherSettings) -> None:
-    """Declares the credit subscription on the broker for the AsyncAPI document only: its start
-    and stop are no-ops, because `CreditConsumer` consumes the same durable itself."""
-    ns = settings.ns
-    subscriber = broker.subscriber(
-        ns.credit("*", "received"),
-        stream=JStream(CREDITS.name(ns), declare=False),
-        durable=settings.consumer_name,
-        pull_sub=PullSub(batch_size=settings.fetch_batch, timeout=settings.fetch_timeout_seconds),
-        inbox_prefix=pull_inbox_prefix("matcher"),
-        config=_consumer_config(settings),
-        ack_policy=AckPolicy.MANUAL,
-    )
-
-    async def idle() -> None:
-        return None
-
-    subscriber.start = idle
-    subscriber.stop = idle
-
-    @subscriber
-    async def on_credit_received() -> None:
-        raise RuntimeError("documentation only: credits are consumed by CreditConsumer")

@@ -33,10 +33,19 @@ def _broker(module: str):
     build_app = bootstrap.build_app
     first = next(iter(inspect.signature(build_app).parameters))
     settings_cls = typing.get_type_hints(build_app)[first]
-    app = build_app(settings_cls(**DOC_SETTINGS))
+    settings = settings_cls(**DOC_SETTINGS)
+    app = build_app(settings)
     broker = getattr(app, "broker", None) or getattr(getattr(app, "state", None), "broker", None)
     if broker is None:
         raise RuntimeError(f"{module}.bootstrap.build_app gives no NATS broker")
+    # What a service consumes without FastStream is declared by its `asyncapi.document`.
+    try:
+        declarations = importlib.import_module(f"{module}.asyncapi")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{module}.asyncapi":
+            raise
+    else:
+        declarations.document(broker, settings)
     return broker
 
 
