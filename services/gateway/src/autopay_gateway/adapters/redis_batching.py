@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.client import Pipeline
 
+from autopay_runtime.compat.redis_py import must_go_alone, pipeline_on, take_queued
 from autopay_runtime.connections import redis_client
 from autopay_runtime.settings import is_cluster_url
 
@@ -67,7 +68,9 @@ class BatchingRedis(aioredis.Redis):
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         if transaction:
             return super().pipeline(transaction, shard_hint)
-        return _BatchedPipeline(self)
+        pipe = pipeline_on(self, _BatchedPipeline)
+        pipe._owner = self  # type: ignore[attr-defined]
+        return pipe
 
     def _flush_soon(self) -> None:
         self._flush_scheduled = False
@@ -124,15 +127,12 @@ class BatchingRedis(aioredis.Redis):
 class _BatchedPipeline(Pipeline):
     """A non-transactional pipeline whose commands join the owner's next batch."""
 
-    def __init__(self, owner: BatchingRedis) -> None:
-        super().__init__(owner.connection_pool, owner.response_callbacks, False, None)
-        self._owner = owner
+    _owner: BatchingRedis
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        if self.scripts or self.watching:
+        if must_go_alone(self):
             return await super().execute(raise_on_error)
-        stack, self.command_stack = self.command_stack, []
-        replies = [self._owner._enqueue(args, options) for args, options in stack]
+        replies = [self._owner._enqueue(args, options) for args, options in take_queued(self)]
         results = list(await asyncio.gather(*replies, return_exceptions=True))
         if raise_on_error:
             for result in results:
