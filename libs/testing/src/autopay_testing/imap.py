@@ -35,31 +35,13 @@ from proxyprotocol.sock import SocketInfoLocal
 from pymap.backend.dict import Config, Identity, Login
 from pymap.concurrent import Subsystem
 from pymap.imap import IMAPServer
-from pymap.imap.state import ConnectionState
 from pymap.user import UserMetadata
 from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
+from autopay_testing.compat.pymap import announce_pending_mail_on_idle
+
 # --- TLS ----------------------------------------------------------------------------------
-
-
-_wait_for_updates = ConnectionState.receive_updates
-
-
-async def _report_pending_then_wait(self, cmd, done):
-    """pymap's IDLE only wakes on a change made after IDLE began: mail appended between the
-    client's last command and its IDLE stayed unannounced until DONE. Gmail and dovecot report
-    such mail when IDLE starts, so this server does too: look once, then wait."""
-    selected = await self.session.check_mailbox(self.selected)
-    self._selected, forked = selected.fork(cmd)
-    untagged = list(forked)
-    if untagged:
-        return untagged
-    return await _wait_for_updates(self, cmd, done)
-
-
-# pymap is patched on purpose here (a method replaced on its class), which mypy refuses.
-ConnectionState.receive_updates = _report_pending_then_wait  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
@@ -208,6 +190,7 @@ class ImapServer:
         return self.tls_cert is not None
 
     async def start(self) -> ImapServer:
+        announce_pending_mail_on_idle()
         config = Config.from_args(
             _pymap_args(self.host, 0),
             invalid_user_sleep=0.0,
