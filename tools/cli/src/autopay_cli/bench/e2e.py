@@ -17,7 +17,6 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import aioimaplib
 import httpx
@@ -27,10 +26,10 @@ from autopay_cli import devstack
 from autopay_cli.bench import percentile
 from autopay_cli.config import load_settings
 from autopay_cli.operations import Operator
+from autopay_contracts.local_time import TASHKENT
 
 PAYMENTS = int(os.environ.get("AUTOPAY_BENCH_E2E_PAYMENTS", "60"))
 WARMUP = 5
-TASHKENT = ZoneInfo("Asia/Tashkent")
 
 
 def _log(message: str) -> None:
