@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from autopay_contracts.local_time import tashkent_iso
 from autopay_contracts.webhooks import (
     OrderEvent,
     delivery_id_for,
     encode_body,
-    tashkent_iso,
     wants_webhook,
     webhook_payload,
 )
