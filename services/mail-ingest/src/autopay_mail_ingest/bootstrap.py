@@ -67,7 +67,8 @@ def build_app(
             lease=lease,
         )
 
-    secrets = SecretBox(settings.secret_keys) if settings.secret_keys.strip() else None
+    secret_keys = settings.secret_keys.get_secret_value()
+    secrets = SecretBox(secret_keys) if secret_keys.strip() else None
     leases = LeaseStore(redis, keys, settings.replica_id, settings.lease_seconds)
     supervisor = Supervisor(
         watcher_for,

@@ -64,7 +64,9 @@ def notifier_redis(settings: NotifierSettings) -> aioredis.Redis:
 
 def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Notifier:
     guard = GuardPolicy(allow_loopback=settings.allow_http_loopback)
-    accounts = Accounts(redis, Keys(settings.redis_prefix), CachedSecretBox(settings.secret_keys))
+    accounts = Accounts(
+        redis, Keys(settings.redis_prefix), CachedSecretBox(settings.secret_keys.get_secret_value())
+    )
     return Notifier(
         store=DeliveryStore(
             redis,

@@ -267,7 +267,7 @@ class Supervisor:
             self._add_child(name, [sys.executable, "-m", module], ports[name], child_env)
         run = {
             "supervisor_pid": os.getpid(),
-            "env": settings.model_dump(),
+            "env": settings.model_dump() | {"secret_keys": settings.secret_keys.get_secret_value()},
             "nats_cluster": self.nats_cluster_size,
             "nats_port": self.cluster.nodes[0].ports.port if self.cluster else self.nats.port,
             "nats_urls": nats_base.split(","),
@@ -437,7 +437,7 @@ class Supervisor:
                 "AUTOPAY_REDIS_URL": settings.redis_url,
                 "AUTOPAY_NAMESPACE": settings.namespace,
                 "AUTOPAY_REDIS_PREFIX": settings.redis_prefix,
-                "AUTOPAY_SECRET_KEYS": settings.secret_keys,
+                "AUTOPAY_SECRET_KEYS": settings.secret_keys.get_secret_value(),
                 "AUTOPAY_HTTP_HOST": "127.0.0.1",
                 "AUTOPAY_IMAP_HOST": settings.imap_host,
                 "AUTOPAY_IMAP_PORT": str(settings.imap_port),
