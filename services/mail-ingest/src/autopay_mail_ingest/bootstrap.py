@@ -14,7 +14,7 @@ from autopay_mail_ingest.config_feed import ConfigFeed
 from autopay_mail_ingest.domain import WatchedMailbox
 from autopay_mail_ingest.leases import Lease
 from autopay_mail_ingest.settings import IngestSettings
-from autopay_mail_ingest.supervisor import Supervisor
+from autopay_mail_ingest.supervisor import MailboxSupervisor
 from autopay_mail_ingest.watcher import MailboxWatcher, ParseFn
 from autopay_runtime.connections import dependency_checks, nats_broker, redis_client
 from autopay_runtime.health import health_routes
@@ -70,7 +70,7 @@ def build_app(
     secret_keys = settings.secret_keys.get_secret_value()
     secrets = SecretBox(secret_keys) if secret_keys.strip() else None
     leases = LeaseStore(redis, keys, settings.replica_id, settings.lease_seconds)
-    supervisor = Supervisor(
+    supervisor = MailboxSupervisor(
         watcher_for,
         secrets,
         store,

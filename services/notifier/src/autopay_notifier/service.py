@@ -44,8 +44,8 @@ import structlog
 from autopay_contracts import Event, WebhookDelivered, WebhookExhausted, WebhookFailed
 from autopay_notifier import metrics
 from autopay_notifier.domain import (
+    AttemptDecision,
     AttemptResult,
-    Decision,
     OrderEvent,
     RetryPolicy,
     decide,
@@ -57,7 +57,7 @@ from autopay_notifier.domain import (
 )
 from autopay_notifier.ssrf import DestinationRefused, GuardPolicy, check_url
 from autopay_runtime.waiting import cancel_and_wait, wait_event
-from autopay_store.deliveries import Claim, DeliveryStore, NewDelivery
+from autopay_store.deliveries import DeliveryClaim, DeliveryStore, NewDelivery
 
 log = structlog.get_logger("autopay_notifier")
 
@@ -87,7 +87,7 @@ class Limits:
 @dataclass
 class _Lane:
     active: int = 0
-    queue: deque[Claim] = field(default_factory=deque)
+    queue: deque[DeliveryClaim] = field(default_factory=deque)
     avg_attempt_s: float = 0.05
     running: dict[str, float] = field(default_factory=dict)  # delivery_id → start (monotonic)
 
@@ -146,7 +146,7 @@ class Notifier:
         self._stopping = False
         self._scheduler: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
-        self._held: dict[str, Claim] = {}
+        self._held: dict[str, DeliveryClaim] = {}
 
     # --- intake ---------------------------------------------------------------------------
     async def accept(self, event: OrderEvent) -> str:
@@ -205,7 +205,7 @@ class Notifier:
         except DestinationRefused:
             return "refused"
 
-    def submit(self, claim: Claim) -> None:
+    def submit(self, claim: DeliveryClaim) -> None:
         key = self._lane_key(claim.url)
         lane = self._lanes.setdefault(key, _Lane())
         if lane.active < self.limits.per_host_in_flight:
@@ -243,13 +243,13 @@ class Notifier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _defer(self, claim: Claim, delay_s: float) -> None:
+    async def _defer(self, claim: DeliveryClaim, delay_s: float) -> None:
         try:
             await self.store.defer(claim, self.clock() + delay_s)
         except Exception:
             log.exception("could not defer delivery", delivery_id=claim.delivery_id)
 
-    async def _run_lane(self, key: str, lane: _Lane, claim: Claim | None) -> None:
+    async def _run_lane(self, key: str, lane: _Lane, claim: DeliveryClaim | None) -> None:
         try:
             while claim is not None:
                 started = time.monotonic()
@@ -279,7 +279,7 @@ class Notifier:
             self._wake.set()
 
     # --- one attempt ----------------------------------------------------------------------
-    async def attempt(self, claim: Claim) -> Decision:
+    async def attempt(self, claim: DeliveryClaim) -> AttemptDecision:
         bound = log.bind(
             order_id=claim.order_id, delivery_id=claim.delivery_id, attempt=claim.attempt
         )
@@ -321,7 +321,7 @@ class Notifier:
         )
         return decision
 
-    async def _send(self, claim: Claim, now: float) -> AttemptResult:
+    async def _send(self, claim: DeliveryClaim, now: float) -> AttemptResult:
         try:
             check_url(claim.url, self.guard)
         except DestinationRefused as exc:
@@ -345,7 +345,10 @@ class Notifier:
 
     @staticmethod
     def _event(
-        claim: Claim, decision: Decision, result: AttemptResult, next_due: float | None
+        claim: DeliveryClaim,
+        decision: AttemptDecision,
+        result: AttemptResult,
+        next_due: float | None,
     ) -> Event:
         common: dict[str, Any] = dict(
             delivery_id=claim.delivery_id,
@@ -371,7 +374,7 @@ class Notifier:
         """Claim due deliveries (retries, deferrals, other replicas' expired leases)."""
         while not self._stopping:
             want = min(self.capacity, self.limits.claim_batch)
-            claims: list[Claim] = []
+            claims: list[DeliveryClaim] = []
             if want > 0:
                 now = self.clock()
                 try:

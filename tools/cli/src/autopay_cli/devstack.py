@@ -1,6 +1,6 @@
 """The local dev stack: NATS, Redis, a demo IMAP server and the four services, no Docker.
 
-`autopay dev up` runs `Supervisor` in the foreground; `--detach` starts it as a background
+`autopay dev up` runs `StackSupervisor` in the foreground; `--detach` starts it as a background
 process and returns once every service answers `/readyz`. The supervisor restarts any process
 that dies, as Kubernetes would, and keeps its state (JetStream store, Redis AOF, keys) under the
 state dir so a restart of the stack keeps orders and merchants.
@@ -140,7 +140,7 @@ class Child:
             self.process.wait(timeout)
 
 
-class Supervisor:
+class StackSupervisor:
     def __init__(
         self,
         state_dir: Path,

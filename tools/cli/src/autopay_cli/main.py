@@ -137,7 +137,7 @@ def dev_up(
             raise typer.Exit(1) from exc
         _print_json(stack)
         return
-    devstack.Supervisor(
+    devstack.StackSupervisor(
         state_dir,
         on_ready=lambda stack: _banner(stack, state_dir),
         nats_cluster=nats_cluster,
