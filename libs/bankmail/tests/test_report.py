@@ -1,4 +1,4 @@
-"""`autopay parse-mail` records (SPEC §8)."""
+"""`autopay parse-mail` records."""
 
 from __future__ import annotations
 

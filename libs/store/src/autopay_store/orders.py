@@ -1,6 +1,6 @@
 """The order book: orders, amount reservations and every order transition, atomic in Redis.
 
-Invariants (SPEC §3) enforced here, each transition a single Lua script on one card's hash tag:
+The matching invariants enforced here, each transition a single Lua script on one card's hash tag:
 - an amount is held on a `(mailbox, card)` while an order waits and for `quarantine_s` after it
   ends; another order (of any merchant) asking for it gets `AmountReserved`;
 - `waiting → paid | expired | cancelled` happens once; a credit pays at most one order and an
@@ -559,7 +559,7 @@ class OrderBook:
     # --- credits ------------------------------------------------------------------------
 
     async def match_credit(self, credit: Credit, now: datetime) -> MatchOutcome:
-        """Pair a credit with the one order it pays (SPEC §3 rules 1-5), atomically.
+        """Pair a credit with the one order it pays, atomically, by the rules below.
 
         Candidates: orders on the credit's `(mailbox_id, card_last4)` with exactly its amount,
         currency UZS, whose window `[created_at - window_lead_s, expires_at]` contains the bank

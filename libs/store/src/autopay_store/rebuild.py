@@ -1,4 +1,4 @@
-"""Rebuild the order book in Redis from the JetStream streams (SPEC §3 invariant 7).
+"""Rebuild the order book in Redis from the JetStream streams: losing Redis loses no order.
 
 The ORDERS stream holds every order transition (each event carries the whole `Order`), the
 CREDITS stream every matching decision, rejection and dismissal. Folding them per order id gives

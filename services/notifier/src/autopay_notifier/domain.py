@@ -2,7 +2,7 @@
 happens. No I/O here. Which order events become webhooks, their `webhook-id` and their body are
 the webhook contract (`autopay_contracts.webhooks`, re-exported here).
 
-Response classification (SPEC §6 and research/webhooks.md §1.2):
+Response classification (after the Standard Webhooks guidance on retries):
 - any 2xx → delivered;
 - 410 Gone → exhausted at once (the receiver says the URL is dead);
 - network error, timeout, 3xx (never followed), 429, 5xx → retry;

@@ -6,7 +6,8 @@ Design (why it is durable and why one dead endpoint cannot hold up the others):
   delivery (payload, URL, state) and put in the `due` ZSET *before* the JetStream message is
   acked. A redelivered event finds the delivery already there and does nothing, so the same
   fact never produces a second delivery (the receiver may still see a retry of the same
-  `webhook-id` if we crash between its 2xx and our bookkeeping: at-least-once, as in the spec).
+  `webhook-id` if we crash between its 2xx and our bookkeeping: at-least-once, as Standard
+  Webhooks expects).
 - **Retries live in Redis, not in JetStream.** A retry 20 h away is just a ZSET score; the
   consumer is not tied up with `nack(delay)` timers that count against `max_deliver` and
   `max_ack_pending` and cannot be inspected. Every replica runs a scheduler loop that claims due

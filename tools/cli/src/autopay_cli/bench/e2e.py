@@ -1,4 +1,4 @@
-"""Mail appended to the mailbox → webhook received, through the whole dev stack (SPEC §9:
+"""Mail appended to the mailbox → webhook received, through the whole dev stack (targets:
 `e2e_p50_ms` ≤ 100, `e2e_p99_ms` ≤ 300).
 
 A detached dev stack in a temporary state dir (four service processes, NATS, Redis, the demo
