@@ -43,6 +43,7 @@ from autopay_testing.servers import (
     port_free,
     start_nats,
     start_redis,
+    terminate,
     wait_for_port,
 )
 
@@ -132,12 +133,7 @@ class Child:
         if not self.alive():
             return
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        terminate(self.process, timeout)
 
 
 class StackSupervisor:
