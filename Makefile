@@ -28,8 +28,7 @@ test: install
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # The e2e suite again, every stack on a local 3-node NATS JetStream cluster and a 3-master Redis
-# Cluster (streams at R3;
-# SPEC §7), and the harness's cluster tests. `make test` runs those and the failover test, but
+# Cluster (streams at R3), and the harness's cluster tests. `make test` runs those and the failover test, but
 # the suite on one server. test_make_run is left out: `make run` has one server.
 test-cluster: install
 	AUTOPAY_E2E_NATS_CLUSTER=3 AUTOPAY_E2E_REDIS_CLUSTER=3 $(BIN)/pytest -n $(PYTEST_WORKERS) \
@@ -58,7 +57,7 @@ asyncapi: install
 bench: install
 	$(BIN)/python -m autopay_cli.bench $(BENCH)
 
-# The chaos run (SPEC §3.7): a fresh dev stack in a temporary state dir, orders paid by bank
+# The chaos run: a fresh dev stack in a temporary state dir, orders paid by bank
 # mail while services and Redis are SIGKILLed; the figures as one JSON line; fails unless clean.
 # Options pass through CHAOS, e.g. `make chaos CHAOS="--orders 100 --duration 60"`. A failed
 # run keeps its state dir (logs/) and says where.

@@ -1,4 +1,4 @@
-"""A payment goes through while the NATS node that leads JetStream is SIGKILLed (SPEC §7).
+"""A payment goes through while the NATS node that leads JetStream is SIGKILLed.
 
 The module's stack always runs on a 3-node cluster (`autopay dev up --nats-cluster 3`), with
 or without `AUTOPAY_E2E_NATS_CLUSTER`. Before the kill, one node leads the meta layer and every

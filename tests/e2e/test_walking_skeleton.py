@@ -33,8 +33,8 @@ STACK_KEYS = {
 
 
 def _create(stack, receiver, amount: int | None = None, amount_base: int | None = None):
-    """Create a payment with the seed's fields; with `amount_base`, the server picks the amount.
-    Returns (order_id, amount)."""
+    """Create a payment with the original API's fields; with `amount_base`, the server picks the
+    amount. Returns (order_id, amount)."""
     body = {
         "card_last4": stack.info["card"]["card_last4"],
         "gmail": stack.info["card"]["gmail"],

@@ -68,7 +68,7 @@ def test_mailbox_defaults_to_the_to_address(name: str):
 
 
 def test_corpus_kinds_are_specific():
-    """Spot checks of the non-credit kinds (SPEC §8 vocabulary)."""
+    """Spot checks of the non-credit kinds (the `NotificationKind` each one is reported as)."""
 
     def kind(name: str) -> str:
         case = EXPECTED[name]

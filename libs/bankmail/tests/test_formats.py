@@ -19,7 +19,8 @@ from autopay_bankmail.formats import (
     uzcard_sms,
 )
 from autopay_bankmail.text import normalize
-from autopay_bankmail.values import TASHKENT, tiyin
+from autopay_bankmail.values import tiyin
+from autopay_contracts.local_time import TASHKENT
 
 AT_1007 = datetime(2026, 3, 14, 10, 7, tzinfo=TASHKENT)
 

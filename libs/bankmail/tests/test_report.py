@@ -1,4 +1,4 @@
-"""`autopay parse-mail` records (SPEC §8)."""
+"""`autopay parse-mail` records."""
 
 from __future__ import annotations
 
@@ -52,11 +52,11 @@ def test_unreadable_files_give_unparsed_records(tmp_path):
 
 def test_aliases_and_refusal_codes(tmp_path):
     from datetime import datetime
-    from zoneinfo import ZoneInfo
 
+    from autopay_contracts.local_time import TASHKENT
     from autopay_testing.hostile_mail import genuine_cases
 
-    when = datetime(2026, 5, 16, 9, 1, tzinfo=ZoneInfo("Asia/Tashkent"))
+    when = datetime(2026, 5, 16, 9, 1, tzinfo=TASHKENT)
     case = next(c for c in genuine_cases("karta@gmail.com", "6412", 100, when) if c.aliases)
     path = tmp_path / "alias.eml"
     path.write_bytes(case.raw)

@@ -18,7 +18,7 @@ from autopay_bankmail.synth import (
     credit_notification,
     uzcard_credit_email,
 )
-from autopay_bankmail.values import TASHKENT
+from autopay_contracts.local_time import TASHKENT
 
 MAILBOX = "merchant.one@gmail.com"
 AT = datetime(2026, 3, 14, 10, 7, 41, tzinfo=TASHKENT)

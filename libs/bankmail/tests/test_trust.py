@@ -5,16 +5,15 @@ re-sent to the merchant; a spoofed forwarder), and genuine mail in the shapes it
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from autopay_bankmail import parse_notification
 from autopay_bankmail.screen import is_candidate
 from autopay_contracts import REFUSALS
+from autopay_contracts.local_time import TASHKENT
 from autopay_testing.hostile_mail import MailCase, genuine_cases, hostile_cases
 
-TASHKENT = ZoneInfo("Asia/Tashkent")
 MAILBOX = "shop.kassa@gmail.com"
 WHEN = datetime(2026, 5, 16, 9, 1, tzinfo=TASHKENT)
 HOSTILE = hostile_cases(MAILBOX, "6412", 5_003_700, WHEN)

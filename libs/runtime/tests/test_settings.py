@@ -2,7 +2,7 @@
 
 import pytest
 
-from autopay_runtime.settings import nats_connect_options, url_with_credentials
+from autopay_runtime.settings import ServiceSettings, nats_connect_options, url_with_credentials
 
 ODD = "s3cret,with/odd:chars@%"
 
@@ -33,3 +33,10 @@ def test_a_token():
 def test_servers_with_different_credentials_are_refused():
     with pytest.raises(ValueError, match="different credentials"):
         nats_connect_options("nats://a:x@h:1,nats://b:y@h:2")
+
+
+def test_the_secret_keys_never_print(monkeypatch):
+    monkeypatch.setenv("AUTOPAY_SECRET_KEYS", "k1-very-secret,k2-older")
+    settings = ServiceSettings()
+    assert settings.secret_keys.get_secret_value() == "k1-very-secret,k2-older"
+    assert "very-secret" not in repr(settings) and "very-secret" not in str(settings)

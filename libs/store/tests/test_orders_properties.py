@@ -1,4 +1,5 @@
-"""Property test: random create/cancel/expire/credit sequences keep SPEC §3 invariants 1-3."""
+"""Property test: random create/cancel/expire/credit sequences keep the order book's
+invariants: one holder per held amount, one outcome per order and per credit."""
 
 import contextlib
 import uuid

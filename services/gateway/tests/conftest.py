@@ -90,7 +90,7 @@ async def running(settings: GatewaySettings, redis_client, **build) -> AsyncIter
     """The app with its lifespan running, and an HTTP client speaking to it in-process."""
     app = build_app(settings, **build)
     keys = Keys(settings.redis_prefix)
-    secrets = SecretBox(settings.secret_keys)
+    secrets = SecretBox(settings.secret_keys.get_secret_value())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
@@ -139,7 +139,7 @@ def gateway_process(settings, port: int, **env: str) -> Iterator[subprocess.Pope
         "AUTOPAY_REDIS_URL": settings.redis_url,
         "AUTOPAY_NAMESPACE": settings.namespace,
         "AUTOPAY_REDIS_PREFIX": settings.redis_prefix,
-        "AUTOPAY_SECRET_KEYS": settings.secret_keys,
+        "AUTOPAY_SECRET_KEYS": settings.secret_keys.get_secret_value(),
         "AUTOPAY_HTTP_PORT": str(port),
         "AUTOPAY_METRICS_PORT": "0",  # a fixed one would collide between parallel tests
         "AUTOPAY_AUTH_CACHE_SECONDS": "0",

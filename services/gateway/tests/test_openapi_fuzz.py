@@ -40,7 +40,9 @@ async def _prepare(gateway_settings, namespace) -> str:
     await client.drain()
     r = open_redis(gateway_settings.redis_url)
     accounts = Accounts(
-        r, Keys(gateway_settings.redis_prefix), SecretBox(gateway_settings.secret_keys)
+        r,
+        Keys(gateway_settings.redis_prefix),
+        SecretBox(gateway_settings.secret_keys.get_secret_value()),
     )
     shop = await accounts.create_merchant("Fuzz", now=datetime.now(UTC))
     await accounts.add_card(shop.merchant.merchant_id, "6412", "karta@gmail.com", "pw")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from autopay_contracts import OrderCancelled, OrderCreated, parse_event, sandbox_mailbox_id_for
 from autopay_contracts.events import Credit
-from autopay_gateway.clock import TASHKENT
+from autopay_contracts.local_time import TASHKENT
 
 SEED_BODY = {
     "amount": 50037,

@@ -1,4 +1,4 @@
-"""The sandbox is a separate world (SPEC §2): what a test key can and cannot reach.
+"""The sandbox is a separate world: what a test key can and cannot reach.
 
 Attack: a leaked (or the merchant's own) test key used against the live world: registering a
 Gmail address owned by a live merchant, changing or removing a live card, reading or cancelling

@@ -7,7 +7,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import REGISTRY
@@ -23,6 +22,7 @@ from autopay_contracts import (
     mailbox_id_for,
     parse_event,
 )
+from autopay_contracts.local_time import TASHKENT
 from autopay_mail_ingest.bootstrap import build_app
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_store.secrets import SecretBox
@@ -32,7 +32,6 @@ GMAIL = "shop.kassa@gmail.com"
 APP_PASSWORD = "abcd efgh ijkl mnop"
 MAILBOX_ID = mailbox_id_for(GMAIL)
 KEY = SecretBox.generate_key()
-TASHKENT = ZoneInfo("Asia/Tashkent")
 
 # Three distinct bank notifications (amount in tiyin) and two mails that are not credits.
 AMOUNT_A, AMOUNT_B, AMOUNT_C = 5_003_700, 1_005_800, 150_001_400

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from autopay_bankmail.synth import uzcard_credit_email
 from autopay_contracts import CreditReceived, MailboxRegistered, mailbox_id_for, parse_event
+from autopay_contracts.local_time import TASHKENT
 from autopay_mail_ingest.bootstrap import build_app
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_store.keys import Keys
@@ -125,7 +125,7 @@ async def test_a_replica_that_loses_its_lease_stops_and_takes_the_mailbox_back_w
                 to=GMAIL,
                 amount_tiyin=3_000_000,
                 card_last4="6412",
-                occurred_at=datetime(2026, 5, 16, 9, 0, tzinfo=ZoneInfo("Asia/Tashkent")),
+                occurred_at=datetime(2026, 5, 16, 9, 0, tzinfo=TASHKENT),
                 message_id="<lease-1@info.uzcard.uz>",
             )
             uid = await imap.append(GMAIL, mail)

@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from autopay_bankmail.synth import uzcard_credit_email
 from autopay_contracts import (
@@ -26,6 +25,7 @@ from autopay_contracts import (
     mailbox_id_for,
     parse_event,
 )
+from autopay_contracts.local_time import TASHKENT
 from autopay_mail_ingest.bootstrap import build_app
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_store import scripts
@@ -38,7 +38,6 @@ KEY = SecretBox.generate_key()
 PASSWORD = "abcd efgh ijkl mnop"
 MAILBOXES = [f"shop{i:02d}.kassa@gmail.com" for i in range(20)]
 LEASE_S = 3.0
-TASHKENT = ZoneInfo("Asia/Tashkent")
 
 
 def credit_mail(gmail: str, index: int, phase: int) -> bytes:

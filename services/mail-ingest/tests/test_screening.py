@@ -22,7 +22,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import aioimaplib
 import pytest
@@ -39,6 +38,7 @@ from autopay_contracts import (
     mailbox_id_for,
     parse_event,
 )
+from autopay_contracts.local_time import TASHKENT
 from autopay_mail_ingest.bootstrap import build_app
 from autopay_mail_ingest.domain import WatchedMailbox, body_fetch_items, screen_fetch_items
 from autopay_mail_ingest.settings import IngestSettings
@@ -54,7 +54,6 @@ GMAIL = "shop.kassa@gmail.com"
 APP_PASSWORD = "abcd efgh ijkl mnop"
 MAILBOX_ID = mailbox_id_for(GMAIL)
 KEY = SecretBox.generate_key()
-TASHKENT = ZoneInfo("Asia/Tashkent")
 MIB = 1 << 20
 
 

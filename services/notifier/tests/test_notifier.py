@@ -350,8 +350,8 @@ async def test_redis_pool_waits_for_a_connection_instead_of_failing(settings):
 async def test_new_delivery_to_a_full_lane_is_recorded_due_later_not_leased(
     redis_client, accounts, store
 ):
+    from autopay_notifier.adapters.webhook_client import WebhookSender
     from autopay_notifier.domain import RetryPolicy
-    from autopay_notifier.http import WebhookSender
     from autopay_notifier.service import Limits, Notifier
     from autopay_notifier.ssrf import GuardPolicy
 

@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 
-from autopay_notifier.http import WebhookSender
+from autopay_notifier.adapters.webhook_client import WebhookSender
 from autopay_notifier.ssrf import (
     DestinationRefused,
     GuardPolicy,

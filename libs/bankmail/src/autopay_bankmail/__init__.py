@@ -3,8 +3,9 @@
 `parse_notification(raw, mailbox=..., allow_forwarded=...)` never raises on any input.
 
 Modules: `envelope` (MIME → headers + text), `formats` (one module per notification format,
-in a registry), `trust` (SPEC §4 sender/authentication policy), `parse` (the pipeline),
-`report` (`autopay parse-mail` records), `synth` (realistic credits for dev and sandbox).
+in a registry), `trust` (which senders, and which authentication results, a mailbox believes),
+`parse` (the pipeline), `report` (`autopay parse-mail` records), `synth` (realistic credits for
+dev and sandbox).
 """
 
 from autopay_bankmail.model import Notification, NotificationKind

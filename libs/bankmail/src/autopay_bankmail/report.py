@@ -1,4 +1,4 @@
-"""`autopay parse-mail` records (SPEC §8): one JSON-ready dict per file, in order."""
+"""`autopay parse-mail` records: one JSON-ready dict per file, in order."""
 
 from __future__ import annotations
 

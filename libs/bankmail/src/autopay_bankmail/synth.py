@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from email.utils import format_datetime
 
-from autopay_bankmail.values import TASHKENT
+from autopay_contracts.local_time import TASHKENT
 
 BANK_ADDRESS = "noreply@info.uzcard.uz"
 RECEIVER = "mx.google.com"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import cache
-from zoneinfo import ZoneInfo
 
-TASHKENT = ZoneInfo("Asia/Tashkent")
+from autopay_contracts.local_time import TASHKENT
 
 _MAX_WHOLE_DIGITS = 13
 

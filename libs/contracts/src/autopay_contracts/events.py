@@ -1,4 +1,4 @@
-"""Every event of the system, as pydantic v2 models (SPEC §5).
+"""Every event of the system, as pydantic v2 models.
 
 Each event knows its type (`order.paid`), the aggregate and owner token of its subject, and a
 deterministic id derived from the fact it records (used as `Nats-Msg-Id`). Payloads carry
@@ -125,7 +125,7 @@ class Event(_Model):
 
 
 class Order(_Model):
-    """A payment request as the merchant created it (SPEC §2)."""
+    """A payment request as the merchant created it."""
 
     order_id: str
     merchant_id: str

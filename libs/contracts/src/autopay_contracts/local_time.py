@@ -11,3 +11,8 @@ TASHKENT = timezone(timedelta(hours=5), "Asia/Tashkent")
 def tashkent_minute(at: datetime) -> str:
     """`YYYY-MM-DD HH:MM` in Tashkent: how a person is shown a time."""
     return at.astimezone(TASHKENT).strftime("%Y-%m-%d %H:%M")
+
+
+def tashkent_iso(at: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` in Tashkent, with no offset: how a webhook shows a time."""
+    return at.astimezone(TASHKENT).strftime("%Y-%m-%dT%H:%M:%S")

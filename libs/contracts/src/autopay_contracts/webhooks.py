@@ -12,11 +12,11 @@ with `data.get("client_user_data", {})` and then uses it as a dict, which `null`
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from autopay_contracts.events import OrderCancelled, OrderExpired, OrderPaid
-from autopay_contracts.local_time import TASHKENT
+from autopay_contracts.local_time import tashkent_iso
+from autopay_contracts.order_json import order_json
 
 OrderEvent = OrderPaid | OrderExpired | OrderCancelled
 
@@ -35,23 +35,13 @@ def delivery_id_for(event: OrderEvent) -> str:
     return event.event_id
 
 
-def tashkent_iso(at: datetime) -> str:
-    return at.astimezone(TASHKENT).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def webhook_payload(event: OrderEvent) -> dict[str, Any]:
     """The original's payload; a test-mode (sandbox) order's also carries `"test": true`."""
     order = event.order
-    payload = {
-        "order_id": order.order_id,
-        "status": event.event_name,
-        "amount": order.amount_tiyin // 100,
-        "card_last4": order.card_last4,
-        "gmail": order.gmail,
-        "client_user_id": order.client_user_id,
-        "client_user_data": order.client_user_data if order.client_user_data is not None else {},
-        "paid_at": tashkent_iso(event.paid_at) if isinstance(event, OrderPaid) else None,
-    }
+    paid_at = tashkent_iso(event.paid_at) if isinstance(event, OrderPaid) else None
+    payload = order_json(order, status=event.event_name, paid_at=paid_at)
+    if payload["client_user_data"] is None:
+        payload["client_user_data"] = {}
     if order.test_mode:
         payload["test"] = True
     return payload

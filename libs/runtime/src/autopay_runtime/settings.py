@@ -3,7 +3,7 @@
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autopay_contracts import Namespace
@@ -90,6 +90,10 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8080
     log_level: str = "INFO"
     log_json: bool = True
+    secret_keys: SecretStr = Field(
+        SecretStr(""), description="Fernet keys (comma-separated; first encrypts)"
+    )
+    """The keys that encrypt stored secrets (Gmail App Passwords, webhook secrets, bot keys)."""
 
     @model_validator(mode="after")
     def _credentials_into_urls(self):

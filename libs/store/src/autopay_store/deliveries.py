@@ -71,7 +71,7 @@ class NewDelivery:
 
 
 @dataclass(frozen=True)
-class Claim:
+class DeliveryClaim:
     """A delivery this process holds a lease on, with what an attempt needs."""
 
     delivery_id: str
@@ -113,7 +113,7 @@ class DeliveryStore:
 
     async def enqueue(
         self, d: NewDelivery, *, lease_until: float | None, due_at: float | None = None
-    ) -> Claim | None:
+    ) -> DeliveryClaim | None:
         """Record a new delivery due now (or at `due_at`). Returns a claim leased to the caller
         when `lease_until` is given (so it can attempt at once), None if the delivery already
         existed (a redelivered order event: nothing new to do)."""
@@ -142,17 +142,17 @@ class DeliveryStore:
         )
         if not created:
             return None
-        return Claim(
+        return DeliveryClaim(
             d.delivery_id, token, d.merchant_id, d.order_id, d.order_event, d.url, d.body, 0
         )
 
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Claim]:
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[DeliveryClaim]:
         rows = await self._claim(
             keys=[self.keys.due],
             args=[now, limit, lease_until, secrets.token_hex(8), self.keys.delivery_prefix],
         )
         return [
-            Claim(
+            DeliveryClaim(
                 delivery_id=r[0],
                 token=r[1],
                 merchant_id=r[2],
@@ -165,7 +165,7 @@ class DeliveryStore:
             for r in rows
         ]
 
-    async def renew(self, claims: list[Claim], until: float, chunk: int = 500) -> int:
+    async def renew(self, claims: list[DeliveryClaim], until: float, chunk: int = 500) -> int:
         """Extend the leases this process still holds; returns how many were extended."""
         renewed = 0
         for start in range(0, len(claims), chunk):
@@ -177,7 +177,7 @@ class DeliveryStore:
             )
         return renewed
 
-    async def defer(self, claim: Claim, until: float) -> bool:
+    async def defer(self, claim: DeliveryClaim, until: float) -> bool:
         """Give the lease back without counting an attempt (the endpoint's lane was full)."""
         return bool(
             await self._complete(
@@ -188,7 +188,7 @@ class DeliveryStore:
 
     async def finish_attempt(
         self,
-        claim: Claim,
+        claim: DeliveryClaim,
         verdict: Finish,
         *,
         at: float,
@@ -228,7 +228,7 @@ class DeliveryStore:
             )
         )
 
-    def _finish_keys(self, claim: Claim) -> list[str]:
+    def _finish_keys(self, claim: DeliveryClaim) -> list[str]:
         return [
             self.keys.delivery(claim.delivery_id),
             self.keys.due,

@@ -38,7 +38,7 @@ class StoredResponse:
 
 
 @dataclass(frozen=True)
-class Claim:
+class IdempotencyClaim:
     """Outcome of claiming a key: `new`, `replay` (with the response), `mismatch`, `pending`,
     or `taken_over` (with the `order_id` the dead call had bound)."""
 
@@ -72,7 +72,7 @@ class IdempotencyStore:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
         return self.keys.idempotency(merchant_id, digest)
 
-    async def claim(self, merchant_id: str, idempotency_key: str, fp: str) -> Claim:
+    async def claim(self, merchant_id: str, idempotency_key: str, fp: str) -> IdempotencyClaim:
         now = int(self.clock())
         pending = orjson.dumps({"fp": fp, "state": "pending", "at": now})
         existing = await self._claim(
@@ -80,15 +80,15 @@ class IdempotencyStore:
             args=[pending, self.pending_ttl_s, now, self.pending_ttl_s, fp],
         )
         if not existing:
-            return Claim("new")
+            return IdempotencyClaim("new")
         record = orjson.loads(existing)
         if record["fp"] != fp:
-            return Claim("mismatch")
+            return IdempotencyClaim("mismatch")
         if record.get("taken_over"):
-            return Claim("taken_over", order_id=str(record["order_id"]))
+            return IdempotencyClaim("taken_over", order_id=str(record["order_id"]))
         if record["state"] != "done":
-            return Claim("pending")
-        return Claim("replay", StoredResponse(record["status"], record["body"].encode()))
+            return IdempotencyClaim("pending")
+        return IdempotencyClaim("replay", StoredResponse(record["status"], record["body"].encode()))
 
     async def bind(self, merchant_id: str, idempotency_key: str, fp: str, order_id: str) -> None:
         """Tie this call's pending claim to the order it is about to create (before the order

@@ -1,6 +1,6 @@
 """The order book: orders, amount reservations and every order transition, atomic in Redis.
 
-Invariants (SPEC §3) enforced here, each transition a single Lua script on one card's hash tag:
+The matching invariants enforced here, each transition a single Lua script on one card's hash tag:
 - an amount is held on a `(mailbox, card)` while an order waits and for `quarantine_s` after it
   ends; another order (of any merchant) asking for it gets `AmountReserved`;
 - `waiting → paid | expired | cancelled` happens once; a credit pays at most one order and an
@@ -232,23 +232,24 @@ class OrderBook:
     async def _register(self, order: Order) -> None:
         """Locator and deadline first: a crash before the card script leaves only pointers to
         nothing, which `get` and the expiry scanner treat as unknown."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._queue_register(pipe, order)
+            await pipe.execute()
+
+    def _queue_register(self, pipe: Any, order: Order) -> None:
+        """Queue the order's locator (kept until its record ages out) and its deadline."""
         ttl = max(1, int((order.expires_at - order.created_at).total_seconds()))
         ttl += self.quarantine_s + self.retention_s
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(
-                self.keys.order_locator(order.order_id),
-                f"{order.mailbox_id}:{order.card_last4}",
-                ex=ttl,
-            )
-            pipe.zadd(
-                self.keys.deadline_shard_of(order.mailbox_id, order.card_last4),
-                {
-                    self._deadline_member(
-                        order.mailbox_id, order.card_last4, order.order_id
-                    ): order.expires_at.timestamp()
-                },
-            )
-            await pipe.execute()
+        pipe.set(
+            self.keys.order_locator(order.order_id),
+            f"{order.mailbox_id}:{order.card_last4}",
+            ex=ttl,
+        )
+        member = self._deadline_member(order.mailbox_id, order.card_last4, order.order_id)
+        pipe.zadd(
+            self.keys.deadline_shard_of(order.mailbox_id, order.card_last4),
+            {member: order.expires_at.timestamp()},
+        )
 
     async def _unregister(self, order: Order) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -337,19 +338,8 @@ class OrderBook:
 
         If the locator or deadline write failed while the script created the order, the order
         is voided and the error raised, as if `_register` had failed before it."""
-        ttl = max(1, int((order.expires_at - order.created_at).total_seconds()))
-        ttl += self.quarantine_s + self.retention_s
-        member = self._deadline_member(order.mailbox_id, order.card_last4, order.order_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(
-                self.keys.order_locator(order.order_id),
-                f"{order.mailbox_id}:{order.card_last4}",
-                ex=ttl,
-            )
-            pipe.zadd(
-                self.keys.deadline_shard_of(order.mailbox_id, order.card_last4),
-                {member: order.expires_at.timestamp()},
-            )
+            self._queue_register(pipe, order)
             pipe.zadd(
                 self.keys.outbox,
                 {_outbox_member("created", order.order_id): order.created_at.timestamp()},
@@ -559,7 +549,7 @@ class OrderBook:
     # --- credits ------------------------------------------------------------------------
 
     async def match_credit(self, credit: Credit, now: datetime) -> MatchOutcome:
-        """Pair a credit with the one order it pays (SPEC §3 rules 1-5), atomically.
+        """Pair a credit with the one order it pays, atomically, by the rules below.
 
         Candidates: orders on the credit's `(mailbox_id, card_last4)` with exactly its amount,
         currency UZS, whose window `[created_at - window_lead_s, expires_at]` contains the bank

@@ -1,4 +1,4 @@
-"""Rebuild the order book in Redis from the JetStream streams (SPEC §3 invariant 7).
+"""Rebuild the order book in Redis from the JetStream streams: losing Redis loses no order.
 
 The ORDERS stream holds every order transition (each event carries the whole `Order`), the
 CREDITS stream every matching decision, rejection and dismissal. Folding them per order id gives
@@ -122,7 +122,7 @@ def fold_orders(events: Iterable[Event]) -> dict[str, OrderRecord]:
 
 
 @dataclass(frozen=True)
-class Decision:
+class CreditDecision:
     """The matcher's first outcome for a credit, as the order book stores it."""
 
     credit: Credit
@@ -146,12 +146,12 @@ def decision_of(event: Event) -> dict | None:
 
 def fold_decisions(
     events: Iterable[tuple[Event, datetime]],
-) -> dict[tuple[str, str, str], Decision]:
+) -> dict[tuple[str, str, str], CreditDecision]:
     """The decision per `(mailbox_id, card_last4, credit_id)` from `(event, stored at)` pairs
     in stream order: the first one, except that a `matched` decision (a merchant's manual
     match of a credit first decided unmatched or ambiguous) replaces it, since the credit is
     spent then. Later decisions of the same kind (replays) are ignored."""
-    decisions: dict[tuple[str, str, str], Decision] = {}
+    decisions: dict[tuple[str, str, str], CreditDecision] = {}
     for event, at in events:
         outcome = decision_of(event)
         if outcome is None:
@@ -160,7 +160,7 @@ def fold_decisions(
         key = (credit.mailbox_id, credit.card_last4, credit.credit_id)
         first = decisions.get(key)
         if first is None or (outcome["kind"] == "matched" and first.outcome["kind"] != "matched"):
-            decisions[key] = Decision(credit=credit, outcome=outcome, decided_at=at)
+            decisions[key] = CreditDecision(credit=credit, outcome=outcome, decided_at=at)
     return decisions
 
 
@@ -230,7 +230,7 @@ class RebuildReport:
     """Every ORDERS event, in stream order (for the pending webhooks of `rebuild`)."""
 
 
-async def write_decision(book: OrderBook, decision: Decision) -> bool:
+async def write_decision(book: OrderBook, decision: CreditDecision) -> bool:
     """Store a decision where the match script keeps it, unless the credit is already decided."""
     return await book.restore_decision(decision.credit, decision.outcome, decision.decided_at)
 
@@ -277,7 +277,7 @@ async def rebuild_orders(
         async with gate:
             await _restore(book, record, report)
 
-    async def decide(decision: Decision) -> None:
+    async def decide(decision: CreditDecision) -> None:
         async with gate:
             written = await write_decision(book, decision)
         report.decisions += written

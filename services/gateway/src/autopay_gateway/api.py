@@ -1,4 +1,4 @@
-"""The public API routes (SPEC §2): decode, call the use case, encode. Nothing else."""
+"""The public API routes: decode, call the use case, encode. Nothing else."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
     `__main__` serves the metrics on the internal `metrics_port`. The admin API (`/admin/*`)
     is on it but answers only requests that came in on `admin_port` with the admin token
     (`__main__` listens there too when both are set)."""
-    secrets = SecretBox(settings.secret_keys)
+    secrets = SecretBox(settings.secret_keys.get_secret_value())
     broker = nats_broker(settings.nats_url, name="gateway", inbox_prefix=inbox_prefix("gateway"))
     publisher = EventPublisher(
         broker, settings.ns, PUBLISHED_EVENTS, timeout_s=settings.publish_timeout_seconds

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
-TASHKENT = timezone(timedelta(hours=5), "Asia/Tashkent")
+from autopay_contracts.local_time import TASHKENT
 
 
 def utcnow() -> datetime:

@@ -16,12 +16,13 @@ from typing import Any
 import structlog
 
 from autopay_contracts import Order, OrderCancelled, OrderCreated, mailbox_id_for, normalize_gmail
+from autopay_contracts.money import TIYIN_PER_SOM, whole_som
+from autopay_contracts.order_json import order_json
 from autopay_gateway import metrics
 from autopay_gateway.cards import Cards
 from autopay_gateway.clock import tashkent
 from autopay_gateway.faults import crash_point
 from autopay_gateway.messages import ApiError
-from autopay_gateway.money import TIYIN_PER_SOM
 from autopay_gateway.requests import CreatePayment
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.publishing import EventPublisher, PublishFailed
@@ -38,17 +39,8 @@ log = structlog.get_logger("autopay_gateway")
 
 
 def order_view(record: OrderRecord) -> dict[str, Any]:
-    order = record.order
-    return {
-        "order_id": order.order_id,
-        "status": record.status,
-        "amount": order.amount_tiyin // TIYIN_PER_SOM,
-        "card_last4": order.card_last4,
-        "gmail": order.gmail,
-        "client_user_id": order.client_user_id,
-        "client_user_data": order.client_user_data,
-        "paid_at": tashkent(record.paid_at) if record.status == "paid" else None,
-    }
+    paid_at = tashkent(record.paid_at) if record.status == "paid" else None
+    return order_json(record.order, status=record.status, paid_at=paid_at)
 
 
 def new_order(
@@ -94,7 +86,7 @@ def _created(order: Order, cmd: CreatePayment) -> dict[str, Any]:
     """The answer to a create: the order id, and the amount when the server chose its tail."""
     result: dict[str, Any] = {"success": True, "order_id": order.order_id}
     if cmd.amount_base is not None:
-        result["amount"] = order.amount_tiyin // TIYIN_PER_SOM
+        result["amount"] = whole_som(order.amount_tiyin)
     return result
 
 

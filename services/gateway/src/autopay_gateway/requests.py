@@ -27,7 +27,7 @@ from pydantic.functional_validators import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from autopay_contracts import is_card_last4, normalize_gmail
-from autopay_gateway.clock import TASHKENT
+from autopay_contracts.local_time import TASHKENT
 from autopay_gateway.messages import ApiError
 from autopay_runtime.destinations import internal_host
 

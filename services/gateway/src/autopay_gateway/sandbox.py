@@ -9,9 +9,9 @@ from typing import Any
 import structlog
 
 from autopay_contracts import SandboxTransferRequested
+from autopay_contracts.money import TIYIN_PER_SOM
 from autopay_gateway.cards import Cards
 from autopay_gateway.messages import ApiError
-from autopay_gateway.money import TIYIN_PER_SOM
 from autopay_gateway.requests import SandboxTransfer
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.publishing import EventPublisher, PublishFailed

@@ -1,4 +1,5 @@
-"""The OpenAPI description of the API: request and response bodies with the seed's examples.
+"""The OpenAPI description of the API: request and response bodies with the original API's
+examples.
 
 The routes decode bodies by hand (`requests.py`: every mistake a 400 with the original's kind
 of message, never a 422), so these models only describe what goes over the wire; `openapi.py`

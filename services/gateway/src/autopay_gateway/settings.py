@@ -15,7 +15,6 @@ class GatewaySettings(ServiceSettings):
     max_amount: int = Field(1_000_000_000, description="Largest accepted amount, so'm")
 
     allow_http_loopback_webhooks: bool = False
-    secret_keys: str = Field("", description="Fernet keys (comma-separated; first encrypts)")
 
     imap_host: str = "imap.gmail.com"
     imap_port: int = 993

@@ -18,9 +18,9 @@ from typing import Any
 import structlog
 
 from autopay_contracts import CreditDismissed, CreditMatched, OrderPaid
+from autopay_contracts.money import som
 from autopay_gateway.clock import tashkent
 from autopay_gateway.messages import ApiError
-from autopay_gateway.money import som
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import Merchant
 from autopay_store.ledger import (

@@ -14,7 +14,7 @@ from autopay_mail_ingest.config_feed import ConfigFeed
 from autopay_mail_ingest.domain import WatchedMailbox
 from autopay_mail_ingest.leases import Lease
 from autopay_mail_ingest.settings import IngestSettings
-from autopay_mail_ingest.supervisor import Supervisor
+from autopay_mail_ingest.supervisor import MailboxSupervisor
 from autopay_mail_ingest.watcher import MailboxWatcher, ParseFn
 from autopay_runtime.compat.faststream import jetstream
 from autopay_runtime.connections import dependency_checks, nats_broker, redis_client
@@ -68,9 +68,10 @@ def build_app(
             lease=lease,
         )
 
-    secrets = SecretBox(settings.secret_keys) if settings.secret_keys.strip() else None
+    secret_keys = settings.secret_keys.get_secret_value()
+    secrets = SecretBox(secret_keys) if secret_keys.strip() else None
     leases = LeaseStore(redis, keys, settings.replica_id, settings.lease_seconds)
-    supervisor = Supervisor(
+    supervisor = MailboxSupervisor(
         watcher_for,
         secrets,
         store,

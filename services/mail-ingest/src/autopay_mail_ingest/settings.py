@@ -17,7 +17,6 @@ class IngestSettings(ServiceSettings):
     """mail-ingest configuration (`AUTOPAY_*` environment variables)."""
 
     http_port: int = 8082
-    secret_keys: str = ""
 
     imap_connect_timeout_s: float = 15.0
     imap_command_timeout_s: float = 30.0

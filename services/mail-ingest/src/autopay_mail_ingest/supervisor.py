@@ -39,7 +39,7 @@ class _Running:
     task: asyncio.Task
 
 
-class Supervisor:
+class MailboxSupervisor:
     def __init__(
         self,
         watcher_factory: Callable[[WatchedMailbox, Lease], Watcher],

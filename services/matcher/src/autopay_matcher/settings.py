@@ -11,7 +11,7 @@ class MatcherSettings(ServiceSettings):
     http_port: int = 8083
 
     quarantine_seconds: int = 900
-    """How long an ended order keeps its amount on the card (SPEC §3.3); also the late grace."""
+    """How long an ended order keeps its amount on the card; also the late grace."""
     window_lead_seconds: int = 60
     order_retention_seconds: int = 30 * 24 * 3600
     """How long ended orders and decided credits stay in Redis (check-payment, redeliveries)."""

@@ -37,9 +37,6 @@ class MerchantBotSettings(ServiceSettings):
     operator_card_last4: str = Field("", description="The operator's card that is paid")
     operator_gmail: str = Field("", description="The mailbox of the operator's card")
 
-    secret_keys: SecretStr = Field(
-        SecretStr(""), description="Fernet keys (comma-separated; first encrypts) for bot keys"
-    )
     durable: str = Field("merchant-bot", description="Prefix of the bot's durable consumers")
     consumer_lookback_s: float = Field(
         3600.0, ge=0, description="A new durable consumer starts this far back"

@@ -11,9 +11,9 @@ from faststream.nats import NatsBroker
 
 from autopay_contracts.permissions import inbox_prefix
 from autopay_notifier import handlers
+from autopay_notifier.adapters.webhook_client import WebhookSender
 from autopay_notifier.domain import RetryPolicy
-from autopay_notifier.events import WebhookEvents
-from autopay_notifier.http import WebhookSender
+from autopay_notifier.publishers import WebhookOutcomePublisher
 from autopay_notifier.service import Limits, Notifier
 from autopay_notifier.settings import NotifierSettings
 from autopay_notifier.ssrf import GuardPolicy
@@ -64,7 +64,9 @@ def notifier_redis(settings: NotifierSettings) -> aioredis.Redis:
 
 def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Notifier:
     guard = GuardPolicy(allow_loopback=settings.allow_http_loopback)
-    accounts = Accounts(redis, Keys(settings.redis_prefix), CachedSecretBox(settings.secret_keys))
+    accounts = Accounts(
+        redis, Keys(settings.redis_prefix), CachedSecretBox(settings.secret_keys.get_secret_value())
+    )
     return Notifier(
         store=DeliveryStore(
             redis,
@@ -80,7 +82,7 @@ def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Not
             per_origin_connections=settings.per_host_in_flight,
         ),
         secrets_for=accounts.webhook_secrets,
-        publisher=WebhookEvents(broker, settings.ns),
+        publisher=WebhookOutcomePublisher(broker, settings.ns),
         policy=RetryPolicy(
             schedule=tuple(settings.retry_schedule_s),
             jitter=settings.retry_jitter,

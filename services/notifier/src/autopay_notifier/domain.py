@@ -2,7 +2,7 @@
 happens. No I/O here. Which order events become webhooks, their `webhook-id` and their body are
 the webhook contract (`autopay_contracts.webhooks`, re-exported here).
 
-Response classification (SPEC §6 and research/webhooks.md §1.2):
+Response classification (after the Standard Webhooks guidance on retries):
 - any 2xx → delivered;
 - 410 Gone → exhausted at once (the receiver says the URL is dead);
 - network error, timeout, 3xx (never followed), 429, 5xx → retry;
@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from autopay_contracts.local_time import tashkent_iso
 from autopay_contracts.webhooks import (
     OrderEvent,
     delivery_id_for,
     encode_body,
-    tashkent_iso,
     wants_webhook,
     webhook_payload,
 )
@@ -102,7 +102,7 @@ Verdict = Literal["delivered", "retry", "exhausted"]
 
 
 @dataclass(frozen=True)
-class Decision:
+class AttemptDecision:
     verdict: Verdict
     error: str | None = None
     delay_s: float | None = None
@@ -145,19 +145,21 @@ def describe_failure(result: AttemptResult) -> str:
     return f"HTTP {code}"
 
 
-def decide(policy: RetryPolicy, attempt: int, result: AttemptResult, rand: float) -> Decision:
+def decide(
+    policy: RetryPolicy, attempt: int, result: AttemptResult, rand: float
+) -> AttemptDecision:
     """`attempt` is 1-based; `rand` in [0, 1) feeds the jitter."""
     code = result.status_code
     if result.refused:
-        return Decision("exhausted", result.error or "destination refused")
+        return AttemptDecision("exhausted", result.error or "destination refused")
     if code is not None and 200 <= code < 300:
-        return Decision("delivered")
+        return AttemptDecision("delivered")
     error = describe_failure(result)
     if code == 410:
-        return Decision("exhausted", f"{error}: the receiver asked to stop (410 Gone)")
+        return AttemptDecision("exhausted", f"{error}: the receiver asked to stop (410 Gone)")
     if attempt >= policy.max_attempts:
-        return Decision("exhausted", f"{error}; gave up after {attempt} attempts")
-    return Decision("retry", error, policy.delay_after(attempt, result, rand))
+        return AttemptDecision("exhausted", f"{error}; gave up after {attempt} attempts")
+    return AttemptDecision("retry", error, policy.delay_after(attempt, result, rand))
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

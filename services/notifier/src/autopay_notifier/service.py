@@ -6,7 +6,8 @@ Design (why it is durable and why one dead endpoint cannot hold up the others):
   delivery (payload, URL, state) and put in the `due` ZSET *before* the JetStream message is
   acked. A redelivered event finds the delivery already there and does nothing, so the same
   fact never produces a second delivery (the receiver may still see a retry of the same
-  `webhook-id` if we crash between its 2xx and our bookkeeping: at-least-once, as in the spec).
+  `webhook-id` if we crash between its 2xx and our bookkeeping: at-least-once, as Standard
+  Webhooks expects).
 - **Retries live in Redis, not in JetStream.** A retry 20 h away is just a ZSET score; the
   consumer is not tied up with `nack(delay)` timers that count against `max_deliver` and
   `max_ack_pending` and cannot be inspected. Every replica runs a scheduler loop that claims due
@@ -44,8 +45,8 @@ import structlog
 from autopay_contracts import Event, WebhookDelivered, WebhookExhausted, WebhookFailed
 from autopay_notifier import metrics
 from autopay_notifier.domain import (
+    AttemptDecision,
     AttemptResult,
-    Decision,
     OrderEvent,
     RetryPolicy,
     decide,
@@ -57,7 +58,7 @@ from autopay_notifier.domain import (
 )
 from autopay_notifier.ssrf import DestinationRefused, GuardPolicy, check_url
 from autopay_runtime.waiting import cancel_and_wait, wait_event
-from autopay_store.deliveries import Claim, DeliveryStore, NewDelivery
+from autopay_store.deliveries import DeliveryClaim, DeliveryStore, NewDelivery
 
 log = structlog.get_logger("autopay_notifier")
 
@@ -87,7 +88,7 @@ class Limits:
 @dataclass
 class _Lane:
     active: int = 0
-    queue: deque[Claim] = field(default_factory=deque)
+    queue: deque[DeliveryClaim] = field(default_factory=deque)
     avg_attempt_s: float = 0.05
     running: dict[str, float] = field(default_factory=dict)  # delivery_id → start (monotonic)
 
@@ -146,7 +147,7 @@ class Notifier:
         self._stopping = False
         self._scheduler: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
-        self._held: dict[str, Claim] = {}
+        self._held: dict[str, DeliveryClaim] = {}
 
     # --- intake ---------------------------------------------------------------------------
     async def accept(self, event: OrderEvent) -> str:
@@ -205,7 +206,7 @@ class Notifier:
         except DestinationRefused:
             return "refused"
 
-    def submit(self, claim: Claim) -> None:
+    def submit(self, claim: DeliveryClaim) -> None:
         key = self._lane_key(claim.url)
         lane = self._lanes.setdefault(key, _Lane())
         if lane.active < self.limits.per_host_in_flight:
@@ -243,13 +244,13 @@ class Notifier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _defer(self, claim: Claim, delay_s: float) -> None:
+    async def _defer(self, claim: DeliveryClaim, delay_s: float) -> None:
         try:
             await self.store.defer(claim, self.clock() + delay_s)
         except Exception:
             log.exception("could not defer delivery", delivery_id=claim.delivery_id)
 
-    async def _run_lane(self, key: str, lane: _Lane, claim: Claim | None) -> None:
+    async def _run_lane(self, key: str, lane: _Lane, claim: DeliveryClaim | None) -> None:
         try:
             while claim is not None:
                 started = time.monotonic()
@@ -279,7 +280,7 @@ class Notifier:
             self._wake.set()
 
     # --- one attempt ----------------------------------------------------------------------
-    async def attempt(self, claim: Claim) -> Decision:
+    async def attempt(self, claim: DeliveryClaim) -> AttemptDecision:
         bound = log.bind(
             order_id=claim.order_id, delivery_id=claim.delivery_id, attempt=claim.attempt
         )
@@ -321,7 +322,7 @@ class Notifier:
         )
         return decision
 
-    async def _send(self, claim: Claim, now: float) -> AttemptResult:
+    async def _send(self, claim: DeliveryClaim, now: float) -> AttemptResult:
         try:
             check_url(claim.url, self.guard)
         except DestinationRefused as exc:
@@ -345,7 +346,10 @@ class Notifier:
 
     @staticmethod
     def _event(
-        claim: Claim, decision: Decision, result: AttemptResult, next_due: float | None
+        claim: DeliveryClaim,
+        decision: AttemptDecision,
+        result: AttemptResult,
+        next_due: float | None,
     ) -> Event:
         common: dict[str, Any] = dict(
             delivery_id=claim.delivery_id,
@@ -371,7 +375,7 @@ class Notifier:
         """Claim due deliveries (retries, deferrals, other replicas' expired leases)."""
         while not self._stopping:
             want = min(self.capacity, self.limits.claim_batch)
-            claims: list[Claim] = []
+            claims: list[DeliveryClaim] = []
             if want > 0:
                 now = self.clock()
                 try:

@@ -10,9 +10,6 @@ from autopay_runtime.settings import ServiceSettings
 
 class NotifierSettings(ServiceSettings):
     http_port: int = 8084
-    secret_keys: str = Field(
-        default="", description="Fernet keys (comma-separated) that decrypt webhook secrets"
-    )
     durable: str = "notifier"
     fetch_batch: int = 64
 

@@ -1,6 +1,6 @@
 """SSRF guard for webhook destinations (pure: addresses are passed in, nothing is resolved here).
 
-Two checks, both needed (research/webhooks.md §7):
+Two checks, both needed:
 1. `check_url` before anything else: HTTPS only, a host, no credentials in the URL. A literal IP
    is vetted right away.
 2. `vet_addresses` on what DNS returned for the host, at connect time: **every** address must be

@@ -16,7 +16,6 @@ STACK_FILE = "stack.json"
 class CliSettings(ServiceSettings):
     """The same variables the services read (AUTOPAY_*)."""
 
-    secret_keys: str = ""
     imap_host: str = "imap.gmail.com"
     imap_port: int = 993
     imap_tls: bool = True
@@ -26,7 +25,7 @@ class CliSettings(ServiceSettings):
         return Keys(self.redis_prefix)
 
     def secret_box(self) -> SecretBox:
-        return SecretBox(self.secret_keys)
+        return SecretBox(self.secret_keys.get_secret_value())
 
 
 def load_settings(state_dir: Path | None) -> CliSettings:

@@ -1,6 +1,6 @@
 """The local dev stack: NATS, Redis, a demo IMAP server and the four services, no Docker.
 
-`autopay dev up` runs `Supervisor` in the foreground; `--detach` starts it as a background
+`autopay dev up` runs `StackSupervisor` in the foreground; `--detach` starts it as a background
 process and returns once every service answers `/readyz`. The supervisor restarts any process
 that dies, as Kubernetes would, and keeps its state (JetStream store, Redis AOF, keys) under the
 state dir so a restart of the stack keeps orders and merchants.
@@ -43,6 +43,7 @@ from autopay_testing.servers import (
     port_free,
     start_nats,
     start_redis,
+    terminate,
     wait_for_port,
 )
 
@@ -132,15 +133,10 @@ class Child:
         if not self.alive():
             return
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        terminate(self.process, timeout)
 
 
-class Supervisor:
+class StackSupervisor:
     def __init__(
         self,
         state_dir: Path,
@@ -267,7 +263,7 @@ class Supervisor:
             self._add_child(name, [sys.executable, "-m", module], ports[name], child_env)
         run = {
             "supervisor_pid": os.getpid(),
-            "env": settings.model_dump(),
+            "env": settings.model_dump() | {"secret_keys": settings.secret_keys.get_secret_value()},
             "nats_cluster": self.nats_cluster_size,
             "nats_port": self.cluster.nodes[0].ports.port if self.cluster else self.nats.port,
             "nats_urls": nats_base.split(","),
@@ -437,7 +433,7 @@ class Supervisor:
                 "AUTOPAY_REDIS_URL": settings.redis_url,
                 "AUTOPAY_NAMESPACE": settings.namespace,
                 "AUTOPAY_REDIS_PREFIX": settings.redis_prefix,
-                "AUTOPAY_SECRET_KEYS": settings.secret_keys,
+                "AUTOPAY_SECRET_KEYS": settings.secret_keys.get_secret_value(),
                 "AUTOPAY_HTTP_HOST": "127.0.0.1",
                 "AUTOPAY_IMAP_HOST": settings.imap_host,
                 "AUTOPAY_IMAP_PORT": str(settings.imap_port),

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import aioimaplib
 
 from autopay_bankmail.synth import credit_notification
-
-TASHKENT = ZoneInfo("Asia/Tashkent")
+from autopay_contracts.local_time import TASHKENT
 
 
 async def append_credit(

@@ -42,6 +42,14 @@ OptionalStateDir = Annotated[
     Path | None,
     typer.Option("--state-dir", help="Use this dev stack; else AUTOPAY_* variables."),
 ]
+QuarantineSeconds = Annotated[
+    int,
+    typer.Option(
+        "--quarantine-seconds",
+        envvar="AUTOPAY_QUARANTINE_SECONDS",
+        help="How long an amount stays held after its order ends (as the services).",
+    ),
+]
 
 
 def _print_json(data: object) -> None:
@@ -137,7 +145,7 @@ def dev_up(
             raise typer.Exit(1) from exc
         _print_json(stack)
         return
-    devstack.Supervisor(
+    devstack.StackSupervisor(
         state_dir,
         on_ready=lambda stack: _banner(stack, state_dir),
         nats_cluster=nats_cluster,
@@ -502,14 +510,7 @@ def card_add(
 @admin.command("rebuild")
 def admin_rebuild(
     state_dir: OptionalStateDir = None,
-    quarantine_s: Annotated[
-        int,
-        typer.Option(
-            "--quarantine-seconds",
-            envvar="AUTOPAY_QUARANTINE_SECONDS",
-            help="How long an amount stays held after its order ends (as the services).",
-        ),
-    ] = 900,
+    quarantine_s: QuarantineSeconds = 900,
 ) -> None:
     """After Redis was lost: restore everything it needs from JetStream. The accounts
     (merchants, key hashes, cards, mailbox owners and passwords, secrets, tariffs,
@@ -556,14 +557,7 @@ def admin_rebuild(
 @admin.command("rebuild-orders")
 def admin_rebuild_orders(
     state_dir: OptionalStateDir = None,
-    quarantine_s: Annotated[
-        int,
-        typer.Option(
-            "--quarantine-seconds",
-            envvar="AUTOPAY_QUARANTINE_SECONDS",
-            help="How long an amount stays held after its order ends (as the services).",
-        ),
-    ] = 900,
+    quarantine_s: QuarantineSeconds = 900,
 ) -> None:
     """Rebuild the orders in Redis from the ORDERS and CREDITS streams (after Redis was lost).
 

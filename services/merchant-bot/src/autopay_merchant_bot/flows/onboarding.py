@@ -29,7 +29,7 @@ class Joining(StatesGroup):
 
 
 def examples(api_url: str) -> dict[str, Raw]:
-    """The seed's first call, with this platform's address."""
+    """The original API's first call (create a payment), with this platform's address."""
     curl = (
         f"curl -X POST {api_url}/api/create-payment \\\n"
         '  -H "x-api-key: API_KEY" -H "Content-Type: application/json" \\\n'

@@ -1,4 +1,4 @@
-"""The cost of Redis Cluster mode (SPEC §7 "Scaling past one machine"): one service process on
+"""The cost of Redis Cluster mode (how the services scale past one machine): one service process on
 a local 3-master Redis Cluster ÷ the same process on a single Redis, both in the same run.
 
 - `cluster_create_payment_ratio`: create-payment req/s of one gateway process. The setup and

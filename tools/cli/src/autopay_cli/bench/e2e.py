@@ -1,4 +1,4 @@
-"""Mail appended to the mailbox → webhook received, through the whole dev stack (SPEC §9:
+"""Mail appended to the mailbox → webhook received, through the whole dev stack (targets:
 `e2e_p50_ms` ≤ 100, `e2e_p99_ms` ≤ 300).
 
 A detached dev stack in a temporary state dir (four service processes, NATS, Redis, the demo
@@ -17,7 +17,6 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import aioimaplib
 import httpx
@@ -27,10 +26,10 @@ from autopay_cli import devstack
 from autopay_cli.bench import percentile
 from autopay_cli.config import load_settings
 from autopay_cli.operations import Operator
+from autopay_contracts.local_time import TASHKENT
 
 PAYMENTS = int(os.environ.get("AUTOPAY_BENCH_E2E_PAYMENTS", "60"))
 WARMUP = 5
-TASHKENT = ZoneInfo("Asia/Tashkent")
 
 
 def _log(message: str) -> None:

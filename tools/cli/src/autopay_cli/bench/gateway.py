@@ -1,4 +1,4 @@
-"""Create-payment throughput of one gateway worker against a bare FastAPI endpoint (SPEC §9:
+"""Create-payment throughput of one gateway worker against a bare FastAPI endpoint (targets:
 `create_payment_ratio` ≥ 0.5, `create_payment_p99_ms` ≤ 20).
 
 Own NATS (streams provisioned) and Redis; a merchant with a large subscription, its rate limit

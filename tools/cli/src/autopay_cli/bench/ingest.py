@@ -1,5 +1,5 @@
 """mail-ingest at scale: RSS of one process watching 1 000 mailboxes in IDLE, and the latency
-from a mail landing in a mailbox to its `credit.received` event (SPEC §9).
+from a mail landing in a mailbox to its `credit.received` event.
 
 Everything is started here and torn down at the end: nats-server, redis-server, one local IMAP
 server process (`python -m autopay_testing.imap`, pymap, any user / one password, a

@@ -1,5 +1,5 @@
 """Matcher throughput: credits decided per second by ONE `python -m autopay_matcher` process
-with 100 000 waiting orders in Redis (SPEC §9 `matcher_credits_per_s`).
+with 100 000 waiting orders in Redis (`matcher_credits_per_s`).
 
 Set-up (not measured): nats-server and redis-server of its own, streams provisioned, 100 000
 orders created through `OrderBook.create` over 1 000 cards, then N credits published to the

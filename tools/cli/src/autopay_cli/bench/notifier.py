@@ -1,5 +1,5 @@
 """Webhook throughput of one notifier process, and what one black-holed endpoint costs it
-(SPEC §9: `notifier_webhooks_per_s` ≥ 1 000, `notifier_blackhole_cost` ≤ 0.10).
+(targets: `notifier_webhooks_per_s` ≥ 1 000, `notifier_blackhole_cost` ≤ 0.10).
 
 Started here and torn down at the end: nats-server, redis-server, a receiver process (asyncio
 on uvloop, raw HTTP/1.1, answers 200 at once) listening on `MERCHANTS` ports — one merchant

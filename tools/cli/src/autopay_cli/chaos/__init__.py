@@ -1,4 +1,4 @@
-"""The chaos run (SPEC §3.7, `make chaos`): orders paid by bank mail on a running dev stack
+"""The chaos run (`make chaos`): orders paid by bank mail on a running dev stack
 while its service processes and Redis are killed, then every order checked.
 
 `python -m autopay_cli.chaos --state-dir DIR` drives a stack started with

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import psutil
@@ -52,9 +51,9 @@ from autopay_cli.chaos.checks import (
 from autopay_cli.config import RUN_FILE, STACK_FILE, load_settings, read_json
 from autopay_cli.mailbox import append
 from autopay_cli.operations import Operator
+from autopay_contracts.local_time import TASHKENT
 from autopay_runtime.connections import open_redis
 
-TASHKENT = ZoneInfo("Asia/Tashkent")
 SERVICES = ("gateway", "mail-ingest", "matcher", "notifier")
 RETRYABLE_409 = "in progress"  # idempotency_in_progress (English): the first call still runs
 RESERVED_409 = "already reserved"  # amount_reserved (English)

@@ -8,7 +8,7 @@ import ipaddress
 import time
 from collections.abc import AsyncIterator, Callable
 
-from autopay_notifier.http import WebhookSender
+from autopay_notifier.adapters.webhook_client import WebhookSender
 from autopay_notifier.ssrf import GuardPolicy
 
 from .receiver import BlackHole

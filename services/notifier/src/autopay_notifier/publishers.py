@@ -17,7 +17,7 @@ from autopay_runtime.publishing import EventPublisher
 log = structlog.get_logger("autopay_notifier")
 
 
-class WebhookEvents:
+class WebhookOutcomePublisher:
     def __init__(self, broker: NatsBroker, ns: Namespace, attempts: int = 3) -> None:
         self.publisher = EventPublisher(broker, ns, SERVICES["notifier"].events)
         self.attempts = attempts

@@ -1,0 +1,1 @@
+"""Adapters: the outbound HTTP client that sends webhooks to merchants' endpoints."""
