@@ -62,6 +62,10 @@ IMAP_PASSWORDS_FILE = "imap-passwords.json"
 TRIAL_TARIFF = Tariff("Trial", price_som=0, max_payments=100, days=14)
 SOLD_TARIFF = Tariff("Pro", price_som=99_000, max_payments=10_000, days=30)
 READY_TIMEOUT_S = 90.0
+QUICK_EXIT_S = 3.0
+MOVABLE = {"mail-ingest", "matcher", "notifier", "merchant-bot"}
+"""Services whose HTTP port (health, metrics) nobody outside the stack was told: when one keeps
+dying at start, as when another process took its free port in the meantime, it gets a new one."""
 NATS_CLUSTER_SIZES = (1, 3)
 REDIS_CLUSTER_SIZES = (1, 3)
 CLUSTER_REPLICAS = 3
@@ -109,8 +113,12 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     backoff: float = field(default=0.5)
+    started_at: float = 0.0
+    quick_exits: int = 0
+    """Exits in a row within `QUICK_EXIT_S` of a start (a port another process took, say)."""
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 self.argv,
@@ -487,6 +495,15 @@ class StackSupervisor:
                 continue
             if child.next_start == 0.0:
                 code = child.process.returncode if child.process else None
+                quick = time.monotonic() - child.started_at < QUICK_EXIT_S
+                child.quick_exits = child.quick_exits + 1 if quick else 0
+                if child.quick_exits >= 2 and child.name in MOVABLE and not port_free(child.port):
+                    moved = free_port()
+                    self._log(f"{child.name}'s port {child.port} is taken; moving it to {moved}")
+                    child.port = moved
+                    child.env["AUTOPAY_HTTP_PORT"] = str(moved)
+                    child.quick_exits = 0
+                    changed = True
                 self._log(f"{child.name} exited with {code}; restarting in {child.backoff:.1f}s")
                 child.next_start = time.monotonic() + child.backoff
                 child.backoff = min(child.backoff * 2, 10.0)
@@ -515,6 +532,9 @@ class StackSupervisor:
 
     def _write_run(self, run: dict) -> None:
         run["pids"] = {name: child.pid for name, child in self.children.items()}
+        for name, child in self.children.items():
+            if name in MOVABLE:
+                run[f"{name}_port"] = child.port
         run["nats_pids"] = self._nats_pids()
         redis = [self.redis.process.pid] if self.redis is not None else []
         if self.redis_cluster is not None:
@@ -525,6 +545,10 @@ class StackSupervisor:
         write_json(self.state_dir / RUN_FILE, run, private=True)
 
     def _ready(self, child: Child) -> bool:
+        """The child runs and its port answers ready (a port held by another process does not
+        make a dead child ready)."""
+        if not child.alive():
+            return False
         with contextlib.suppress(httpx.HTTPError):
             return (
                 httpx.get(f"http://127.0.0.1:{child.port}/readyz", timeout=1.0).status_code == 200
