@@ -67,6 +67,7 @@ class IdempotencyStore:
         self.clock = clock
         self._claim = scripts.register(redis, "idempotency_claim")
         self._bind = scripts.register(redis, "idempotency_bind")
+        self._reopen = scripts.register(redis, "idempotency_reopen")
 
     def _key(self, merchant_id: str, idempotency_key: str) -> str:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
@@ -108,6 +109,12 @@ class IdempotencyStore:
         await self.redis.set(
             self._key(merchant_id, idempotency_key), orjson.dumps(record), ex=self.ttl_s
         )
+
+    async def reopen(self, merchant_id: str, idempotency_key: str, fp: str) -> str:
+        """A call of this request failed: its claim bound to an order is handed to the next
+        retry at once (which answers with that order if it was written); an unbound claim is
+        released. Returns 'reopened', 'released' or 'kept'."""
+        return await self._reopen(keys=[self._key(merchant_id, idempotency_key)], args=[fp])
 
     async def release(self, merchant_id: str, idempotency_key: str) -> None:
         """Forget a claim whose request did not complete (5xx, 429), so a retry runs again."""

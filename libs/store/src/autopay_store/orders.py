@@ -425,6 +425,27 @@ class OrderBook:
             args=[prefix, order.order_id, ttl, *flat],
         )
 
+    async def find_on_card(
+        self, mailbox_id: str, card_last4: str, order_id: str
+    ) -> OrderRecord | None:
+        """The order from its card's keys alone (its locator may never have been written)."""
+        return _record(
+            _pairs(await self.redis.hgetall(self.keys.order(mailbox_id, card_last4, order_id)))
+        )
+
+    async def repair(self, order: Order) -> None:
+        """Write again what a create writes beside the card script (locator, deadline, the
+        outbox's `created`), after a create that failed half-way: all idempotent, and the outbox
+        entry only makes the sweep publish `order.created` (a duplicate if it was stored)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._queue_register(pipe, order)
+            pipe.zadd(
+                self.keys.outbox,
+                {_outbox_member("created", order.order_id): order.created_at.timestamp()},
+                nx=True,
+            )
+            await pipe.execute()
+
     async def get(self, order_id: str) -> OrderRecord | None:
         where = await self._locate(order_id)
         if where is None:

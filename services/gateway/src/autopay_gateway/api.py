@@ -105,11 +105,11 @@ async def _post(
         raise
     except ApiError as err:
         if err.status >= 500 or err.status == 429:
-            await gateway.idempotency.release(merchant_id, key)
+            await gateway.idempotency.reopen(merchant_id, key, fp)
             raise
         stored = StoredResponse(err.status, error_body(request, err))
     except BaseException:
-        await gateway.idempotency.release(merchant_id, key)
+        await gateway.idempotency.reopen(merchant_id, key, fp)
         raise
     finally:
         _IDEMPOTENT.reset(scope)

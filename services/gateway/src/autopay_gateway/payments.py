@@ -115,13 +115,17 @@ class Payments:
         idempotent: Idempotent | None = None,
     ) -> dict[str, Any]:
         mid = merchant.merchant_id
-        if idempotent is not None and idempotent.resumed_order_id is not None:
-            made = await self.orders.get(idempotent.resumed_order_id)
-            if made is not None and made.order.merchant_id == mid:
-                # Written (and published, or the outbox publishes it): the answer it was due.
-                log.info("create resumed after a call that died", order_id=made.order.order_id)
-                return _created(made.order, cmd)
         card = await self.cards.find(merchant, cmd.card_last4, cmd.gmail)
+        if idempotent is not None and idempotent.resumed_order_id is not None and card:
+            resumed = idempotent.resumed_order_id
+            where = new_order(resumed, merchant, card, cmd, now, self.settings.payment_ttl_seconds)
+            made = await self.orders.find_on_card(where.mailbox_id, where.card_last4, resumed)
+            if made is not None and made.order.merchant_id == mid:
+                # The call that died wrote it: its pointers and its `order.created` (through the
+                # outbox) are made sure of, and the retry gets the answer that call was due.
+                await self.orders.repair(made.order)
+                log.info("create resumed after a call that failed", order_id=resumed)
+                return _created(made.order, cmd)
         if card is None:
             raise ApiError(400, "card_not_connected")
         # One round trip: the slot and the id are independent, so both go out together (the
