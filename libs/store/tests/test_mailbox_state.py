@@ -83,7 +83,7 @@ async def test_idempotency_claims_replays_and_refuses(redis_client, redis_prefix
     await store.complete("42", "k1", "fp-a", StoredResponse(200, b'{"ok":true}'))
     replay = await store.claim("42", "k1", "fp-a")
     assert (replay.outcome, replay.response) == ("replay", StoredResponse(200, b'{"ok":true}'))
-    await store.release("43", "k1")
+    assert await store.reopen("43", "k1", "fp-b") == "released"  # unbound: freed
     assert (await store.claim("43", "k1", "fp-c")).outcome == "new"
 
 

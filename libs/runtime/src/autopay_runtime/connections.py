@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from faststream.nats import NatsBroker
@@ -15,7 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from autopay_contracts import STREAMS, Namespace
 from autopay_runtime.compat.faststream import BrokerNotConnected, jetstream
-from autopay_runtime.settings import is_cluster_url, nats_connect_options
+from autopay_runtime.settings import is_cluster_url, nats_connect_options, plain_url
 
 
 class WaitingRedisCluster(RedisCluster):
@@ -52,8 +51,7 @@ def open_redis(url: str, max_in_flight: int | None = None, **options: Any) -> ai
     options.setdefault("decode_responses", True)
     if not is_cluster_url(url):
         return aioredis.Redis.from_url(url, **options)
-    parts = urlsplit(url)
-    plain = urlunsplit((parts.scheme.removesuffix("+cluster"), *parts[1:]))
+    plain = plain_url(url)
     if max_in_flight is not None:
         return WaitingRedisCluster.from_url(plain, max_in_flight=max_in_flight, **options)  # type: ignore[return-value]
     return RedisCluster.from_url(plain, **options)  # type: ignore[return-value]

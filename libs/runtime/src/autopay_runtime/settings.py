@@ -67,6 +67,13 @@ def url_with_credentials(url: str, user: str, password: str) -> str:
     return ",".join(_one_with_credentials(one, user, password) for one in nats_servers(url))
 
 
+def plain_url(url: str) -> str:
+    """`url` without the Cluster scheme (`redis+cluster://h:p/0` → `redis://h:p/0`), as redis-py
+    takes it."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme.removesuffix("+cluster"), *parts[1:]))
+
+
 class ServiceSettings(BaseSettings):
     """Read from `AUTOPAY_*` environment variables.
 

@@ -115,7 +115,3 @@ class IdempotencyStore:
         retry at once (which answers with that order if it was written); an unbound claim is
         released. Returns 'reopened', 'released' or 'kept'."""
         return await self._reopen(keys=[self._key(merchant_id, idempotency_key)], args=[fp])
-
-    async def release(self, merchant_id: str, idempotency_key: str) -> None:
-        """Forget a claim whose request did not complete (5xx, 429), so a retry runs again."""
-        await self.redis.delete(self._key(merchant_id, idempotency_key))

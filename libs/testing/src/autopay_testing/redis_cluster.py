@@ -16,6 +16,7 @@ from pathlib import Path
 
 import redis
 
+from autopay_runtime.settings import is_cluster_url, plain_url
 from autopay_testing.servers import (
     ServerProcess,
     _spawn,
@@ -189,6 +190,6 @@ def _ready(client: redis.Redis, size: int) -> bool:
 def sync_client(url: str) -> redis.Redis:
     """A blocking client for `url` (a `RedisCluster` for a `redis+cluster://` one), for tests
     that look at Redis from outside the event loop."""
-    if "+cluster://" not in url:
+    if not is_cluster_url(url):
         return redis.Redis.from_url(url, decode_responses=True)
-    return redis.RedisCluster.from_url(url.replace("+cluster://", "://"), decode_responses=True)
+    return redis.RedisCluster.from_url(plain_url(url), decode_responses=True)
