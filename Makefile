@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := libs/contracts libs/runtime libs/store libs/bankmail libs/testing \
 	services/gateway services/mail-ingest services/matcher services/notifier \
-	services/merchant-bot tools/cli
+	services/merchant-bot tools/cli tools/devtools
 MANIFESTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt constraints.txt
 PYTEST_WORKERS ?= 2
 
@@ -55,7 +55,7 @@ asyncapi: install
 	$(BIN)/autopay asyncapi --out docs/asyncapi
 
 bench: install
-	$(BIN)/python -m autopay_cli.bench $(BENCH)
+	$(BIN)/python -m autopay_devtools.bench $(BENCH)
 
 # The chaos run: a fresh dev stack in a temporary state dir, orders paid by bank
 # mail while services and Redis are SIGKILLed; the figures as one JSON line; fails unless clean.
@@ -67,7 +67,7 @@ chaos: install
 	$(BIN)/autopay dev up --detach --state-dir "$$state" $(STACK) >/dev/null || { \
 		echo "chaos: the dev stack did not start; see $$state/logs" >&2; \
 		$(BIN)/autopay dev down --state-dir "$$state" 2>/dev/null; exit 1; }; \
-	$(BIN)/python -m autopay_cli.chaos --state-dir "$$state" $(CHAOS); rc=$$?; \
+	$(BIN)/python -m autopay_devtools.chaos --state-dir "$$state" $(CHAOS); rc=$$?; \
 	$(BIN)/autopay dev down --state-dir "$$state"; \
 	if [ $$rc -eq 0 ]; then rm -rf "$$state"; else echo "chaos: failed; logs in $$state/logs" >&2; fi; \
 	exit $$rc

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autopay_cli.asyncapi import SERVICES, document, render
+from autopay_devtools.asyncapi import SERVICES, document, render
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "asyncapi"
 

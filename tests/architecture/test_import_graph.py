@@ -18,7 +18,8 @@ SERVICES = {
     if path.is_dir()
 }
 LIBS = {path.name for path in ROOT.glob("libs/*/src/autopay_*") if path.is_dir()}
-CLI = {path.name for path in ROOT.glob("tools/cli/src/autopay_*") if path.is_dir()}
+TOOLS = {path.name for path in ROOT.glob("tools/*/src/autopay_*") if path.is_dir()}
+DEV_ONLY = {"autopay_testing", "autopay_devtools"}
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
 CONTRACTS = {contract["id"]: contract for contract in CONFIG["contracts"]}
 
@@ -39,20 +40,26 @@ def test_there_are_five_services_and_the_shared_libs():
     assert {"autopay_contracts", "autopay_runtime", "autopay_store"} <= LIBS
 
 
+def test_the_tools_are_the_shipped_cli_and_the_dev_only_devtools():
+    assert {"autopay_cli", "autopay_devtools"} == TOOLS
+
+
 def test_the_contracts_name_every_package():
     services, libs = set(SERVICES.values()), LIBS
-    assert set(CONFIG["root_packages"]) == services | libs | CLI
+    assert set(CONFIG["root_packages"]) == services | libs | TOOLS
     assert set(CONTRACTS["services-independent"]["modules"]) == services
     assert set(CONTRACTS["libs-import-no-service"]["source_modules"]) == libs
     assert set(CONTRACTS["libs-import-no-service"]["forbidden_modules"]) == services
-    shipped = (services | libs | CLI) - {"autopay_testing"}
+    shipped = (services | libs | TOOLS) - DEV_ONLY
     assert set(CONTRACTS["shipped-import-no-testing"]["source_modules"]) == shipped
+    assert set(CONTRACTS["shipped-import-no-testing"]["forbidden_modules"]) == DEV_ONLY
+    assert not CONTRACTS["shipped-import-no-testing"].get("ignore_imports"), "no exceptions"
     layered = {
         name.strip()
         for layer in CONTRACTS["layers"]["layers"]
         for name in layer.replace(":", "|").split("|")
     }
-    assert layered == services | libs | CLI
+    assert layered == services | libs | TOOLS
 
 
 def test_the_import_contracts_are_kept():

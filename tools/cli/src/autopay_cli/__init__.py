@@ -1,1 +1,1 @@
-"""The autopay command: dev stack, admin, parse-mail, provisioning."""
+"""The shipped `autopay` command: administration, stream provisioning, parse-mail."""

@@ -1,22 +1,20 @@
-"""`autopay`: the operator's and developer's command line."""
+"""`autopay`: the operator's command line (administration, stream provisioning, parse-mail)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
+from collections.abc import Callable, Iterable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from autopay_cli import devstack
-from autopay_cli.botchat import bot_cmd
-from autopay_cli.config import STACK_FILE, load_settings, read_json
+from autopay_cli.config import load_settings, read_json
 from autopay_cli.deadletters import app as dead_letters
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-dev = typer.Typer(no_args_is_help=True, help="The local stack: everything on this machine.")
 admin = typer.Typer(no_args_is_help=True, help="Operator actions on merchants and cards.")
 merchant = typer.Typer(no_args_is_help=True, help="Merchants, their keys and subscriptions.")
 card = typer.Typer(no_args_is_help=True, help="Cards connected for a merchant.")
@@ -25,8 +23,6 @@ integrator = typer.Typer(no_args_is_help=True, help="NATS credentials for integr
 tariff_cmd = typer.Typer(no_args_is_help=True, help="Tariffs: price, payment limit, days, rate.")
 nats_cmd = typer.Typer(no_args_is_help=True, help="NATS JetStream provisioning.")
 invite_cmd = typer.Typer(no_args_is_help=True, help="Invite codes for signing up in the bot.")
-app.add_typer(dev, name="dev")
-dev.add_typer(bot_cmd, name="bot")
 app.add_typer(admin, name="admin")
 admin.add_typer(merchant, name="merchant")
 admin.add_typer(card, name="card")
@@ -37,7 +33,6 @@ admin.add_typer(dead_letters, name="dead-letters")
 admin.add_typer(invite_cmd, name="invite")
 app.add_typer(nats_cmd, name="nats")
 
-StateDir = Annotated[Path, typer.Option("--state-dir", help="The dev stack's state directory.")]
 OptionalStateDir = Annotated[
     Path | None,
     typer.Option("--state-dir", help="Use this dev stack; else AUTOPAY_* variables."),
@@ -54,198 +49,6 @@ QuarantineSeconds = Annotated[
 
 def _print_json(data: object) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False))
-
-
-def _banner(stack: dict, state_dir: Path = Path(".autopay")) -> None:
-    card = stack["card"]
-    seed_body = json.dumps(
-        {
-            "amount": 50037,
-            "card_last4": card["card_last4"],
-            "gmail": card["gmail"],
-            "client_user_id": "123456789",
-            "client_user_data": {"plan": "premium"},
-        }
-    )
-    base_body = json.dumps(
-        {"amount_base": 50000, "card_last4": card["card_last4"], "gmail": card["gmail"]}
-    )
-    post = (
-        f"  curl -s -X POST {stack['gateway_url']}/api/%s \\\n"
-        f"    -H 'x-api-key: {stack['api_key']}' -H 'content-type: application/json' \\\n"
-        "    -d '%s'\n"
-    )
-    typer.echo(
-        "\nAutoPay is running.\n"
-        f"  gateway:  {stack['gateway_url']}\n"
-        f"  API key:  {stack['api_key']}\n"
-        f"  test key: {stack['test_api_key']}\n"
-        f"  card:     {card['card_last4']} / {card['gmail']}\n\n"
-        "Create a payment (the original API: your bot picks the unique amount):\n"
-        + post
-        % ("create-payment", seed_body)
-        + "\nPay it (a bank e-mail lands in the demo mailbox):\n"
-        f"  .venv/bin/autopay dev send-credit --state-dir {state_dir} --amount 50037\n\n"
-        "Check it:\n"
-        + post % ("check-payment", '{"order_id": "10001"}')
-        + "\nOr let the server pick a free amount (the response says which):\n"
-        + post % ("create-payment", base_body)
-        + _bot_banner(stack, state_dir)
-        + "\nStop with Ctrl-C.\n"
-    )
-    sys.stdout.flush()
-
-
-def _bot_banner(stack: dict, state_dir: Path) -> str:
-    bot = stack.get("bot") or {}
-    if not bot.get("fake"):
-        return "\nThe merchant bot polls Telegram with AUTOPAY_BOT_TOKEN: write to it there.\n"
-    return (
-        f"\nThe merchant bot runs against a local fake Telegram ({bot['telegram_api_url']}).\n"
-        "Join as a merchant with an invite code, then follow its replies:\n"
-        f"  .venv/bin/autopay admin invite create --state-dir {state_dir} --json\n"
-        f"  .venv/bin/autopay dev bot say --state-dir {state_dir} '/start CODE'\n"
-        "(a real bot: export AUTOPAY_BOT_TOKEN=<token from @BotFather> before make run)\n"
-    )
-
-
-@dev.command("up")
-def dev_up(
-    state_dir: StateDir = Path(".autopay"),
-    detach: Annotated[bool, typer.Option(help="Return once ready; run in the background.")] = False,
-    nats_cluster: Annotated[
-        int | None,
-        typer.Option(
-            help="NATS nodes: 3 is a local JetStream cluster with the streams at R3; 1 (the"
-            " default) one server. A state dir keeps the size it was created with."
-        ),
-    ] = None,
-    redis_cluster: Annotated[
-        int | None,
-        typer.Option(
-            help="Redis masters: 3 is a local Redis Cluster; 1 (the default) one server. A"
-            " state dir keeps the size it was created with."
-        ),
-    ] = None,
-) -> None:
-    """Start NATS, Redis, a demo IMAP mailbox, the four services and the merchant bot."""
-    try:
-        devstack.nats_cluster_size(state_dir, nats_cluster)
-        devstack.redis_cluster_size(state_dir, redis_cluster)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if detach:
-        try:
-            stack = devstack.start_detached(
-                state_dir, nats_cluster=nats_cluster, redis_cluster=redis_cluster
-            )
-        except (RuntimeError, TimeoutError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
-        _print_json(stack)
-        return
-    devstack.StackSupervisor(
-        state_dir,
-        on_ready=lambda stack: _banner(stack, state_dir),
-        nats_cluster=nats_cluster,
-        redis_cluster=redis_cluster,
-    ).run()
-
-
-@dev.command("down")
-def dev_down(state_dir: StateDir = Path(".autopay")) -> None:
-    """Stop a stack started with `dev up --detach`."""
-    if not devstack.stop(state_dir):
-        typer.echo("no running stack found", err=True)
-
-
-@dev.command("send-credit")
-def dev_send_credit(
-    amount: Annotated[int, typer.Option(help="Amount in so'm.")],
-    state_dir: StateDir = Path(".autopay"),
-    card_last4: Annotated[str | None, typer.Option("--card-last4")] = None,
-    fmt: Annotated[str, typer.Option("--format")] = "uzcard-email",
-    gmail: Annotated[str | None, typer.Option(help="Mailbox to deliver to.")] = None,
-) -> None:
-    """Append a realistic bank notification of an incoming transfer to the demo mailbox."""
-    from autopay_cli.mailbox import append_credit
-
-    stack = read_json(state_dir / STACK_FILE)
-    imap = dict(stack["imap"])
-    if gmail:
-        imap["user"] = gmail
-    raw = asyncio.run(
-        append_credit(
-            imap,
-            amount_som=amount,
-            card_last4=card_last4 or stack["card"]["card_last4"],
-            to=imap["user"],
-            fmt=fmt,
-        )
-    )
-    message_id = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in raw.decode().splitlines()
-            if ln.startswith("Message-ID")
-        ),
-        None,
-    )
-    _print_json({"appended": True, "amount": amount, "message_id": message_id})
-
-
-@dev.command("imap-password")
-def dev_imap_password(
-    gmail: Annotated[str, typer.Option(help="The demo mailbox's address.")],
-    password: Annotated[str, typer.Option(help="Its new password on the local IMAP server.")],
-    state_dir: StateDir = Path(".autopay"),
-) -> None:
-    """Change a mailbox's password on the stack's IMAP server and drop its connections: what
-    happens when a Gmail App Password is revoked (set it back to recover)."""
-    import os
-    import signal
-
-    from autopay_cli.config import RUN_FILE
-    from autopay_cli.devstack import IMAP_PASSWORDS_FILE
-
-    run = read_json(state_dir / RUN_FILE)
-    path = state_dir / IMAP_PASSWORDS_FILE
-    passwords = read_json(path) if path.exists() else {}
-    passwords[gmail] = password
-    path.write_text(json.dumps(passwords))
-    path.chmod(0o600)
-    os.kill(run["pids"]["imap"], signal.SIGUSR1)
-    _print_json({"gmail": gmail, "changed": True})
-
-
-@dev.command("sandbox-merchant")
-def dev_sandbox_merchant(
-    state_dir: StateDir = Path(".autopay"),
-    name: Annotated[str, typer.Option()] = "Sandbox shop",
-    card_last4: Annotated[str, typer.Option("--card-last4")] = "4242",
-    gmail: Annotated[str, typer.Option()] = "sandbox@gmail.com",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """A test-mode merchant with a sandbox card, in the running dev stack. Its key pays
-    nothing real: `POST /api/sandbox/transfer` is the bank there."""
-    from autopay_cli.operations import Operator
-
-    async def run():
-        async with Operator(load_settings(state_dir)) as op:
-            return await op.create_sandbox_merchant(name, card_last4, gmail)
-
-    created, sandbox_card = asyncio.run(run())
-    result = {
-        "merchant_id": created.merchant.merchant_id,
-        "test_api_key": created.api_key,
-        "card": {"card_last4": sandbox_card.card_last4, "gmail": sandbox_card.gmail},
-    }
-    if as_json:
-        _print_json(result)
-    else:
-        typer.echo(f"merchant_id: {result['merchant_id']}\ntest_api_key: {created.api_key}")
-        typer.echo(f"card: {sandbox_card.card_last4} {sandbox_card.gmail}")
 
 
 def _tariff_json(tariff) -> dict:
@@ -766,19 +569,47 @@ def nats_auth_config(
     typer.echo(f"wrote {out}")
 
 
-@app.command("asyncapi")
-def asyncapi(
-    out: Annotated[Path, typer.Option(help="Directory for the documents.")] = Path("docs/asyncapi"),
-    check: Annotated[bool, typer.Option(help="Fail if the committed documents are stale.")] = False,
-) -> None:
-    """Write the AsyncAPI documents generated from the services' FastStream apps."""
-    from autopay_cli.asyncapi import generate
+COMMANDS_GROUP = "autopay.commands"
+"""The entry-point group through which another installed distribution adds commands: the
+dev-only autopay-devtools (tools/devtools) adds `dev` and `asyncapi` there. A `typer.Typer` is
+added as a command group of that name, anything else as a command."""
+DEVTOOLS = {"dev", "asyncapi"}
+"""What autopay-devtools adds; without it, each of these names says where it went."""
 
-    stale = generate(out, check=check)
-    if check and stale:
-        typer.echo(f"stale AsyncAPI documents: {', '.join(stale)}; run `make asyncapi`", err=True)
-        raise typer.Exit(1)
 
+def add_commands(cli: typer.Typer, found: Iterable[EntryPoint]) -> None:
+    """Add the commands that the installed distributions declare under `COMMANDS_GROUP`."""
+    added = set()
+    for entry in sorted(found, key=lambda e: e.name):
+        command = entry.load()
+        if isinstance(command, typer.Typer):
+            cli.add_typer(command, name=entry.name)
+        else:
+            cli.command(entry.name)(command)
+        added.add(entry.name)
+    for name in sorted(DEVTOOLS - added):
+        cli.command(
+            name,
+            hidden=True,
+            add_help_option=False,
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        )(_not_installed(name))
+
+
+def _not_installed(name: str) -> Callable[[], None]:
+    def command() -> None:
+        typer.echo(
+            f"error: `autopay {name}` is a development command. It comes with the dev-only "
+            "package autopay-devtools, which is not installed here (the shipped CLI has admin, "
+            "nats and parse-mail). In a checkout, `make install` installs it.",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    return command
+
+
+add_commands(app, entry_points(group=COMMANDS_GROUP))
 
 if __name__ == "__main__":
     app()

@@ -31,7 +31,6 @@ import nats
 import psutil
 
 from autopay_bankmail.synth import uzcard_credit_email
-from autopay_cli.bench import percentile
 from autopay_contracts import (
     CreditReceived,
     MailboxRegistered,
@@ -40,6 +39,7 @@ from autopay_contracts import (
     parse_event,
     provision_streams,
 )
+from autopay_devtools.bench import percentile
 from autopay_store.secrets import SecretBox
 from autopay_testing.imap import make_self_signed_cert
 from autopay_testing.servers import ServerProcess, free_port, start_nats, start_redis

@@ -1,4 +1,4 @@
-"""`python -m autopay_cli.chaos --state-dir DIR [options]`: see `autopay_cli.chaos`."""
+"""`python -m autopay_devtools.chaos --state-dir DIR [options]`: see `autopay_devtools.chaos`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import json
 import sys
 from pathlib import Path
 
-from autopay_cli.chaos.checks import FAILING, clean
-from autopay_cli.chaos.driver import Options, drive, log
+from autopay_devtools.chaos.checks import FAILING, clean
+from autopay_devtools.chaos.driver import Options, drive, log
 
 
 def parse(argv: list[str]) -> Options:
     defaults = Options(state_dir=Path())
     parser = argparse.ArgumentParser(
-        prog="python -m autopay_cli.chaos",
+        prog="python -m autopay_devtools.chaos",
         description="Kill the dev stack's services and Redis while orders are paid by bank "
         "mail; print the figures as one JSON line; exit 1 unless every violation count is 0.",
     )

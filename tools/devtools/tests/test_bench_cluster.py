@@ -3,7 +3,7 @@ No figure is asserted (speed is never tested), only that each is there and posit
 
 from __future__ import annotations
 
-from autopay_cli.bench import cluster, gateway
+from autopay_devtools.bench import cluster, gateway
 
 KEYS = {
     "cluster_create_payment_ratio",

@@ -22,11 +22,11 @@ import aioimaplib
 import httpx
 
 from autopay_bankmail.synth import uzcard_credit_email
-from autopay_cli import devstack
-from autopay_cli.bench import percentile
 from autopay_cli.config import load_settings
 from autopay_cli.operations import Operator
 from autopay_contracts.local_time import TASHKENT
+from autopay_devtools import devstack
+from autopay_devtools.bench import percentile
 
 PAYMENTS = int(os.environ.get("AUTOPAY_BENCH_E2E_PAYMENTS", "60"))
 WARMUP = 5

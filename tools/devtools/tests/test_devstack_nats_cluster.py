@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from autopay_cli.devstack import RUN_FILE, nats_cluster_size
+from autopay_devtools.devstack import RUN_FILE, nats_cluster_size
 
 
 def test_a_fresh_state_dir_runs_what_is_asked_or_one_server(tmp_path):

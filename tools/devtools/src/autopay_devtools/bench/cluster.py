@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autopay_cli.bench import gateway, matcher
+from autopay_devtools.bench import gateway, matcher
 
 ROUNDS = int(os.environ.get("AUTOPAY_BENCH_CLUSTER_ROUNDS", "3"))
 MASTERS = 3

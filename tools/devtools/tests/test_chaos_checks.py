@@ -1,4 +1,4 @@
-"""The chaos run's figures (`autopay_cli.chaos.checks`) on synthetic runs: each violation is
+"""The chaos run's figures (`autopay_devtools.chaos.checks`) on synthetic runs: each violation is
 counted, retries of one webhook are not, and the command fails on any of them."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autopay_cli.chaos import __main__ as chaos_main
-from autopay_cli.chaos.checks import (
+from autopay_devtools.chaos import __main__ as chaos_main
+from autopay_devtools.chaos.checks import (
     FAILING,
     Delivery,
     Intent,

@@ -161,7 +161,7 @@ class _Receivers:
             [
                 sys.executable,
                 "-m",
-                "autopay_cli.bench.notifier",
+                "autopay_devtools.bench.notifier",
                 "--receivers",
                 str(count),
             ],

@@ -16,7 +16,7 @@ def main(names: list[str]) -> int:
         started = time.monotonic()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         try:
-            figures.update(importlib.import_module(f"autopay_cli.bench.{name}").run())
+            figures.update(importlib.import_module(f"autopay_devtools.bench.{name}").run())
         except Exception:
             traceback.print_exc()
             failed.append(name)

@@ -40,7 +40,10 @@ import psutil
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from autopay_bankmail.synth import credit_notification
-from autopay_cli.chaos.checks import (
+from autopay_cli.config import RUN_FILE, STACK_FILE, load_settings, read_json
+from autopay_cli.operations import Operator
+from autopay_contracts.local_time import TASHKENT
+from autopay_devtools.chaos.checks import (
     Delivery,
     Intent,
     LedgerRecord,
@@ -48,10 +51,7 @@ from autopay_cli.chaos.checks import (
     ledger_gaps,
     recover_order_ids,
 )
-from autopay_cli.config import RUN_FILE, STACK_FILE, load_settings, read_json
-from autopay_cli.mailbox import append
-from autopay_cli.operations import Operator
-from autopay_contracts.local_time import TASHKENT
+from autopay_devtools.mailbox import append
 from autopay_runtime.connections import open_redis
 
 SERVICES = ("gateway", "mail-ingest", "matcher", "notifier")
@@ -751,7 +751,7 @@ def report_problems(
     intents: list[Intent], deliveries: list[Delivery], ledger: list[LedgerRecord]
 ) -> None:
     """On stderr: each lost or unpaid order with what the webhooks and the ledger say of it."""
-    from autopay_cli.chaos.checks import lost_intents
+    from autopay_devtools.chaos.checks import lost_intents
 
     first_hook: dict[str, float] = {}
     for d in deliveries:

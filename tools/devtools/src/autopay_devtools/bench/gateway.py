@@ -183,7 +183,7 @@ def _load_main(args: list[str]) -> None:
 
 
 def _load(mode: str, port: int, api_key: str, base: int, *extra: object) -> dict[str, Any]:
-    command = [sys.executable, "-m", "autopay_cli.bench.gateway", "load", mode, str(port)]
+    command = [sys.executable, "-m", "autopay_devtools.bench.gateway", "load", mode, str(port)]
     command += [api_key, str(base), str(SECONDS), *map(str, extra)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -307,7 +307,7 @@ def _bare_main(port: int) -> None:
 
 
 def run() -> dict:
-    from autopay_cli.bench import percentile
+    from autopay_devtools.bench import percentile
     from autopay_store.secrets import SecretBox
     from autopay_testing.servers import free_port, start_nats, start_redis
 
@@ -320,7 +320,7 @@ def run() -> dict:
             )
             bare_port = free_port()
             bare = _start(
-                [sys.executable, "-m", "autopay_cli.bench.gateway", "bare", str(bare_port)],
+                [sys.executable, "-m", "autopay_devtools.bench.gateway", "bare", str(bare_port)],
                 dict(os.environ),
                 work / "bare.log",
             )
