@@ -417,7 +417,7 @@ def integrator_create(
     settings = load_settings(state_dir)
     user = integrator_user(merchant_id)
     allowed = integrator_permissions(settings.ns, merchant_id)
-    result = {
+    result: dict[str, object] = {
         "merchant_id": merchant_id,
         "user": user,
         "inbox_prefix": inbox_prefix(user),

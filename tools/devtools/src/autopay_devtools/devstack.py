@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -188,8 +189,11 @@ class StackSupervisor:
         self.credentials = StackCredentials.load_or_create(persisted)
         defaults = CliSettings()
         auth_file = self.credentials.write_nats_auth(self.state_dir / "nats", defaults.ns)
-        self._nats_args = {"log_file": self.logs / "nats.log", "config_file": auth_file}
-        self._redis_args = {
+        self._nats_args: dict[str, Any] = {
+            "log_file": self.logs / "nats.log",
+            "config_file": auth_file,
+        }
+        self._redis_args: dict[str, Any] = {
             "persistent": True,
             "log_file": self.logs / "redis.log",
             "password": self.credentials.redis[ADMIN_USER],
@@ -273,10 +277,10 @@ class StackSupervisor:
             "supervisor_pid": os.getpid(),
             "env": settings.model_dump() | {"secret_keys": settings.secret_keys.get_secret_value()},
             "nats_cluster": self.nats_cluster_size,
-            "nats_port": self.cluster.nodes[0].ports.port if self.cluster else self.nats.port,
+            "nats_port": self._nats_port(),
             "nats_urls": nats_base.split(","),
             "redis_cluster": self.redis_cluster_size,
-            "redis_port": self.redis_cluster.ports[0] if self.redis_cluster else self.redis.port,
+            "redis_port": self._redis_port(),
             "imap_port": settings.imap_port,
             "imap_password": imap_password,
             "secret_key": persisted["secret_key"],
@@ -453,6 +457,20 @@ class StackSupervisor:
         )
         return env
 
+    def _nats_port(self) -> int:
+        """The client port of the single server, or of the cluster's first node."""
+        if self.cluster is not None:
+            return self.cluster.nodes[0].ports.port
+        assert self.nats is not None
+        return self.nats.port
+
+    def _redis_port(self) -> int:
+        """The single server's port, or the Redis Cluster's first master's."""
+        if self.redis_cluster is not None:
+            return self.redis_cluster.ports[0]
+        assert self.redis is not None
+        return self.redis.port
+
     def _add_child(self, name: str, argv: list[str], port: int, env: dict[str, str]) -> None:
         child_env = dict(env or os.environ)
         child_env["AUTOPAY_HTTP_PORT"] = str(port)
@@ -466,15 +484,16 @@ class StackSupervisor:
             if node.server is not None and not node.alive():
                 code = node.server.process.returncode
                 self._log(f"{node.name} exited with {code}; restarting")
+                assert self.cluster is not None
                 self.cluster.start_node(node.index)  # same ports, same store dir: it rejoins
                 changed = True
-        for i, node in enumerate(self.redis_cluster.nodes if self.redis_cluster else []):
-            if node.process.poll() is not None:
-                self._log(f"redis node {i} exited with {node.process.returncode}; restarting")
+        for i, master in enumerate(self.redis_cluster.nodes if self.redis_cluster else []):
+            if master.process.poll() is not None:
+                self._log(f"redis node {i} exited with {master.process.returncode}; restarting")
                 assert self.redis_cluster is not None
                 self.redis_cluster.nodes[i] = start_node(
-                    node.workdir,
-                    node.port,
+                    master.workdir,
+                    master.port,
                     persistent=True,
                     log_file=self.logs / f"redis-{i}.log",
                     password=self._redis_args["password"],

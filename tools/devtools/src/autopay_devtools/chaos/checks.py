@@ -128,7 +128,7 @@ def ledger_gaps(intents: Iterable[Intent], ledger: Iterable[LedgerRecord]) -> li
 
 def evaluate(
     intents: list[Intent], deliveries: list[Delivery], ledger: list[LedgerRecord]
-) -> dict[str, int]:
+) -> dict[str, float]:
     """The figures of the run (every name in `FAILING` must be 0) and the counts around them."""
     created = [i for i in intents if i.order_id is not None]
     by_order = {i.order_id: i for i in created}
@@ -171,7 +171,7 @@ def evaluate(
     missing = [i for i in paid if not any(d.verified for d in paid_deliveries[i.order_id or ""])]
     duplicate_ids = [o for o, ds in paid_deliveries.items() if len({d.webhook_id for d in ds}) > 1]
     latencies = sorted(
-        min(d.received_at for d in paid_deliveries[i.order_id]) - i.mailed_at
+        min(d.received_at for d in paid_deliveries[i.order_id or ""]) - i.mailed_at
         for i in paid
         if i.mailed_at is not None and paid_deliveries.get(i.order_id or "")
     )
@@ -201,6 +201,6 @@ def evaluate(
     }
 
 
-def clean(figures: dict[str, int]) -> bool:
+def clean(figures: dict[str, float]) -> bool:
     """Every figure of `FAILING` is 0."""
     return all(figures.get(name, 0) == 0 for name in FAILING)

@@ -364,18 +364,18 @@ class Run:
         self.imap_password = run["imap_password"]
         token = secrets.token_hex(3)
         async with Operator(load_settings(opts.state_dir)) as op:
-            for m in range(opts.mailboxes):
+            for n in range(opts.mailboxes):
                 created = await op.create_merchant(
-                    f"Chaos shop {m}", "Asosiy", 100_000, 30, test=False
+                    f"Chaos shop {n}", "Asosiy", 100_000, 30, test=False
                 )
                 merchant_id = created.merchant.merchant_id
                 await op.accounts.set_rate_limit(merchant_id, per_s=10_000, burst=10_000)
-                gmail = f"chaos{token}m{m}@gmail.com"
-                cards = [f"{7000 + 10 * m + c:04d}" for c in range(opts.cards_per_mailbox)]
-                for card in cards:
+                gmail = f"chaos{token}m{n}@gmail.com"
+                own = [f"{7000 + 10 * n + c:04d}" for c in range(opts.cards_per_mailbox)]
+                for card in own:
                     await op.add_card(merchant_id, card, gmail, self.imap_password)
                 self.merchants.append(
-                    Merchant(m, merchant_id, created.api_key, created.webhook_secret, gmail, cards)
+                    Merchant(n, merchant_id, created.api_key, created.webhook_secret, gmail, own)
                 )
         self.receiver = Receiver(
             {m.index: m.webhook_secret for m in self.merchants}, opts.webhook_delay
@@ -580,7 +580,7 @@ class Run:
 
         await asyncio.gather(*(one(i) for i in intents))
 
-    def _settled(self, intent: Intent, hooked: set[str]) -> bool:
+    def _settled(self, intent: Intent, hooked: set[str | None]) -> bool:
         return intent.status == "paid" and intent.order_id in hooked
 
     async def settle(self) -> float:
@@ -716,7 +716,7 @@ async def drive(opts: Options) -> dict:
         # the supervisor's count, read once everything is back up
         restarted = service_restarts(read_json(opts.state_dir / RUN_FILE)) - restarts_before
         service_kills = sum(n for name, n in chaos.kills.items() if name not in ("redis", "nats"))
-        result = {
+        result: dict[str, object] = {
             "orders": figures["orders"],
             "paid": figures["paid"],
             "kills": sum(chaos.kills.values()),
@@ -766,6 +766,7 @@ def report_problems(
         key=lambda pair: pair[0],
     )[-3:]
     for seconds, intent in reversed(slow):
+        assert intent.mailed_at is not None  # as `slow` holds only mailed intents
         log(
             f"slow: order {intent.order_id} ({intent.gmail} {intent.card_last4}, "
             f"{intent.amount}) mailed at +{intent.mailed_at - _STARTED:.1f}s, "
