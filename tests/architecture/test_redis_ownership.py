@@ -226,6 +226,7 @@ def test_the_scan_covers_the_services_the_tools_and_the_libraries():
     assert "services/gateway/src/autopay_gateway/cards.py" in files
     assert "services/mail-ingest/src/autopay_mail_ingest/watcher.py" in files
     assert "tools/cli/src/autopay_cli/main.py" in files
+    assert "tools/devtools/src/autopay_devtools/devstack.py" in files
     assert "libs/runtime/src/autopay_runtime/connections.py" in files
     assert not any(name.startswith("libs/store/") for name in files)
 
