@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
+from opentelemetry.trace import Span
 from redis.exceptions import RedisError
 
 from autopay_contracts import Credit
@@ -34,6 +35,7 @@ from autopay_matcher.deadletters import NotACredit, dead_letter, decode_credit
 from autopay_matcher.durable import ensure_durable
 from autopay_matcher.retry import redelivery_delay
 from autopay_matcher.service import Matcher
+from autopay_runtime import tracing
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 
@@ -136,37 +138,59 @@ class CreditConsumer:
             await self._decide(delivered, credits)
 
     async def _decide(self, delivered: list[Msg], credits: list[Credit]) -> None:
+        spans = [self._span(msg, credit) for msg, credit in zip(delivered, credits, strict=True)]
+        traces = (
+            [tracing.context_of(s) if s else None for s in spans] if tracing.enabled() else None
+        )
         try:
             results: list = await asyncio.wait_for(
-                self.matcher.handle_credits(credits), self.decision_timeout_s
+                self.matcher.handle_credits(credits, traces), self.decision_timeout_s
             )
         except Exception as exc:  # TimeoutError included: Redis hung
             results = [exc] * len(credits)
-        for msg, credit, result in zip(delivered, credits, results, strict=True):
-            deliveries = _deliveries(msg)
-            if not isinstance(result, Exception):
-                await msg.ack()
-                metrics.DELIVERIES.observe(deliveries)
-                if deliveries > 1:
-                    self._log.info(
-                        "credit decided after redeliveries",
-                        credit_id=credit.credit_id,
-                        deliveries=deliveries,
-                    )
-                continue
-            cause = _cause(result)
-            metrics.RETRIES.labels(cause=cause).inc()
-            delay = redelivery_delay(deliveries, self.retry_delay_s, self.retry_max_delay_s)
-            log = self._log.error if cause == "error" else self._log.warning
-            log(
-                "credit not decided, redelivered",
-                credit_id=credit.credit_id,
-                cause=cause,
-                deliveries=deliveries,
-                retry_in_s=delay,
-                error=f"{type(result).__name__}: {result}",
-            )
-            await msg.nak(delay=delay)
+        for msg, credit, result, span in zip(delivered, credits, results, spans, strict=True):
+            with tracing.attached(tracing.context_of(span) if span else None):
+                await self._settle(msg, credit, result)
+            if span:
+                tracing.end(span, result)
+
+    def _span(self, msg: Msg, credit: Credit) -> Span | None:
+        """The credit's consumer span, in the trace the mail reader started (tracing on)."""
+        if not tracing.enabled():
+            return None
+        return tracing.consumer_span(
+            f"{msg.subject} process",
+            msg.headers,
+            **{"messaging.system": "nats", "autopay.credit_id": credit.credit_id},
+        )
+
+    async def _settle(self, msg: Msg, credit: Credit, result: object) -> None:
+        """Acks a decided credit; nacks one that was not, with a delay that grows with its
+        deliveries."""
+        deliveries = _deliveries(msg)
+        if not isinstance(result, Exception):
+            await msg.ack()
+            metrics.DELIVERIES.observe(deliveries)
+            if deliveries > 1:
+                self._log.info(
+                    "credit decided after redeliveries",
+                    credit_id=credit.credit_id,
+                    deliveries=deliveries,
+                )
+            return
+        cause = _cause(result)
+        metrics.RETRIES.labels(cause=cause).inc()
+        delay = redelivery_delay(deliveries, self.retry_delay_s, self.retry_max_delay_s)
+        log = self._log.error if cause == "error" else self._log.warning
+        log(
+            "credit not decided, redelivered",
+            credit_id=credit.credit_id,
+            cause=cause,
+            deliveries=deliveries,
+            retry_in_s=delay,
+            error=f"{type(result).__name__}: {result}",
+        )
+        await msg.nak(delay=delay)
 
     async def _dead_letter(self, poison: list[tuple[Msg, NotACredit]]) -> None:
         now = datetime.now(UTC)
