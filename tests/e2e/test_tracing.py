@@ -4,8 +4,8 @@
 The credit's trace starts at the mail that carried it: mail-ingest's span, the matcher's
 decision and the notifier's webhook are one trace id, carried in each event's `traceparent`
 header (FastStream's telemetry middleware, and nats-py's own path in the matcher). The order's
-create request is the gateway's own trace. The matcher's log line for the decision names the
-same trace id."""
+create request is the gateway's own trace, which the decision links to. The matcher's log line
+for the decision names the same trace id."""
 
 from __future__ import annotations
 
@@ -92,9 +92,16 @@ def test_one_payment_is_one_trace_from_mail_to_webhook(stack, receiver, trace_fi
     assert decision["service"] == "matcher" and decision["kind"] == 5  # a consumer span
     credit_id = attribute(decision, "autopay.credit_id")
 
-    # The create request is the gateway's own trace: a server span for the endpoint.
-    creates = [s for s in everything if s["service"] == "gateway" and s["kind"] == 2]
-    assert any("create-payment" in s["name"] for s in creates), [s["name"] for s in creates]
+    # The create request is the gateway's own trace (a server span for the endpoint), and the
+    # decision that paid the order links to it.
+    creates = [
+        s
+        for s in everything
+        if s["service"] == "gateway" and s["name"] == "POST /api/create-payment"
+    ]
+    assert len(creates) == 1 and creates[0]["kind"] == 2, creates
+    links = [(link["traceId"], link["spanId"]) for link in decision.get("links", [])]
+    assert links == [(creates[0]["traceId"], creates[0]["spanId"])]
 
     # The matcher's log line for the decision carries the trace id.
     trace_id = trace[0]["traceId"]

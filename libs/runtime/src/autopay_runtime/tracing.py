@@ -237,6 +237,24 @@ def consumer_span(name: str, headers: Mapping[str, str] | None, **attributes: An
     )
 
 
+def traceparent() -> str | None:
+    """The current span's `traceparent` header value (None while tracing is off or outside a
+    span), to keep beside something a later trace will link to."""
+    if _provider is None:
+        return None
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers.get("traceparent")
+
+
+def span_context(value: str | None) -> trace.SpanContext | None:
+    """The span a kept `traceparent` names, for a link (None when it names none)."""
+    if not value:
+        return None
+    ctx = trace.get_current_span(propagate.extract({"traceparent": value})).get_span_context()
+    return ctx if ctx.is_valid else None
+
+
 def context_of(span: Span) -> Context:
     return trace.set_span_in_context(span)
 

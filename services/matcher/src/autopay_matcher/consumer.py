@@ -38,6 +38,10 @@ from autopay_matcher.service import Matcher
 from autopay_runtime import tracing
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher, PublishFailed
+from autopay_store.orders import MatchOutcome
+
+LINK_TIMEOUT_S = 1.0
+"""How long a batch waits to read its orders' create traces before going on without links."""
 
 
 class CreditConsumer:
@@ -148,6 +152,8 @@ class CreditConsumer:
             )
         except Exception as exc:  # TimeoutError included: Redis hung
             results = [exc] * len(credits)
+        if traces is not None:
+            await self._link_creates(spans, results)
         for msg, credit, result, span in zip(delivered, credits, results, spans, strict=True):
             with tracing.attached(tracing.context_of(span) if span else None):
                 await self._settle(msg, credit, result)
@@ -163,6 +169,29 @@ class CreditConsumer:
             msg.headers,
             **{"messaging.system": "nats", "autopay.credit_id": credit.credit_id},
         )
+
+    async def _link_creates(self, spans: list[Span | None], results: list) -> None:
+        """Links each paying credit's span to the trace of its order's create request. Best
+        effort: a failure here costs the link, never the credit."""
+        paid = [
+            (span, result.record.order)
+            for span, result in zip(spans, results, strict=True)
+            if span is not None
+            and isinstance(result, MatchOutcome)
+            and result.kind == "matched"
+            and result.record is not None
+        ]
+        if not paid:
+            return
+        try:
+            created = await asyncio.wait_for(
+                self.matcher.book.create_traces([order for _, order in paid]), LINK_TIMEOUT_S
+            )
+        except Exception:
+            return
+        for (span, _), parent in zip(paid, created, strict=True):
+            if (linked := tracing.span_context(parent)) is not None:
+                span.add_link(linked, {"autopay.link": "order.create"})
 
     async def _settle(self, msg: Msg, credit: Credit, result: object) -> None:
         """Acks a decided credit; nacks one that was not, with a delay that grows with its
