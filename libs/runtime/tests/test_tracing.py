@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from faststream.nats import NatsBroker
@@ -18,22 +17,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from autopay_contracts import Order, OrderCreated, OrderPaid, mailbox_id_for
+from autopay_contracts import OrderCreated, OrderPaid
 from autopay_runtime import tracing
 from autopay_runtime.logging import add_trace_ids
 from autopay_runtime.publishing import EventPublisher
+from autopay_testing.builders import order
 
-NOW = datetime(2026, 5, 16, 4, 30, tzinfo=UTC)
-ORDER = Order(
-    order_id="10001",
-    merchant_id="7",
-    mailbox_id=mailbox_id_for("karta@gmail.com"),
-    gmail="karta@gmail.com",
-    card_last4="6412",
-    amount_tiyin=5_003_700,
-    created_at=NOW,
-    expires_at=NOW + timedelta(minutes=5),
-)
+ORDER = order("10001")
+NOW = ORDER.created_at
 
 
 @pytest.fixture
