@@ -110,9 +110,15 @@ def stack_nats_cluster() -> int | None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, stack_env, stack_nats_cluster) -> Iterator[Stack]:
+def stack_args() -> list[str]:
+    """More `autopay dev up` options for the module's stack."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, stack_env, stack_nats_cluster, stack_args) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("autopay-stack")
-    out = autopay(*dev_up_args(state_dir, stack_nats_cluster), env=stack_env)
+    out = autopay(*dev_up_args(state_dir, stack_nats_cluster), *stack_args, env=stack_env)
     running = Stack(state_dir, json.loads(out.strip().splitlines()[-1]))
     try:
         yield running

@@ -438,3 +438,16 @@ async def test_id_blocks_are_handed_out_once_under_concurrency(redis_client, red
     book = OrderBook(redis_client, Keys(redis_prefix), id_block=7)
     ids = await asyncio.gather(*(book.next_order_id() for _ in range(50)))
     assert sorted(int(i) for i in ids) == list(range(10001, 10051))
+
+
+async def test_the_create_trace_is_kept_beside_the_order_as_long_as_its_locator(book):
+    o = order("10001")
+    await book.create(o)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await book.remember_trace(o, parent)
+    other = order("10002", card_last4="9999")
+    assert await book.create_traces([o, other]) == [parent, None]
+    trace_key = book.keys.order_trace(o.mailbox_id, o.card_last4, o.order_id)
+    locator_ttl = await book.redis.ttl(book.keys.order_locator(o.order_id))
+    assert abs(await book.redis.ttl(trace_key) - locator_ttl) <= 1
+    assert book.keys.card_tag(o.mailbox_id, o.card_last4) in trace_key  # the order's slot

@@ -13,6 +13,7 @@ from nats.js.errors import NotFoundError
 from redis.asyncio.cluster import RedisCluster
 
 from autopay_contracts import STREAMS, Namespace
+from autopay_runtime import tracing
 from autopay_runtime.compat.faststream import BrokerNotConnected, jetstream
 from autopay_runtime.settings import is_cluster_url, nats_connect_options, plain_url
 
@@ -121,4 +122,5 @@ def nats_broker(url: str, **options: Any) -> NatsBroker:
         security = SASLPlaintext(username=connect["user"], password=connect["password"])
     elif "token" in connect:
         security = NatsToken(token=connect["token"])
+    options.setdefault("middlewares", tracing.broker_middlewares())
     return NatsBroker(connect["servers"], security=security, **options)

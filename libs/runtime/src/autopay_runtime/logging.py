@@ -1,4 +1,4 @@
-"""structlog JSON logging with bound ids and secret redaction.
+"""structlog JSON logging with bound ids, the current trace id and secret redaction.
 
 Values under secret-looking keys are replaced before rendering, wherever they occur in the event
 dict, so an API key, an app password, a webhook secret or a mail body never reaches a log line.
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+
+from autopay_runtime.tracing import current_ids
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
@@ -44,6 +46,15 @@ def redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
     }
 
 
+def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """`trace_id` and `span_id` of the span the line is logged in, when there is one."""
+    ids = current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and the stdlib root logger to emit one JSON object per line."""
     renderer: Any = (
@@ -54,6 +65,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
+        add_trace_ids,
         redact_secrets,
     ]
     structlog.configure(

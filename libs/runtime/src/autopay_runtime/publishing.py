@@ -20,8 +20,10 @@ from faststream.nats import NatsBroker
 from nats.errors import NoRespondersError
 from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
+from opentelemetry.context import Context
 
 from autopay_contracts import Event, Namespace, stream_for
+from autopay_runtime import tracing
 from autopay_runtime.compat.faststream import jetstream
 
 
@@ -90,11 +92,16 @@ class EventPublisher:
             await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
-    async def publish_many(self, events: Sequence[Event]) -> list[PubAck | PublishFailed]:
+    async def publish_many(
+        self, events: Sequence[Event], parents: Sequence[Context | None] | None = None
+    ) -> list[PubAck | PublishFailed]:
         """Publishes the events concurrently through the broker's own JetStream context (same
         subjects, headers and streams as `publish`, without FastStream's per-message publisher
         stack, for hot paths) and waits up to the timeout for every PubAck. Result i is event
-        i's PubAck, or the `PublishFailed` saying it may not have been stored."""
+        i's PubAck, or the `PublishFailed` saying it may not have been stored.
+
+        With tracing on, event i carries the `traceparent` of `parents[i]` (the trace of the
+        message it answers), else of the current span."""
         for event in events:
             if type(event) not in self._publishers:
                 raise TypeError(f"{type(event).__name__} is not declared for this publisher")
@@ -103,12 +110,14 @@ class EventPublisher:
         pending: dict[int, asyncio.Future[PubAck]] = {}
         try:
             for i, event in enumerate(events):
+                headers = {"content-type": "application/json", **event.headers()}
+                tracing.inject(headers, parents[i] if parents is not None else None)
                 try:
                     pending[i] = await js.publish_async(
                         event.subject(self.ns),
                         event.to_bytes(),
                         stream=stream_for(event).name(self.ns),
-                        headers={"content-type": "application/json", **event.headers()},
+                        headers=headers,
                     )
                 except Exception as exc:
                     results[i] = _failed(event, exc)

@@ -101,6 +101,9 @@ class ServiceSettings(BaseSettings):
         SecretStr(""), description="Fernet keys (comma-separated; first encrypts)"
     )
     """The keys that encrypt stored secrets (Gmail App Passwords, webhook secrets, bot keys)."""
+    trace_file: str = ""
+    """Where finished spans are appended as OTLP JSON lines (`AUTOPAY_TRACE_FILE`); empty: no
+    file. The standard `OTEL_*` variables configure the rest of tracing."""
 
     @model_validator(mode="after")
     def _credentials_into_urls(self):

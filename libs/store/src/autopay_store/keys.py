@@ -29,6 +29,10 @@ class Keys:
     def order(self, mailbox_id: str, card_last4: str, order_id: str) -> str:
         return self.card(mailbox_id, card_last4, f"order:{order_id}")
 
+    def order_trace(self, mailbox_id: str, card_last4: str, order_id: str) -> str:
+        """The `traceparent` of the request that created the order (kept while tracing is on)."""
+        return self.card(mailbox_id, card_last4, f"order:{order_id}:trace")
+
     # --- global -----------------------------------------------------------------------------
     def order_locator(self, order_id: str) -> str:
         """order id → `<mailbox_id>:<card_last4>`, to find an order's card from its id alone."""

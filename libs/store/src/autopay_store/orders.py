@@ -425,6 +425,21 @@ class OrderBook:
             args=[prefix, order.order_id, ttl, *flat],
         )
 
+    async def remember_trace(self, order: Order, traceparent: str) -> None:
+        """Keeps the create request's trace context beside the order, for as long as its
+        locator, so the credit that pays the order can link its trace to it."""
+        ttl = max(1, int((order.expires_at - order.created_at).total_seconds()))
+        await self.redis.set(
+            self.keys.order_trace(order.mailbox_id, order.card_last4, order.order_id),
+            traceparent,
+            ex=ttl + self.quarantine_s + self.retention_s,
+        )
+
+    async def create_traces(self, orders: list[Order]) -> list[str | None]:
+        """The create request's `traceparent` of each order (None where none was kept)."""
+        keys = [self.keys.order_trace(o.mailbox_id, o.card_last4, o.order_id) for o in orders]
+        return list(await asyncio.gather(*(self.redis.get(key) for key in keys)))
+
     async def find_on_card(
         self, mailbox_id: str, card_last4: str, order_id: str
     ) -> OrderRecord | None:

@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 from autopay_gateway.bootstrap import build_app
 from autopay_gateway.settings import GatewaySettings
 from autopay_runtime.logging import configure_logging
+from autopay_runtime.tracing import configure_tracing
 
 log = structlog.get_logger("autopay_gateway")
 
@@ -59,6 +60,7 @@ def serve(app, sockets: list[socket.socket]) -> None:
 def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    configure_tracing("gateway", settings.trace_file)
     app = build_app(settings)
     if settings.metrics_port:
         # Its own port, in its own thread: the public port serves the API and health only, so

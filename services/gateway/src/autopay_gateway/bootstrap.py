@@ -21,6 +21,7 @@ from autopay_gateway.republish import Republisher
 from autopay_gateway.settings import GatewaySettings
 from autopay_gateway.transactions import Transactions
 from autopay_gateway.webhooks import Webhooks
+from autopay_runtime import tracing
 from autopay_runtime.connections import dependency_checks, nats_broker
 from autopay_runtime.health import failing_checks
 from autopay_runtime.publishing import EventPublisher
@@ -151,4 +152,5 @@ def build_app(settings: GatewaySettings, imap: ImapLoginChecker | None = None) -
             return JsonResponse({"status": "not ready", "failing": failing}, 503)
         return JsonResponse({"status": "ready"})
 
+    tracing.instrument_fastapi(app)
     return app

@@ -25,6 +25,7 @@ from autopay_gateway.faults import crash_point
 from autopay_gateway.messages import ApiError
 from autopay_gateway.requests import CreatePayment
 from autopay_gateway.settings import GatewaySettings
+from autopay_runtime import tracing
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import Accounts, Card, Merchant, SubscriptionExhausted
 from autopay_store.orders import (
@@ -174,6 +175,8 @@ class Payments:
                 raise ApiError(503, "unavailable") from None
             crash_point(self.settings.test_crash_point, "create-after-publish")
             metrics.order_created(order.test_mode)
+            if created_in := tracing.traceparent():  # the credit's trace will link to it
+                self._background(self.orders.remember_trace(order, created_in))
             # Off the request's path: a lost removal only makes the sweep publish it again.
             self._background(self.orders.published("created", order.order_id))
             log.info("payment created", amount_tiyin=order.amount_tiyin, test_mode=order.test_mode)

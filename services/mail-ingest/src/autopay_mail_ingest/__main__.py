@@ -7,6 +7,7 @@ from autopay_mail_ingest.bootstrap import build_app
 from autopay_mail_ingest.settings import IngestSettings
 from autopay_runtime.health import serve
 from autopay_runtime.logging import configure_logging
+from autopay_runtime.tracing import configure_tracing
 
 
 def small_tls_buffers() -> None:
@@ -19,6 +20,7 @@ def small_tls_buffers() -> None:
 def main() -> None:
     settings = IngestSettings()
     configure_logging("mail-ingest", settings.log_level, settings.log_json)
+    configure_tracing("mail-ingest", settings.trace_file)
     small_tls_buffers()
     serve(build_app(settings), settings.http_host, settings.http_port)
 

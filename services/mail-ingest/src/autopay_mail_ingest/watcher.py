@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import aioimaplib
+from opentelemetry.trace import SpanKind
 
 from autopay_bankmail import Notification, parse_notification
 from autopay_contracts import (
@@ -70,10 +71,12 @@ from autopay_mail_ingest.domain import (
 )
 from autopay_mail_ingest.leases import Lease, LeaseLost
 from autopay_mail_ingest.settings import IngestSettings
+from autopay_runtime import tracing
 from autopay_runtime.logging import get_logger
 from autopay_store.mailbox_state import Cursor, IngestStore
 
 T = TypeVar("T")
+TRACER = tracing.tracer("autopay_mail_ingest")
 ParseFn = Callable[..., Notification]
 Evidence = tuple[str, bytes]
 """(sha256 of the bytes, the bytes) of a candidate read whole: kept as evidence."""
@@ -588,7 +591,18 @@ class MailboxWatcher:
 
     async def _record(self, uid: int, outcome: Outcome, evidence: Evidence | None) -> None:
         """Publish what a candidate became, once (dedup markers), its bytes kept as evidence.
-        Redis and NATS failures raise (or retry) here, holding the cursor before this mail."""
+        Redis and NATS failures raise (or retry) here, holding the cursor before this mail.
+
+        A mail starts its credit's trace: the event published here carries it on to the
+        matcher and the notifier."""
+        with TRACER.start_as_current_span(
+            "mail process",
+            kind=SpanKind.CONSUMER,
+            attributes={"autopay.mailbox_id": self.mailbox.mailbox_id, "imap.uid": uid},
+        ):
+            await self._record_traced(uid, outcome, evidence)
+
+    async def _record_traced(self, uid: int, outcome: Outcome, evidence: Evidence | None) -> None:
         mbx = self.mailbox
         event = outcome.event
         received_at = (

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
+from opentelemetry.trace import Span
 from redis.exceptions import RedisError
 
 from autopay_contracts import Credit
@@ -34,8 +35,13 @@ from autopay_matcher.deadletters import NotACredit, dead_letter, decode_credit
 from autopay_matcher.durable import ensure_durable
 from autopay_matcher.retry import redelivery_delay
 from autopay_matcher.service import Matcher
+from autopay_runtime import tracing
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher, PublishFailed
+from autopay_store.orders import MatchOutcome
+
+LINK_TIMEOUT_S = 1.0
+"""How long a batch waits to read its orders' create traces before going on without links."""
 
 
 class CreditConsumer:
@@ -136,37 +142,84 @@ class CreditConsumer:
             await self._decide(delivered, credits)
 
     async def _decide(self, delivered: list[Msg], credits: list[Credit]) -> None:
+        spans = [self._span(msg, credit) for msg, credit in zip(delivered, credits, strict=True)]
+        traces = (
+            [tracing.context_of(s) if s else None for s in spans] if tracing.enabled() else None
+        )
         try:
             results: list = await asyncio.wait_for(
-                self.matcher.handle_credits(credits), self.decision_timeout_s
+                self.matcher.handle_credits(credits, traces), self.decision_timeout_s
             )
         except Exception as exc:  # TimeoutError included: Redis hung
             results = [exc] * len(credits)
-        for msg, credit, result in zip(delivered, credits, results, strict=True):
-            deliveries = _deliveries(msg)
-            if not isinstance(result, Exception):
-                await msg.ack()
-                metrics.DELIVERIES.observe(deliveries)
-                if deliveries > 1:
-                    self._log.info(
-                        "credit decided after redeliveries",
-                        credit_id=credit.credit_id,
-                        deliveries=deliveries,
-                    )
-                continue
-            cause = _cause(result)
-            metrics.RETRIES.labels(cause=cause).inc()
-            delay = redelivery_delay(deliveries, self.retry_delay_s, self.retry_max_delay_s)
-            log = self._log.error if cause == "error" else self._log.warning
-            log(
-                "credit not decided, redelivered",
-                credit_id=credit.credit_id,
-                cause=cause,
-                deliveries=deliveries,
-                retry_in_s=delay,
-                error=f"{type(result).__name__}: {result}",
+        if traces is not None:
+            await self._link_creates(spans, results)
+        for msg, credit, result, span in zip(delivered, credits, results, spans, strict=True):
+            with tracing.attached(tracing.context_of(span) if span else None):
+                await self._settle(msg, credit, result)
+            if span:
+                tracing.end(span, result)
+
+    def _span(self, msg: Msg, credit: Credit) -> Span | None:
+        """The credit's consumer span, in the trace the mail reader started (tracing on)."""
+        if not tracing.enabled():
+            return None
+        return tracing.consumer_span(
+            f"{msg.subject} process",
+            msg.headers,
+            **{"messaging.system": "nats", "autopay.credit_id": credit.credit_id},
+        )
+
+    async def _link_creates(self, spans: list[Span | None], results: list) -> None:
+        """Links each paying credit's span to the trace of its order's create request. Best
+        effort: a failure here costs the link, never the credit."""
+        paid = [
+            (span, result.record.order)
+            for span, result in zip(spans, results, strict=True)
+            if span is not None
+            and isinstance(result, MatchOutcome)
+            and result.kind == "matched"
+            and result.record is not None
+        ]
+        if not paid:
+            return
+        try:
+            created = await asyncio.wait_for(
+                self.matcher.book.create_traces([order for _, order in paid]), LINK_TIMEOUT_S
             )
-            await msg.nak(delay=delay)
+        except Exception:
+            return
+        for (span, _), parent in zip(paid, created, strict=True):
+            if (linked := tracing.span_context(parent)) is not None:
+                span.add_link(linked, {"autopay.link": "order.create"})
+
+    async def _settle(self, msg: Msg, credit: Credit, result: object) -> None:
+        """Acks a decided credit; nacks one that was not, with a delay that grows with its
+        deliveries."""
+        deliveries = _deliveries(msg)
+        if not isinstance(result, Exception):
+            await msg.ack()
+            metrics.DELIVERIES.observe(deliveries)
+            if deliveries > 1:
+                self._log.info(
+                    "credit decided after redeliveries",
+                    credit_id=credit.credit_id,
+                    deliveries=deliveries,
+                )
+            return
+        cause = _cause(result)
+        metrics.RETRIES.labels(cause=cause).inc()
+        delay = redelivery_delay(deliveries, self.retry_delay_s, self.retry_max_delay_s)
+        log = self._log.error if cause == "error" else self._log.warning
+        log(
+            "credit not decided, redelivered",
+            credit_id=credit.credit_id,
+            cause=cause,
+            deliveries=deliveries,
+            retry_in_s=delay,
+            error=f"{type(result).__name__}: {result}",
+        )
+        await msg.nak(delay=delay)
 
     async def _dead_letter(self, poison: list[tuple[Msg, NotACredit]]) -> None:
         now = datetime.now(UTC)

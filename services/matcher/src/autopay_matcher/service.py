@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+
+from opentelemetry.context import Context
 
 from autopay_contracts import Credit
 from autopay_contracts.events import UNOWNED
@@ -13,6 +15,7 @@ from autopay_matcher import metrics
 from autopay_matcher.background import BackgroundLoop
 from autopay_matcher.outcomes import expired_event, needs_owner, outcome_events
 from autopay_matcher.retry import redelivery_delay
+from autopay_runtime import tracing
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher
 from autopay_store.mailboxes import MailboxOwners
@@ -58,11 +61,15 @@ class Matcher:
         self._decided(credit, outcome, started)
         return outcome
 
-    async def handle_credits(self, credits: list[Credit]) -> list[MatchOutcome | Exception]:
+    async def handle_credits(
+        self, credits: list[Credit], traces: Sequence[Context | None] | None = None
+    ) -> list[MatchOutcome | Exception]:
         """`handle_credit` for a batch: one Redis round trip decides every credit, then all the
         outcome events are published concurrently. Result i is credit i's outcome when every
         one of its events was stored, else the error that stopped it (that credit must be
-        redelivered; the others are done). A failure of the whole Redis call raises."""
+        redelivered; the others are done). A failure of the whole Redis call raises.
+
+        `traces[i]` is credit i's trace: its outcome events carry it on, its log line names it."""
         started = time.perf_counter()
         decided = await self.book.match_credits(credits, self.clock())
         owners = await self._owners(credits, decided)
@@ -70,16 +77,21 @@ class Matcher:
             [] if isinstance(outcome, Exception) else outcome_events(credit, outcome, owner)
             for credit, outcome, owner in zip(credits, decided, owners, strict=True)
         ]
-        acks = iter(await self.publisher.publish_many([e for evs in events for e in evs]))
+        each = traces if traces is not None else [None] * len(credits)
+        parents = [trace for trace, evs in zip(each, events, strict=True) for _ in evs]
+        acks = iter(await self.publisher.publish_many([e for evs in events for e in evs], parents))
         results: list[MatchOutcome | Exception] = []
-        for credit, outcome, credit_events in zip(credits, decided, events, strict=True):
+        for credit, outcome, credit_events, trace in zip(
+            credits, decided, events, each, strict=True
+        ):
             failed = [a for a in (next(acks) for _ in credit_events) if isinstance(a, Exception)]
             if isinstance(outcome, Exception):
                 results.append(outcome)
             elif failed:
                 results.append(failed[0])
             else:
-                self._decided(credit, outcome, started)
+                with tracing.attached(trace):
+                    self._decided(credit, outcome, started)
                 results.append(outcome)
         return results
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -97,10 +98,19 @@ def dev_up(
             " state dir keeps the size it was created with."
         ),
     ] = None,
+    trace_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Every service appends its finished spans here, as OTLP JSON lines"
+            " (AUTOPAY_TRACE_FILE; the OTEL_* variables apply as well)."
+        ),
+    ] = None,
 ) -> None:
     """Start NATS, Redis, a demo IMAP mailbox, the four services and the merchant bot."""
     from autopay_devtools import devstack
 
+    if trace_file is not None:  # the services inherit it, through a detached supervisor too
+        os.environ["AUTOPAY_TRACE_FILE"] = str(trace_file.resolve())
     try:
         devstack.nats_cluster_size(state_dir, nats_cluster)
         devstack.redis_cluster_size(state_dir, redis_cluster)
