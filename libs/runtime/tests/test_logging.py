@@ -1,8 +1,17 @@
 import json
 
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
-from autopay_runtime.logging import REDACTED, configure_logging, get_logger
+from autopay_runtime.logging import (
+    _INLINE_SECRETS,
+    _URL_CREDENTIALS,
+    REDACTED,
+    _scrub_text,
+    configure_logging,
+    get_logger,
+)
 
 
 def test_secrets_never_reach_the_log_line(capsys):
@@ -34,3 +43,17 @@ def test_secrets_never_reach_the_log_line(capsys):
     ):
         assert secret not in line
     structlog.reset_defaults()
+
+
+@given(
+    st.lists(
+        st.sampled_from(["whsec_", "ap_live_", "ap_test_", "://", "u:p@", "abc", " ", "/", "Zz9"])
+        | st.text(max_size=5),
+        max_size=8,
+    ).map("".join)
+)
+def test_the_quick_check_skips_only_text_the_patterns_cannot_match(text):
+    """Most log values are skipped without a regex; a skipped one must be one the patterns
+    would have left as it was."""
+    full = _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", _INLINE_SECRETS.sub(REDACTED, text))
+    assert _scrub_text(text) == full

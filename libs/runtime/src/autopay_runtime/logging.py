@@ -6,6 +6,7 @@ dict, so an API key, an app password, a webhook secret or a mail body never reac
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -27,22 +28,37 @@ _URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 """`user:password@` in a URL (NATS and Redis URLs carry their credentials)."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    """Whether values under `key` are secrets (log lines use a small, fixed set of keys)."""
+    return _SECRET_KEY.search(key) is not None
+
+
+_MAYBE_SECRET = ("whsec_", "ap_live", "ap_test", "://")
+"""A string holding none of these cannot match the inline patterns: no regex is run on it."""
+
+
+def _scrub_text(value: str) -> str:
+    if not any(marker in value for marker in _MAYBE_SECRET):
+        return value
+    return _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", _INLINE_SECRETS.sub(REDACTED, value))
+
+
 def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _scrub_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, Mapping):
-        return {
-            k: (REDACTED if _SECRET_KEY.search(str(k)) else _scrub(v)) for k, v in value.items()
-        }
+        return {k: (REDACTED if _secret_key(str(k)) else _scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_scrub(v) for v in value)
-    if isinstance(value, str):
-        return _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", _INLINE_SECRETS.sub(REDACTED, value))
     return value
 
 
 def redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return {
-        key: (REDACTED if _SECRET_KEY.search(key) else _scrub(value))
-        for key, value in event_dict.items()
+        key: (REDACTED if _secret_key(key) else _scrub(value)) for key, value in event_dict.items()
     }
 
 

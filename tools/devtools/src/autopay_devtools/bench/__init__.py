@@ -1,9 +1,30 @@
 """`make bench`: the performance figures, measured on this machine, printed as one JSON line.
 
-Each benchmark is a module here with `run() -> dict[str, float]`; `python -m autopay_devtools.bench`
-runs them all (or those named on the command line) and prints their merged figures as the last
-line of output. Ratios are taken against a baseline measured in the same run.
+Each benchmark is a module here with `run() -> dict[str, float]`; `python -m
+autopay_devtools.bench` runs them all (or those named on the command line) and prints their
+merged figures as the last line of output. Ratios are taken against a baseline measured in the
+same run (`bare_fastapi_rps`, see `gateway.bare_baseline`).
+
+Every run keeps its output in a directory of its own (`AUTOPAY_BENCH_OUT`, else
+`.autopay/bench/<UTC time>/`): the figures, and with `AUTOPAY_BENCH_PROFILE=1` a py-spy
+profile of each service process a benchmark starts (`profile_<name>.txt`, collapsed stacks)
+with its top costs summed up in `profiles.json`.
 """
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+PROFILE_RATE_HZ = 250
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -11,3 +32,89 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
+
+
+def output_dir() -> Path:
+    """This run's output directory (made on first use; the runner names it for the run)."""
+    named = os.environ.get("AUTOPAY_BENCH_OUT")
+    if not named:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        named = os.environ["AUTOPAY_BENCH_OUT"] = str(Path(".autopay/bench") / stamp)
+    path = Path(named)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def profiling() -> bool:
+    return os.environ.get("AUTOPAY_BENCH_PROFILE", "").strip().lower() in {"1", "true", "yes"}
+
+
+class Profile:
+    """py-spy sampling one service process from outside (no change to the process), for as
+    long as the process lives; `finish` waits for the profile once the process was stopped."""
+
+    def __init__(self, pid: int, name: str) -> None:
+        self.name = name
+        self.path = output_dir() / f"profile_{name}.txt"
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        command = [spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking"]
+        self._process = subprocess.Popen(
+            [*command, "--rate", str(PROFILE_RATE_HZ), "--output", str(self.path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def finish(self, timeout: float = 30.0) -> Path | None:
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(5)
+        if not self.path.exists():
+            return None
+        summary = top_costs(self.path)
+        summaries = output_dir() / "profiles.json"
+        known = json.loads(summaries.read_text()) if summaries.exists() else {}
+        known[self.name] = summary
+        summaries.write_text(json.dumps(known, indent=2))
+        return self.path
+
+
+def profile(pid: int, name: str) -> Profile | None:
+    """A py-spy profile of process `pid` when `AUTOPAY_BENCH_PROFILE` asks for one."""
+    if not profiling():
+        return None
+    time.sleep(0.2)  # the interpreter is up before py-spy looks for it
+    return Profile(pid, name)
+
+
+def top_costs(path: Path, count: int = 15) -> dict[str, list[list[object]]]:
+    """From py-spy's collapsed stacks: the functions taking the largest share of the samples,
+    by self time (the frame on top) and by total time (anywhere in the stack)."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = [frame.strip() for frame in stack.split(";") if frame.strip()]
+        if not frames:
+            continue
+        samples += int(n)
+        own[_short(frames[-1])] += int(n)
+        for frame in {_short(f) for f in frames[1:]}:
+            total[frame] += int(n)
+
+    def share(counter: Counter[str]) -> list[list[object]]:
+        return [[name, round(n / samples, 3)] for name, n in counter.most_common(count)]
+
+    return {"samples": [[samples]], "self": share(own), "total": share(total)}
+
+
+def _short(frame: str) -> str:
+    """`function (path/to/module.py:line)` → `function (module.py)`."""
+    name, _, where = frame.partition(" (")
+    module = where.split(":")[0].rsplit("/", 1)[-1]
+    return f"{name} ({module})" if module else name

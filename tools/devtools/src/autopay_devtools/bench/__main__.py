@@ -2,16 +2,22 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
 
+from autopay_devtools.bench import output_dir
+
+LOAD_AT_START = round(os.getloadavg()[0], 2)
+"""The 1-minute load average as the run began: near 0 on a quiet machine."""
 BENCHMARKS = ["e2e", "gateway", "ingest", "matcher", "notifier", "cluster"]
 
 
 def main(names: list[str]) -> int:
     figures: dict[str, object] = {}
     failed = []
+    print(f"[bench] output in {output_dir()}", file=sys.stderr, flush=True)
     for name in names or BENCHMARKS:
         started = time.monotonic()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -21,10 +27,32 @@ def main(names: list[str]) -> int:
             traceback.print_exc()
             failed.append(name)
         print(f"[bench] {name} done in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    figures.update(derived(figures))
     if failed:
         figures["failed"] = failed
+    figures["output_dir"] = str(output_dir())
+    (output_dir() / "figures.json").write_text(json.dumps(figures, indent=2, sort_keys=True))
     print(json.dumps(figures, sort_keys=True))
     return 1 if failed else 0
+
+
+RATIOS = {"matcher_ratio": "matcher_credits_per_s", "notifier_ratio": "notifier_webhooks_per_s"}
+
+
+def derived(figures: dict[str, object]) -> dict[str, object]:
+    """The machine (`cpu_count`, its load when the run began) and each throughput divided by
+    `bare_fastapi_rps` of this run; the baseline is measured on its own when no gateway
+    benchmark ran."""
+    found: dict[str, object] = {"cpu_count": os.cpu_count(), "loadavg_1m_at_start": LOAD_AT_START}
+    wanted = [ratio for ratio, key in RATIOS.items() if key in figures]
+    bare = figures.get("bare_fastapi_rps")
+    if wanted and bare is None:
+        from autopay_devtools.bench.gateway import bare_baseline
+
+        bare = found["bare_fastapi_rps"] = bare_baseline()
+    for ratio in wanted:
+        found[ratio] = round(float(figures[RATIOS[ratio]]) / float(bare), 3)  # type: ignore[arg-type]
+    return found
 
 
 if __name__ == "__main__":

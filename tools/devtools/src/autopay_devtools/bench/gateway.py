@@ -306,8 +306,29 @@ def _bare_main(port: int) -> None:
     serve(bare_app(), "127.0.0.1", port)
 
 
+def bare_baseline() -> float:
+    """`bare_fastapi_rps` alone (median of `ROUNDS` closed-loop rounds), for a run whose
+    ratios need the yardstick without the gateway benchmark."""
+    from autopay_testing.servers import free_port
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="autopay-bench-bare-") as tmp:
+        bare = _start(
+            [sys.executable, "-m", "autopay_devtools.bench.gateway", "bare", str(port)],
+            dict(os.environ),
+            Path(tmp) / "bare.log",
+        )
+        try:
+            _wait_ready(f"http://127.0.0.1:{port}/docs", bare)
+            rounds = [closed_loop_rps("bare", port, "bare", 1_000_000) for _ in range(ROUNDS)]
+        finally:
+            stop(bare)
+    _log(f"bare {statistics.median(rounds):.0f} req/s (rounds {[round(r) for r in rounds]})")
+    return round(statistics.median(rounds), 1)
+
+
 def run() -> dict:
-    from autopay_devtools.bench import percentile
+    from autopay_devtools.bench import percentile, profile
     from autopay_store.secrets import SecretBox
     from autopay_testing.servers import free_port, start_nats, start_redis
 
@@ -324,10 +345,11 @@ def run() -> dict:
                 dict(os.environ),
                 work / "bare.log",
             )
-            gateway = None
+            gateway = profiled = None
             try:
                 servers = (nats_server.url, redis_server.url, namespace, prefix, fernet)
                 gateway, gateway_port = start_gateway(*servers, work / "gateway.log")
+                profiled = profile(gateway.pid, "gateway")
                 _wait_ready(f"http://127.0.0.1:{bare_port}/docs", bare)
                 bare_rps, gateway_rps = [], []
                 for round_ in range(ROUNDS):
@@ -350,6 +372,8 @@ def run() -> dict:
                     stop(gateway)
                     if gateway.returncode not in (0, -15):
                         _log((work / "gateway.log").read_text()[-2000:])
+                    if profiled is not None:
+                        profiled.finish()
     latencies = open_result["latencies_ms"]
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     _log(f"at {rate:.0f} req/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(latencies)} requests)")
