@@ -14,12 +14,13 @@ with its top costs summed up in `profiles.json`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,12 +82,60 @@ class Profile:
         return self.path
 
 
-def profile(pid: int, name: str) -> Profile | None:
-    """A py-spy profile of process `pid` when `AUTOPAY_BENCH_PROFILE` asks for one."""
-    if not profiling():
-        return None
-    time.sleep(0.2)  # the interpreter is up before py-spy looks for it
-    return Profile(pid, name)
+class ServiceProfiler:
+    """Profiles every service process the benchmarks start (`python -m autopay_<service>`,
+    found among this process's descendants every half second), so no benchmark needs to know
+    about profiling; each profile is summed up when its process ends."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self._profiles: list[Profile] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="profiler", daemon=True)
+
+    def __enter__(self) -> ServiceProfiler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for running in self._profiles:
+            running.finish()
+
+    def _watch(self) -> None:
+        import psutil
+
+        counts: Counter[str] = Counter()
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process().children(recursive=True):
+                    if child.pid in self._seen:
+                        continue
+                    self._seen.add(child.pid)
+                    with contextlib.suppress(psutil.Error):
+                        service = _service_of(child.cmdline())
+                        if service is not None:
+                            counts[service] += 1
+                            name = f"{service}-{counts[service]}"
+                            self._profiles.append(Profile(child.pid, name))
+
+
+def _service_of(argv: list[str]) -> str | None:
+    """`autopay_matcher` of `python -m autopay_matcher ...` (a service), else None."""
+    for flag, module in itertools.pairwise(argv):
+        if flag == "-m" and module.startswith("autopay_") and module in SERVICE_MODULES:
+            return module.removeprefix("autopay_").replace("_", "-")
+    return None
+
+
+SERVICE_MODULES = {
+    "autopay_gateway",
+    "autopay_mail_ingest",
+    "autopay_matcher",
+    "autopay_notifier",
+    "autopay_merchant_bot",
+}
 
 
 def top_costs(path: Path, count: int = 15) -> dict[str, list[list[object]]]:

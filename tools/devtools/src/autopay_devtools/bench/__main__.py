@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -7,7 +8,7 @@ import sys
 import time
 import traceback
 
-from autopay_devtools.bench import output_dir
+from autopay_devtools.bench import ServiceProfiler, output_dir, profiling
 
 LOAD_AT_START = round(os.getloadavg()[0], 2)
 """The 1-minute load average as the run began: near 0 on a quiet machine."""
@@ -18,7 +19,19 @@ def main(names: list[str]) -> int:
     figures: dict[str, object] = {}
     failed = []
     print(f"[bench] output in {output_dir()}", file=sys.stderr, flush=True)
-    for name in names or BENCHMARKS:
+    with ServiceProfiler() if profiling() else contextlib.nullcontext():
+        run_each(names or BENCHMARKS, figures, failed)
+    figures.update(derived(figures))
+    if failed:
+        figures["failed"] = failed
+    figures["output_dir"] = str(output_dir())
+    (output_dir() / "figures.json").write_text(json.dumps(figures, indent=2, sort_keys=True))
+    print(json.dumps(figures, sort_keys=True))
+    return 1 if failed else 0
+
+
+def run_each(names: list[str], figures: dict[str, object], failed: list[str]) -> None:
+    for name in names:
         started = time.monotonic()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         try:
@@ -27,13 +40,6 @@ def main(names: list[str]) -> int:
             traceback.print_exc()
             failed.append(name)
         print(f"[bench] {name} done in {time.monotonic() - started:.1f}s", file=sys.stderr)
-    figures.update(derived(figures))
-    if failed:
-        figures["failed"] = failed
-    figures["output_dir"] = str(output_dir())
-    (output_dir() / "figures.json").write_text(json.dumps(figures, indent=2, sort_keys=True))
-    print(json.dumps(figures, sort_keys=True))
-    return 1 if failed else 0
 
 
 RATIOS = {"matcher_ratio": "matcher_credits_per_s", "notifier_ratio": "notifier_webhooks_per_s"}

@@ -328,7 +328,7 @@ def bare_baseline() -> float:
 
 
 def run() -> dict:
-    from autopay_devtools.bench import percentile, profile
+    from autopay_devtools.bench import percentile
     from autopay_store.secrets import SecretBox
     from autopay_testing.servers import free_port, start_nats, start_redis
 
@@ -345,11 +345,10 @@ def run() -> dict:
                 dict(os.environ),
                 work / "bare.log",
             )
-            gateway = profiled = None
+            gateway = None
             try:
                 servers = (nats_server.url, redis_server.url, namespace, prefix, fernet)
                 gateway, gateway_port = start_gateway(*servers, work / "gateway.log")
-                profiled = profile(gateway.pid, "gateway")
                 _wait_ready(f"http://127.0.0.1:{bare_port}/docs", bare)
                 bare_rps, gateway_rps = [], []
                 for round_ in range(ROUNDS):
@@ -372,8 +371,6 @@ def run() -> dict:
                     stop(gateway)
                     if gateway.returncode not in (0, -15):
                         _log((work / "gateway.log").read_text()[-2000:])
-                    if profiled is not None:
-                        profiled.finish()
     latencies = open_result["latencies_ms"]
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     _log(f"at {rate:.0f} req/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(latencies)} requests)")
