@@ -17,7 +17,7 @@ BENCHMARKS = ["e2e", "gateway", "ingest", "matcher", "notifier", "cluster"]
 
 def main(names: list[str]) -> int:
     figures: dict[str, object] = {}
-    failed = []
+    failed: list[str] = []
     print(f"[bench] output in {output_dir()}", file=sys.stderr, flush=True)
     with ServiceProfiler() if profiling() else contextlib.nullcontext():
         run_each(names or BENCHMARKS, figures, failed)
