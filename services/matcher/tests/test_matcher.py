@@ -10,6 +10,7 @@ import pytest
 
 from autopay_contracts import (
     CreditReceived,
+    CreditUnmatched,
     Namespace,
     Order,
     mailbox_id_for,
@@ -18,8 +19,11 @@ from autopay_contracts import (
 from autopay_contracts.events import Credit
 from autopay_contracts.streams import CREDITS, DEADLETTERS, ORDERS
 from autopay_matcher.bootstrap import build_app
+from autopay_matcher.ledger import LedgerConsumer
 from autopay_matcher.settings import MatcherSettings
 from autopay_store.keys import Keys
+from autopay_store.ledger import Ledger, ledger_scope
+from autopay_store.mailboxes import MailboxOwners
 from autopay_store.orders import OrderBook
 from autopay_testing.jetstream import publish_event, stored
 
@@ -433,3 +437,71 @@ async def test_credit_decisions_are_published_under_the_merchant(
         "c2": namespace.credit("42", "unmatched"),  # the mailbox's owner
         "c3": namespace.credit("unowned", "unmatched"),
     }
+
+
+async def test_every_decision_lands_in_the_ledger_and_every_credit_event_is_acked(
+    app, book, clock, nats_client, namespace, redis_client, redis_prefix
+):
+    """The ledger consumer (nats-py, batch by batch) records the paid and the unmatched credit
+    in the merchant's ledger, and leaves nothing unacked on its durable: the `credit.received`
+    messages it skips undecoded are acked as well."""
+    await redis_client.hset(Keys(redis_prefix).mailbox_owner(MBX), "merchant_id", "7")
+    await book.create(make_order("10001", clock.at))
+    clock.at += timedelta(minutes=1)
+    await send_credit(nats_client, namespace, make_credit("c1", clock.at))
+    await send_credit(nats_client, namespace, make_credit("c2", clock.at, amount=100_00))
+    ledger = Ledger(redis_client, Keys(redis_prefix))
+
+    async def recorded():
+        found = [await ledger.get(ledger_scope("7", False), c) for c in ("c1", "c2")]
+        return found if all(found) else None
+
+    paid, unmatched = await eventually(recorded)
+    assert (paid.status, paid.order_id, unmatched.status) == ("matched", "10001", "unmatched")
+
+    async def all_acked() -> bool:
+        info = await nats_client.jetstream().consumer_info(CREDITS.name(namespace), "ledger")
+        return (
+            info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq >= 4
+        )
+
+    assert await eventually(all_acked)
+
+
+async def test_a_failed_ledger_write_is_retried_and_an_unreadable_event_skipped(
+    nats_client, namespace, streams, redis_client, redis_prefix, clock
+):
+    """Fault: Redis refuses the first write (the message is nacked and comes back, then
+    recorded); a message on a decision subject that is no event is acked and skipped."""
+    keys = Keys(redis_prefix)
+    ledger = Ledger(redis_client, keys)
+    real_record, failures = ledger.record, []
+
+    async def flaky_record(tx):
+        if not failures:
+            failures.append(tx.id)
+            raise ConnectionError("redis went away")
+        return await real_record(tx)
+
+    ledger.record = flaky_record  # type: ignore[method-assign]
+    consumer = LedgerConsumer(
+        nats_client.jetstream,
+        ledger,
+        MailboxOwners(redis_client, keys),
+        namespace,
+        stream=CREDITS.name(namespace),
+        subject=namespace.all_of(CREDITS.aggregate),
+        durable="ledger-test",
+    )
+    js = nats_client.jetstream()
+    await js.publish(namespace.credit("7", "matched"), b"not an event")
+    decided = CreditUnmatched(
+        credit=make_credit("c9", clock.at), merchant_id="7", reason="no_order"
+    )
+    await publish_event(nats_client, namespace, decided)
+    await consumer.start()
+    try:
+        found = await eventually(lambda: ledger.get(ledger_scope("7", False), "c9"), 15)
+        assert found.status == "unmatched" and failures == ["c9"]
+    finally:
+        await consumer.stop()

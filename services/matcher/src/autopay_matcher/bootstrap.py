@@ -10,8 +10,8 @@ from faststream.nats import ConsumerConfig
 
 from autopay_contracts.permissions import SERVICES, inbox_prefix
 from autopay_contracts.streams import CREDITS
-from autopay_matcher import ledger
 from autopay_matcher.consumer import CreditConsumer
+from autopay_matcher.ledger import LedgerConsumer
 from autopay_matcher.reconciler import Reconciler
 from autopay_matcher.service import Clock, ExpiryScanner, Matcher, system_clock
 from autopay_matcher.settings import MatcherSettings
@@ -91,8 +91,14 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
         batch=settings.reconcile_batch,
         decision_timeout_s=settings.decision_timeout_seconds,
     )
-    ledger.register(
-        broker, Ledger(redis, keys), MailboxOwners(redis, keys), ns, settings.ledger_consumer_name
+    ledger_consumer = LedgerConsumer(
+        broker_jetstream,
+        Ledger(redis, keys),
+        MailboxOwners(redis, keys),
+        ns,
+        stream=CREDITS.name(ns),
+        subject=ns.all_of(CREDITS.aggregate),
+        durable=settings.ledger_consumer_name,
     )
 
     async def close_redis() -> None:
@@ -101,8 +107,8 @@ def build_app(settings: MatcherSettings, clock: Clock = system_clock) -> AsgiFas
     app = AsgiFastStream(
         broker,
         asgi_routes=health_routes(dependency_checks(broker, redis, ns)),
-        after_startup=[consumer.start, scanner.start, reconciler.start],
-        on_shutdown=[consumer.stop, scanner.stop, reconciler.stop],
+        after_startup=[consumer.start, ledger_consumer.start, scanner.start, reconciler.start],
+        on_shutdown=[consumer.stop, ledger_consumer.stop, scanner.stop, reconciler.stop],
         after_shutdown=[close_redis],
     )
     return app

@@ -5,49 +5,122 @@ A durable pull consumer of its own, apart from the credit consumer, so a slow or
 write never delays a payment. Writes are idempotent (a record is keyed by its credit or
 rejection id and never goes back from `matched`), so a redelivery is harmless; a failure
 (Redis down) nacks the message and it comes back.
+
+Driven by nats-py directly, batch by batch, like the credit consumer: it reads every message
+of the stream, half of them `credit.received` that change no ledger record, and FastStream's
+per-message machinery cost as much CPU as the matcher's own decisions. A batch is written in
+stream order, one message after the other (a dismissal must follow the record it dismisses);
+a `credit.received` is acked without being decoded.
 """
 
 from __future__ import annotations
 
-from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage, PullSub
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
-from autopay_contracts import Namespace, parse_event
-from autopay_contracts.permissions import pull_inbox_prefix
-from autopay_contracts.streams import CREDITS
+from autopay_contracts import CreditReceived, Namespace, parse_event
+from autopay_matcher.durable import ensure_durable
 from autopay_runtime.logging import get_logger
 from autopay_store.ledger import Ledger, replay_ledger
 from autopay_store.mailboxes import MailboxOwners
 
+ACK_WAIT_S = 30
+RETRY_DELAY_S = 2.0
+NOT_IN_THE_LEDGER = CreditReceived.event_type.rsplit(".", 1)[-1]
+"""The last subject token of the one credit event the ledger never records (`received`)."""
 
-def register(
-    broker: NatsBroker, ledger: Ledger, owners: MailboxOwners, ns: Namespace, durable: str
-) -> None:
-    log = get_logger(task="ledger")
 
-    @broker.subscriber(
-        ns.all_of(CREDITS.aggregate),
-        stream=JStream(CREDITS.name(ns), declare=False),
-        durable=durable,
-        pull_sub=PullSub(batch_size=100, timeout=1.0),
-        inbox_prefix=pull_inbox_prefix("matcher"),
-        config=ConsumerConfig(ack_wait=30, deliver_policy=DeliverPolicy.ALL),
-        ack_policy=AckPolicy.MANUAL,
-    )
-    async def on_credit_event() -> None:
-        msg: NatsMessage = broker.context.get_local("message")
-        try:
-            event = parse_event(msg.body)
-        except (ValueError, ValidationError) as exc:
-            # The credit consumer dead-letters what it cannot read; the ledger just skips it.
-            log.warning("unreadable credit event skipped by the ledger", error=str(exc)[:200])
+def ledger_config() -> ConsumerConfig:
+    """The ledger durable's settings (also in the AsyncAPI document): from the stream's start,
+    so a new ledger consumer projects every credit event kept."""
+    return ConsumerConfig(ack_wait=ACK_WAIT_S, deliver_policy=DeliverPolicy.ALL)
+
+
+class LedgerConsumer:
+    def __init__(
+        self,
+        jetstream: Callable[[], JetStreamContext],
+        ledger: Ledger,
+        owners: MailboxOwners,
+        ns: Namespace,
+        *,
+        stream: str,
+        subject: str,
+        durable: str,
+        batch: int = 100,
+        fetch_timeout_s: float = 1.0,
+    ) -> None:
+        self.jetstream = jetstream
+        self.ledger = ledger
+        self.owners = owners
+        self.ns = ns
+        self.stream = stream
+        self.subject = subject
+        self.durable = durable
+        self.batch = batch
+        self.fetch_timeout_s = fetch_timeout_s
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._task: asyncio.Task | None = None
+        self._log = get_logger(task="ledger")
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        js = self.jetstream()
+        await ensure_durable(js, self.stream, self.subject, self.durable, ledger_config())
+        self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        self._task = asyncio.create_task(self._run(), name="ledger-consumer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _run(self) -> None:
+        assert self._sub is not None
+        while True:
+            try:
+                msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout_s)
+            except TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception("fetching credit events for the ledger failed")
+                await asyncio.sleep(RETRY_DELAY_S)
+                continue
+            for msg in msgs:
+                await self.handle(msg)
+
+    async def handle(self, msg: Msg) -> None:
+        """Project one message; it is acked once written (or known to hold nothing to write),
+        nacked with a delay when the write failed."""
+        if msg.subject.rsplit(".", 1)[-1] == NOT_IN_THE_LEDGER:
             await msg.ack()
             return
         try:
-            await replay_ledger(event, ledger, owners)
+            event = parse_event(msg.data)
+        except (ValueError, ValidationError) as exc:
+            # The credit consumer dead-letters what it cannot read; the ledger just skips it.
+            self._log.warning("unreadable credit event skipped by the ledger", error=str(exc)[:200])
+            await msg.ack()
+            return
+        try:
+            await replay_ledger(event, self.ledger, self.owners)
         except Exception:
-            log.exception("ledger write failed; retried", event_type=event.event_type)
-            await msg.nack(delay=2)
+            self._log.exception("ledger write failed; retried", event_type=event.event_type)
+            await msg.nak(delay=RETRY_DELAY_S)
             return
         await msg.ack()
