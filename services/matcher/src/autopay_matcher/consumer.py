@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from autopay_contracts import Credit
 from autopay_matcher import metrics
 from autopay_matcher.deadletters import NotACredit, dead_letter, decode_credit
-from autopay_matcher.durable import ensure_durable
+from autopay_matcher.durable import bind_durable, end_pull
 from autopay_matcher.retry import redelivery_delay
 from autopay_matcher.service import Matcher
 from autopay_runtime import tracing
@@ -85,26 +85,20 @@ class CreditConsumer:
         if self._task is not None:
             return
         self._stopping = False
-        js = self.jetstream()
-        await ensure_durable(js, self.stream, self.subject, self.durable, self.config)
-        self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        self._sub = await bind_durable(
+            self.jetstream(), self.stream, self.subject, self.durable, self.config
+        )
         self._task = asyncio.create_task(self._run(), name="credit-consumer")
 
     async def stop(self) -> None:
         """Lets a batch in hand finish (up to the graceful timeout); an idle fetch is cut."""
         task, self._task = self._task, None
         self._stopping = True
-        if task is not None:
-            if self._busy:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not None and self._busy:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
         sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        await end_pull(task, sub)
 
     async def _run(self) -> None:
         assert self._sub is not None

@@ -10,6 +10,8 @@ an operator's choice there is not refused at start.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 
 from nats.js import JetStreamContext
@@ -17,6 +19,7 @@ from nats.js.api import ConsumerConfig, ConsumerInfo
 from nats.js.errors import NotFoundError
 
 from autopay_runtime.logging import get_logger
+from autopay_runtime.waiting import cancel_and_wait
 
 _EDITABLE = ("ack_wait", "max_deliver", "backoff", "filter_subject", "filter_subjects")
 
@@ -57,3 +60,23 @@ def _same(current: ConsumerConfig, wanted: ConsumerConfig) -> bool:
         )
 
     return norm(current) == norm(wanted)
+
+
+async def bind_durable(
+    js: JetStreamContext, stream: str, subject: str, durable: str, config: ConsumerConfig
+) -> JetStreamContext.PullSubscription:
+    """A pull subscription on the durable, made sure of first (`ensure_durable`)."""
+    await ensure_durable(js, stream, subject, durable, config)
+    return await js.pull_subscribe_bind(durable=durable, stream=stream)
+
+
+async def end_pull(
+    task: asyncio.Task | None, sub: JetStreamContext.PullSubscription | None
+) -> None:
+    """Stops a pull loop: its task cancelled and waited for, then its subscription dropped
+    (the durable stays, with every unacked message to be delivered again)."""
+    if task is not None:
+        await cancel_and_wait(task)
+    if sub is not None:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

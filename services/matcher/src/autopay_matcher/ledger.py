@@ -16,7 +16,6 @@ a `credit.received` is acked without being decoded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from nats.aio.msg import Msg
@@ -25,7 +24,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from autopay_contracts import CreditReceived, Namespace, parse_event
-from autopay_matcher.durable import ensure_durable
+from autopay_matcher.durable import bind_durable, end_pull
 from autopay_runtime.logging import get_logger
 from autopay_store.ledger import Ledger, replay_ledger
 from autopay_store.mailboxes import MailboxOwners
@@ -72,21 +71,15 @@ class LedgerConsumer:
     async def start(self) -> None:
         if self._task is not None:
             return
-        js = self.jetstream()
-        await ensure_durable(js, self.stream, self.subject, self.durable, ledger_config())
-        self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        self._sub = await bind_durable(
+            self.jetstream(), self.stream, self.subject, self.durable, ledger_config()
+        )
         self._task = asyncio.create_task(self._run(), name="ledger-consumer")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        await end_pull(task, sub)
 
     async def _run(self) -> None:
         assert self._sub is not None
