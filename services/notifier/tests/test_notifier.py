@@ -11,7 +11,14 @@ import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from standardwebhooks import Webhook
 
-from autopay_contracts import Order, OrderCancelled, OrderExpired, OrderPaid, parse_event
+from autopay_contracts import (
+    Order,
+    OrderCancelled,
+    OrderCreated,
+    OrderExpired,
+    OrderPaid,
+    parse_event,
+)
 from autopay_notifier.bootstrap import build_app
 from autopay_notifier.settings import NotifierSettings
 from autopay_store.accounts import Accounts
@@ -277,6 +284,22 @@ async def test_redelivered_order_event_sends_no_second_webhook(
         assert len(receiver.requests) == 1
     assert [type(e).__name__ for e in await events()] == ["WebhookDelivered"]
     assert len(await store.log("10005")) == 1
+
+
+async def test_an_order_created_is_acked_and_sends_nothing(
+    notifier, nats_client, namespace, accounts
+):
+    """`order.created` (one per order) is acked by its subject alone and makes no webhook; the
+    paid event after it gets its one."""
+    merchant = await accounts.create_merchant("shop", now=NOW)
+    mid = merchant.merchant.merchant_id
+    async with Receiver() as receiver:
+        order = make_order(mid, "7", receiver.url())
+        await publish(nats_client, namespace, OrderCreated(order=order))
+        await publish(nats_client, namespace, paid(order))
+        await consumed(nats_client, namespace, 2)
+        await eventually(lambda: len(receiver.requests) >= 1)
+    assert [json.loads(r.body)["status"] for r in receiver.requests] == ["paid"]
 
 
 async def test_only_opted_in_events_and_orders_with_a_url_are_sent(

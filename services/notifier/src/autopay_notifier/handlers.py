@@ -16,6 +16,8 @@ from autopay_notifier.service import Notifier
 log = structlog.get_logger("autopay_notifier")
 
 WEBHOOK_EVENTS = (OrderPaid, OrderExpired, OrderCancelled)
+WEBHOOK_KINDS = frozenset(cls.event_type.rsplit(".", 1)[-1] for cls in WEBHOOK_EVENTS)
+"""The last subject token of the order events that make a webhook (`paid`, ...)."""
 
 
 def consumer_start(now: datetime, lookback_s: float) -> datetime:
@@ -61,6 +63,9 @@ def register(
         # FastStream resolves a context parameter with a sync call that it runs in a worker
         # thread, a thread hop for every order event.
         msg: NatsMessage = broker.context.get_local("message")
+        if msg.raw_message.subject.rsplit(".", 1)[-1] not in WEBHOOK_KINDS:
+            await msg.ack()  # order.created: one per order, never a webhook; not decoded
+            return
         try:
             event = parse_event(msg.body)
         except (ValueError, ValidationError) as exc:
