@@ -10,7 +10,6 @@ arrival. Payments run one after another, so the figure is latency, not throughpu
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from autopay_cli.operations import Operator
 from autopay_contracts.local_time import TASHKENT
 from autopay_devtools import devstack
 from autopay_devtools.bench import percentile
+from autopay_devtools.bench.receiver import WebhookReceiver
 
 PAYMENTS = int(os.environ.get("AUTOPAY_BENCH_E2E_PAYMENTS", "60"))
 WARMUP = 5
@@ -36,41 +36,9 @@ def _log(message: str) -> None:
     print(f"[bench e2e] {message}", file=sys.stderr, flush=True)
 
 
-class _Receiver:
-    """A minimal HTTP/1.1 endpoint that records when each order's webhook arrived."""
-
-    def __init__(self) -> None:
-        self.arrivals: dict[str, asyncio.Future[float]] = {}
-
-    def expect(self, order_id: str) -> asyncio.Future[float]:
-        return self.arrivals.setdefault(order_id, asyncio.get_running_loop().create_future())
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length)
-                arrived = time.perf_counter()
-                order_id = json.loads(body).get("order_id")
-                future = self.expect(order_id)
-                if not future.done():
-                    future.set_result(arrived)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
 async def _measure(stack: dict) -> list[float]:
-    receiver = _Receiver()
-    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
-    webhook_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/webhook"
+    receiver = await WebhookReceiver({"demo": stack["webhook_secret"]}).start()
+    webhook_url = receiver.url("demo")
     imap = aioimaplib.IMAP4(host=stack["imap"]["host"], port=stack["imap"]["port"], timeout=10)
     await imap.wait_hello_from_server()
     await imap.login(stack["imap"]["user"], stack["imap"]["password"])
@@ -104,12 +72,14 @@ async def _measure(stack: dict) -> list[float]:
             if appended.result != "OK":
                 raise RuntimeError(f"APPEND refused: {appended.lines!r}")
             received = await asyncio.wait_for(arrival, timeout=30)
+            if not received.verified:
+                raise RuntimeError(f"the webhook of order {order_id} failed verification")
             if n >= WARMUP:
-                latencies.append((received - sent) * 1000)
+                latencies.append((received.at - sent) * 1000)
     finally:
         await api.aclose()
         await imap.logout()
-        server.close()
+        await receiver.close()
     return latencies
 
 
