@@ -52,13 +52,16 @@ def profiling() -> bool:
 
 class Profile:
     """py-spy sampling one service process from outside (no change to the process), for as
-    long as the process lives; `finish` waits for the profile once the process was stopped."""
+    long as the process lives or for `duration_s`; `finish` waits for the profile once the
+    process was stopped (or the duration is over)."""
 
-    def __init__(self, pid: int, name: str) -> None:
+    def __init__(self, pid: int, name: str, duration_s: float | None = None) -> None:
         self.name = name
         self.path = output_dir() / f"profile_{name}.txt"
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         command = [spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking"]
+        if duration_s is not None:  # a window of the process's life, not all of it
+            command += ["--duration", str(max(1, round(duration_s)))]
         self._process = subprocess.Popen(
             [*command, "--rate", str(PROFILE_RATE_HZ), "--output", str(self.path)],
             stdout=subprocess.DEVNULL,
@@ -127,6 +130,40 @@ def _service_of(argv: list[str]) -> str | None:
         if flag == "-m" and module.startswith("autopay_") and module in SERVICE_MODULES:
             return module.removeprefix("autopay_").replace("_", "-")
     return None
+
+
+HARNESS_MODULES = {"autopay_testing.imap": "imap-server", "autopay_testing.telegram": "telegram"}
+
+
+def process_kind(argv: list[str]) -> str:
+    """What a process of the stack is: a service (`matcher`), `nats`, `redis`, a piece of the
+    test harness (`imap-server`), else its program's name."""
+    if service := _service_of(argv):
+        return service
+    for flag, module in itertools.pairwise(argv):
+        if flag == "-m" and module in HARNESS_MODULES:
+            return HARNESS_MODULES[module]
+        if flag == "-m" and module == "autopay_cli.main":
+            return "supervisor"
+    program = Path(argv[0]).name if argv else "?"
+    for server in ("nats-server", "redis-server"):
+        if program.startswith(server):
+            return server.removesuffix("-server")
+    return program
+
+
+def cpu_seconds(root_pid: int) -> dict[str, float]:
+    """CPU time (user + system) used so far by each kind of process under `root_pid`, the root
+    included, summed per kind."""
+    import psutil
+
+    used: Counter[str] = Counter()
+    root = psutil.Process(root_pid)
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            used[process_kind(process.cmdline())] += times.user + times.system
+    return dict(used)
 
 
 SERVICE_MODULES = {
