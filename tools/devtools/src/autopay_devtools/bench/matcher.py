@@ -8,7 +8,8 @@ started, so the figure is pure consumption: from the first outcome event in the 
 the moment every outcome is stored and the consumer has nothing pending or unacked.
 
 Verified at the end: every matching credit produced exactly one `order.paid` (for its own
-order) and one `credit.matched`, every other credit one `credit.unmatched`, nothing else.
+order) and one `credit.matched`, every other credit one `credit.unmatched`, nothing else;
+anything else raises.
 """
 
 from __future__ import annotations
@@ -195,6 +196,12 @@ async def _read_all(js, stream: str, subject: str) -> list[dict]:
     return out
 
 
+def _check(ok: bool, failure: str) -> None:
+    """A failed outcome check fails the benchmark (a raise, not an `assert` that `-O` drops)."""
+    if not ok:
+        raise RuntimeError(f"matcher outcomes: {failure}")
+
+
 async def _verify(js, plan: Plan, pays: dict[str, str]) -> Counter:
     outcomes: Counter = Counter()
     paid: dict[str, str] = {}
@@ -204,23 +211,32 @@ async def _verify(js, plan: Plan, pays: dict[str, str]) -> Counter:
     for body in await _read_all(js, ORDERS.name(ns), ns.all_of("order")):
         outcomes[body["type"]] += 1
         if body["type"] == "order.paid":
-            assert body["credit_id"] not in paid, f"credit {body['credit_id']} paid twice"
+            _check(body["credit_id"] not in paid, f"credit {body['credit_id']} paid twice")
             paid[body["credit_id"]] = body["order"]["order_id"]
     for body in await _read_all(js, CREDITS.name(ns), ns.all_of("credit")):
         outcomes[body["type"]] += 1
         credit_id = body["credit"]["credit_id"]
         if body["type"] == "credit.matched":
-            assert credit_id not in matched, f"credit {credit_id} matched twice"
+            _check(credit_id not in matched, f"credit {credit_id} matched twice")
             matched[credit_id] = body["order_id"]
         elif body["type"] == "credit.unmatched":
-            assert credit_id not in unmatched, f"credit {credit_id} unmatched twice"
+            _check(credit_id not in unmatched, f"credit {credit_id} unmatched twice")
             unmatched.add(credit_id)
-    assert paid == pays, "order.paid events differ from the expected credit → order pairs"
-    assert matched == pays, "credit.matched events differ from the expected pairs"
-    assert len(set(paid.values())) == len(paid), "an order was paid twice"
-    assert len(unmatched) == plan.credits_sent - len(pays) and not (unmatched & set(pays))
-    assert outcomes["credit.received"] == plan.credits_sent
-    assert set(outcomes) == {"credit.received", "credit.matched", "credit.unmatched", "order.paid"}
+    _check(paid == pays, "order.paid events differ from the expected credit → order pairs")
+    _check(matched == pays, "credit.matched events differ from the expected pairs")
+    _check(len(set(paid.values())) == len(paid), "an order was paid twice")
+    _check(
+        len(unmatched) == plan.credits_sent - len(pays) and not (unmatched & set(pays)),
+        f"{len(unmatched)} credits unmatched, {plan.credits_sent - len(pays)} expected",
+    )
+    _check(
+        outcomes["credit.received"] == plan.credits_sent,
+        f"{outcomes['credit.received']} credit.received for {plan.credits_sent} sent",
+    )
+    _check(
+        set(outcomes) == {"credit.received", "credit.matched", "credit.unmatched", "order.paid"},
+        f"unexpected event types {sorted(outcomes)}",
+    )
     return outcomes
 
 
