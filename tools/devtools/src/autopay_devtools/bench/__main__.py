@@ -12,7 +12,7 @@ from autopay_devtools.bench import ServiceProfiler, output_dir, profiling
 
 LOAD_AT_START = round(os.getloadavg()[0], 2)
 """The 1-minute load average as the run began: near 0 on a quiet machine."""
-BENCHMARKS = ["e2e", "load", "gateway", "ingest", "matcher", "notifier", "cluster"]
+BENCHMARKS = ["e2e", "load", "gateway", "ingest", "matcher", "notifier", "cluster", "scale"]
 
 
 def main(names: list[str]) -> int:

@@ -1,5 +1,6 @@
 """Matcher throughput: credits decided per second by ONE `python -m autopay_matcher` process
-with 100 000 waiting orders in Redis (`matcher_credits_per_s`).
+with 100 000 waiting orders in Redis (`matcher_credits_per_s`). `measure` can also start
+several processes on the same streams and the same durable consumer (scale.py).
 
 Set-up (not measured): nats-server and redis-server of its own, streams provisioned, 100 000
 orders created through `OrderBook.create` over 1 000 cards, then N credits published to the
@@ -8,7 +9,8 @@ started, so the figure is pure consumption: from the first outcome event in the 
 the moment every outcome is stored and the consumer has nothing pending or unacked.
 
 Verified at the end: every matching credit produced exactly one `order.paid` (for its own
-order) and one `credit.matched`, every other credit one `credit.unmatched`, nothing else.
+order) and one `credit.matched`, every other credit one `credit.unmatched`, nothing else;
+anything else raises.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ async def _consumer_idle(js, ns: Namespace) -> bool:
     return info.num_pending == 0 and info.num_ack_pending == 0
 
 
-async def _measure(js, plan: Plan, process: subprocess.Popen, matching: int) -> float:
+async def _measure(js, plan: Plan, processes: list[subprocess.Popen], matching: int) -> float:
     """Seconds from the first outcome event stored to the last one stored and acked."""
     sent = plan.credits_sent
     want_credits, want_orders = 2 * sent, matching
@@ -171,8 +173,9 @@ async def _measure(js, plan: Plan, process: subprocess.Popen, matching: int) -> 
             first = now
         if credits >= want_credits and orders >= want_orders and await _consumer_idle(js, plan.ns):
             return now - (first or now)
-        if process.poll() is not None:
-            raise RuntimeError(f"the matcher exited with {process.returncode}")
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"matcher {process.pid} exited with {process.returncode}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{credits - sent}/{sent} credits decided")
         await asyncio.sleep(0.01)
@@ -195,6 +198,12 @@ async def _read_all(js, stream: str, subject: str) -> list[dict]:
     return out
 
 
+def _check(ok: bool, failure: str) -> None:
+    """A failed outcome check fails the benchmark (a raise, not an `assert` that `-O` drops)."""
+    if not ok:
+        raise RuntimeError(f"matcher outcomes: {failure}")
+
+
 async def _verify(js, plan: Plan, pays: dict[str, str]) -> Counter:
     outcomes: Counter = Counter()
     paid: dict[str, str] = {}
@@ -204,28 +213,38 @@ async def _verify(js, plan: Plan, pays: dict[str, str]) -> Counter:
     for body in await _read_all(js, ORDERS.name(ns), ns.all_of("order")):
         outcomes[body["type"]] += 1
         if body["type"] == "order.paid":
-            assert body["credit_id"] not in paid, f"credit {body['credit_id']} paid twice"
+            _check(body["credit_id"] not in paid, f"credit {body['credit_id']} paid twice")
             paid[body["credit_id"]] = body["order"]["order_id"]
     for body in await _read_all(js, CREDITS.name(ns), ns.all_of("credit")):
         outcomes[body["type"]] += 1
         credit_id = body["credit"]["credit_id"]
         if body["type"] == "credit.matched":
-            assert credit_id not in matched, f"credit {credit_id} matched twice"
+            _check(credit_id not in matched, f"credit {credit_id} matched twice")
             matched[credit_id] = body["order_id"]
         elif body["type"] == "credit.unmatched":
-            assert credit_id not in unmatched, f"credit {credit_id} unmatched twice"
+            _check(credit_id not in unmatched, f"credit {credit_id} unmatched twice")
             unmatched.add(credit_id)
-    assert paid == pays, "order.paid events differ from the expected credit → order pairs"
-    assert matched == pays, "credit.matched events differ from the expected pairs"
-    assert len(set(paid.values())) == len(paid), "an order was paid twice"
-    assert len(unmatched) == plan.credits_sent - len(pays) and not (unmatched & set(pays))
-    assert outcomes["credit.received"] == plan.credits_sent
-    assert set(outcomes) == {"credit.received", "credit.matched", "credit.unmatched", "order.paid"}
+    _check(paid == pays, "order.paid events differ from the expected credit → order pairs")
+    _check(matched == pays, "credit.matched events differ from the expected pairs")
+    _check(len(set(paid.values())) == len(paid), "an order was paid twice")
+    _check(
+        len(unmatched) == plan.credits_sent - len(pays) and not (unmatched & set(pays)),
+        f"{len(unmatched)} credits unmatched, {plan.credits_sent - len(pays)} expected",
+    )
+    _check(
+        outcomes["credit.received"] == plan.credits_sent,
+        f"{outcomes['credit.received']} credit.received for {plan.credits_sent} sent",
+    )
+    _check(
+        set(outcomes) == {"credit.received", "credit.matched", "credit.unmatched", "order.paid"},
+        f"unexpected event types {sorted(outcomes)}",
+    )
     return outcomes
 
 
-def _start_matcher(nats_url: str, redis_url: str, plan: Plan) -> subprocess.Popen:
-    """`python -m autopay_matcher`; a `redis+cluster://` URL makes it a Cluster client."""
+def _start_matcher(nats_url: str, redis_url: str, plan: Plan, index: int = 0) -> subprocess.Popen:
+    """`python -m autopay_matcher`; a `redis+cluster://` URL makes it a Cluster client. Every
+    process binds the same durable (`CONSUMER`); `index` names its cProfile file apart."""
     env = {
         **os.environ,
         "AUTOPAY_NATS_URL": nats_url,
@@ -237,6 +256,8 @@ def _start_matcher(nats_url: str, redis_url: str, plan: Plan) -> subprocess.Pope
         "AUTOPAY_CONSUMER_NAME": CONSUMER,
     }
     profile = os.environ.get("AUTOPAY_BENCH_MATCHER_PROFILE")  # a cProfile output file
+    if profile and index:
+        profile = f"{profile}.{index}"
     return subprocess.Popen(
         [
             sys.executable,
@@ -250,9 +271,12 @@ def _start_matcher(nats_url: str, redis_url: str, plan: Plan) -> subprocess.Pope
     )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM to every process still running, then each waited for (killed after 20 s)."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
         process.send_signal(signal.SIGTERM)
+    for process in running:
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:
@@ -260,9 +284,14 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
-async def measure(nats_url: str, redis_url: str, plan: Plan) -> tuple[float, Counter]:
-    """One matcher run of `plan` (orders preloaded, credits queued, then the matcher started):
-    credits decided per second, and the outcomes, each checked."""
+async def measure(
+    nats_url: str, redis_url: str, plan: Plan, processes: int = 1
+) -> tuple[float, Counter]:
+    """One matcher run of `plan` (orders preloaded, credits queued, then `processes` matchers
+    started on the same durable): credits decided per second, and the outcomes, each checked
+    once every process has stopped."""
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, not {processes}")
     now = datetime.now(UTC)
     orders = _orders(now, plan.orders_waiting)
     credits, pays = _credits(orders, now, plan.credits_sent)
@@ -276,17 +305,21 @@ async def measure(nats_url: str, redis_url: str, plan: Plan) -> tuple[float, Cou
         started = time.monotonic()
         await _publish_credits(js, plan.ns, credits)
         _log(f"{len(credits)} credits published in {time.monotonic() - started:.1f}s")
-        process = _start_matcher(nats_url, redis_url, plan)
-        _log(f"matcher started, pid {process.pid}")
+        started_processes: list[subprocess.Popen] = []
         try:
-            elapsed = await _measure(js, plan, process, len(pays))
+            for index in range(processes):
+                started_processes.append(_start_matcher(nats_url, redis_url, plan, index))
+            pids = ", ".join(str(p.pid) for p in started_processes)
+            _log(f"matcher started, pid {pids}")
+            elapsed = await _measure(js, plan, started_processes, len(pays))
         finally:
-            _stop(process)
+            _stop(started_processes)
         outcomes = await _verify(js, plan, pays)
     finally:
         await nc.close()
     rate = plan.credits_sent / max(elapsed, 1e-3)  # a tiny plan can be done before a tick
-    _log(f"{plan.credits_sent} credits in {elapsed:.2f}s: {rate:.0f}/s")
+    by = f" by {processes} processes" if processes > 1 else ""
+    _log(f"{plan.credits_sent} credits in {elapsed:.2f}s{by}: {rate:.0f}/s")
     return rate, outcomes
 
 

@@ -13,6 +13,9 @@ works through a backlog; throughput = deliveries / (last arrival − first arriv
 the receiver. Every order must arrive exactly once with a valid Standard Webhooks signature of
 its merchant, or the benchmark fails.
 
+`_run` can also start several notifier processes on the same durable consumer (`DURABLE`);
+scale.py measures one against two that way, with the same checks.
+
 Run `blackhole`: the same fast orders plus 1 in 10 orders to one more endpoint that accepts
 TCP and never reads or answers (each of its attempts ends at the 15 s timeout). Its fast
 throughput is measured the same way; `notifier_blackhole_cost` = 1 − fast_with_blackhole /
@@ -53,6 +56,7 @@ MERCHANTS = int(os.environ.get("AUTOPAY_BENCH_NOTIFIER_MERCHANTS", "16"))
 ROUNDS = int(os.environ.get("AUTOPAY_BENCH_NOTIFIER_ROUNDS", "3"))
 BLACKHOLE_SHARE = 0.10
 RUN_TIMEOUT_S = 90.0
+DURABLE = "notifier"
 
 
 def _log(message: str) -> None:
@@ -195,11 +199,16 @@ class _Receivers:
 # --- one run ------------------------------------------------------------------------------
 
 
-def _orders(merchants: list[str], ports: list[int], hole: int | None) -> list[OrderPaid]:
+def _orders(
+    merchants: list[str], ports: list[int], hole: int | None, count: int | None = None
+) -> list[OrderPaid]:
+    """`count` (default `ORDERS`) paid orders to the fast ports, plus with `hole` one in ten
+    more to the black hole."""
     now = datetime.now(UTC).replace(microsecond=0)
     events = []
     fast = 0
-    total = ORDERS + (round(ORDERS * BLACKHOLE_SHARE / (1 - BLACKHOLE_SHARE)) if hole else 0)
+    count = ORDERS if count is None else count
+    total = count + (round(count * BLACKHOLE_SHARE / (1 - BLACKHOLE_SHARE)) if hole else 0)
     for n in range(total):
         if hole is not None and n % round(1 / BLACKHOLE_SHARE) == 0:
             merchant, port = merchants[0], hole
@@ -253,8 +262,20 @@ async def _prepare(
 
 
 def _run(
-    nats_url: str, redis_url: str, receivers: _Receivers, workdir: Path, with_hole: bool
+    nats_url: str,
+    redis_url: str,
+    receivers: _Receivers,
+    workdir: Path,
+    with_hole: bool,
+    processes: int = 1,
+    orders: int | None = None,
 ) -> float:
+    """One round: `orders` (default `ORDERS`) paid orders published, then `processes` notifiers
+    started on the same durable; fast webhooks per second, timed at the receiver. Every
+    webhook is checked once all the notifiers have stopped: one missing, sent twice or
+    badly signed raises."""
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, not {processes}")
     run_id = uuid.uuid4().hex[:8]
     ns = Namespace(f"bench{run_id}")
     prefix = f"bn{run_id}"
@@ -268,12 +289,11 @@ def _run(
             ns,
             prefix,
             SecretBox(key),
-            lambda merchants: _orders(merchants, receivers.ports, hole),
+            lambda merchants: _orders(merchants, receivers.ports, hole, orders),
         )
     )
     hole_url = f"http://127.0.0.1:{hole}/hook"
     fast_events = [e for e in events if e.order.webhook_url != hole_url]
-    http_port = free_port()
     env = {
         **os.environ,
         "AUTOPAY_NATS_URL": nats_url,
@@ -283,44 +303,43 @@ def _run(
         "AUTOPAY_SECRET_KEYS": key,
         "AUTOPAY_ALLOW_HTTP_LOOPBACK": "true",
         "AUTOPAY_HTTP_HOST": "127.0.0.1",
-        "AUTOPAY_HTTP_PORT": str(http_port),
         "AUTOPAY_SHUTDOWN_GRACE_S": "1",
+        "AUTOPAY_DURABLE": DURABLE,
     }
-    log_path = workdir / f"notifier-{run_id}.log"
-    with open(log_path, "wb") as out:
-        notifier = subprocess.Popen(
-            [sys.executable, "-m", "autopay_notifier"],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    profiler = None
+    notifiers: list[tuple[subprocess.Popen, int, Path]] = []
+    profilers: list[subprocess.Popen] = []
     try:
-        wait_for_port(http_port, timeout=30)
-        profiler = _profiler(notifier.pid, run_id)
+        for index in range(processes):
+            name = run_id if index == 0 else f"{run_id}-{index}"
+            notifiers.append(_start_notifier(env, workdir / f"notifier-{name}.log"))
+        for _, http_port, _ in notifiers:
+            wait_for_port(http_port, timeout=30)
+        for index, (notifier, _, _) in enumerate(notifiers):
+            profiler = _profiler(notifier.pid, run_id if index == 0 else f"{run_id}-{index}")
+            if profiler is not None:
+                profilers.append(profiler)
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while (got := receivers.count())[0] < len(fast_events):
-            if notifier.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"notifier exited ({notifier.returncode}):\n{tail}")
+            for notifier, _, log_path in notifiers:
+                if notifier.poll() is not None:
+                    tail = log_path.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(
+                        f"notifier {notifier.pid} exited ({notifier.returncode}):\n{tail}"
+                    )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {got[0]}/{len(fast_events)} webhooks in time")
             time.sleep(0.05)
         time.sleep(0.3)  # let any duplicate show itself before the check
-        rows = receivers.dump()
         hole_connections = receivers.count()[1]
         if os.environ.get("AUTOPAY_BENCH_NOTIFIER_TRACE"):
-            _log_metrics(http_port)
+            for _, http_port, _ in notifiers:
+                _log_metrics(http_port)
     finally:
-        if profiler is not None:
+        for profiler in profilers:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
-        notifier.send_signal(signal.SIGTERM)
-        try:
-            notifier.wait(30)
-        except subprocess.TimeoutExpired:
-            notifier.kill()
-            notifier.wait()
+        _stop([notifier for notifier, _, _ in notifiers])
+    rows = receivers.dump()  # once every notifier has stopped: nothing more can arrive
     _verify(rows, fast_events, secrets)
     if with_hole and hole_connections == 0:
         raise RuntimeError("the black hole was never dialled")
@@ -334,9 +353,38 @@ def _run(
         _log(f"per second: {[buckets.get(i, 0) for i in range(max(buckets) + 1)]}")
     _log(
         f"{'blackhole' if with_hole else 'baseline '}: {len(rows)} fast webhooks, "
-        f"{per_s:.0f}/s" + (f", black hole saw {hole_connections} connections" if with_hole else "")
+        f"{per_s:.0f}/s"
+        + (f", black hole saw {hole_connections} connections" if with_hole else "")
+        + (f", {processes} processes" if processes > 1 else "")
     )
     return per_s
+
+
+def _start_notifier(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, int, Path]:
+    """`python -m autopay_notifier` with `env` on a port of its own; the process, the port and
+    its log."""
+    http_port = free_port()
+    with open(log_path, "wb") as out:
+        notifier = subprocess.Popen(
+            [sys.executable, "-m", "autopay_notifier"],
+            env={**env, "AUTOPAY_HTTP_PORT": str(http_port)},
+            stdout=out,
+            stderr=out,
+        )
+    return notifier, http_port, log_path
+
+
+def _stop(notifiers: list[subprocess.Popen]) -> None:
+    """SIGTERM to every notifier still running, then each waited for (killed after 30 s)."""
+    running = [notifier for notifier in notifiers if notifier.poll() is None]
+    for notifier in running:
+        notifier.send_signal(signal.SIGTERM)
+    for notifier in running:
+        try:
+            notifier.wait(30)
+        except subprocess.TimeoutExpired:
+            notifier.kill()
+            notifier.wait()
 
 
 def _log_metrics(http_port: int) -> None:
