@@ -27,10 +27,14 @@ def test_load_bench_pays_every_order_and_writes_its_plot(monkeypatch, tmp_path) 
         "MAILBOXES": 3,
         "CARDS": 6,
         "MERCHANTS": 2,
+        "STEPS": [4.0],
+        "STEP_S": 1.0,
     }.items():
         monkeypatch.setattr(load, name, value)
     figures = load.run()
     assert figures["e2e_load_payments"] == 20
+    assert figures["e2e_load_sustained_rate_per_s"] in {0.0, 4.0}  # the step ran
+    assert figures["e2e_load_p99_ms_at_4_per_s"] > 0
     assert figures["e2e_load_errors"] == 0
     assert figures["e2e_load_webhook_repeats"] == 0
     assert 0 < figures["e2e_load_p50_ms"] <= figures["e2e_load_p99_ms"]

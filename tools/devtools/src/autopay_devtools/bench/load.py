@@ -15,6 +15,10 @@ payload that is not this order paid for its amount), warm-up included. Also the 
 whole payment's (create sent → webhook) p99, the schedule's lag, and the per-payment series
 (`e2e_load_series.json`) with its plot (`e2e_load.png`, percentiles per second) in the run's
 output directory. `python -m autopay_devtools.bench.load plot SERIES.json OUT.png` redraws one.
+
+Before the full rate, rising steps (`STEPS`, `STEP_S` each) find `e2e_load_sustained_rate_per_s`:
+the highest rate whose p99 stayed within 50 ms with no error, the figure that says what a
+machine too small for 100 payments/s does hold.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from pathlib import Path
 
 import aiohttp
 import aioimaplib
+import nats
 import psutil
 
 from autopay_bankmail.synth import uzcard_credit_email
 from autopay_cli.config import RUN_FILE, load_settings, read_json
 from autopay_cli.operations import Operator
+from autopay_contracts import CreditReceived, Namespace
 from autopay_contracts.local_time import TASHKENT
 from autopay_devtools import devstack
 from autopay_devtools.bench import (
@@ -59,6 +65,12 @@ CARDS = int(os.environ.get("AUTOPAY_BENCH_LOAD_CARDS", "400"))
 MERCHANTS = int(os.environ.get("AUTOPAY_BENCH_LOAD_MERCHANTS", "10"))
 IDLE_S = float(os.environ.get("AUTOPAY_BENCH_LOAD_IDLE_SECONDS", "5"))
 """The stack's CPU with every mailbox watched and no payment, measured before the load."""
+STEPS = [
+    float(r) for r in os.environ.get("AUTOPAY_BENCH_LOAD_STEPS", "20,40,60,80").split(",") if r
+]
+"""Rates tried first, each for `STEP_S`, up to the first that misses the target."""
+STEP_S = float(os.environ.get("AUTOPAY_BENCH_LOAD_STEP_SECONDS", "15"))
+TARGET_P99_MS = 50.0
 WEBHOOK_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 120.0
 SERIES_FILE = "e2e_load_series.json"
@@ -93,6 +105,8 @@ class Payment:
     """APPEND answered → webhook arrived."""
     total_ms: float | None = None
     """create-payment sent → webhook arrived."""
+    ingest_ms: float | None = None
+    """APPEND answered → its `credit.received` seen on NATS (mail-ingest's part of webhook_ms)."""
     error: str | None = None
 
 
@@ -122,6 +136,30 @@ class _Mailboxes:
         for client in self.clients.values():
             with contextlib.suppress(Exception):
                 await client.logout()
+
+
+class _Credits:
+    """When each `credit.received` went by on NATS, by (gmail, card, amount in tiyin)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str, int], float] = {}
+        self._nc = None
+
+    async def watch(self, state_dir: Path) -> None:
+        settings = load_settings(state_dir)
+        self._nc = await nats.connect(settings.nats_url)
+        subject = CreditReceived.subject_pattern(Namespace(settings.namespace))
+        await self._nc.subscribe(subject, cb=self._on_credit)
+
+    async def _on_credit(self, msg) -> None:
+        at = time.perf_counter()
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            credit = json.loads(msg.data)["credit"]
+            self.seen[(credit["gmail"], credit["card_last4"], int(credit["amount_tiyin"]))] = at
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            await self._nc.close()
 
 
 async def _provision(state_dir: Path, token: str) -> list[Shop]:
@@ -161,14 +199,15 @@ async def _wait_connected(clients: dict[str, aiohttp.ClientSession]) -> float:
     return time.monotonic() - started
 
 
-def _schedule(shops: list[Shop], rng: random.Random) -> list[Payment]:
+def _schedule(
+    shops: list[Shop], rng: random.Random, rate: float, warmup_s: float, seconds: float
+) -> list[Payment]:
     cards = [(shop, gmail, card) for shop in shops for gmail, card in shop.cards]
-    count = round(RATE * (WARMUP_S + SECONDS))
     payments = []
-    for n in range(count):
+    for n in range(round(rate * (warmup_s + seconds))):
         shop, gmail, card = rng.choice(cards)
-        at = n / RATE
-        payments.append(Payment(n, at, shop, gmail, card, measured=at >= WARMUP_S))
+        at = n / rate
+        payments.append(Payment(n, at, shop, gmail, card, measured=at >= warmup_s))
     return payments
 
 
@@ -189,6 +228,7 @@ async def _pay(
     mailboxes: _Mailboxes,
     receiver: WebhookReceiver,
     base: int,
+    credits: _Credits,
 ) -> None:
     await asyncio.sleep(max(0.0, t0 + p.at - time.perf_counter()))
     sent = time.perf_counter()
@@ -230,6 +270,8 @@ async def _pay(
         return
     p.webhook_ms = (got.at - mailed) * 1000
     p.total_ms = (got.at - sent) * 1000
+    if (credited := credits.seen.get((p.gmail, p.card_last4, amount * 100))) is not None:
+        p.ingest_ms = (credited - mailed) * 1000
     p.error = _paid_error(got, order_id, amount)
 
 
@@ -249,11 +291,14 @@ async def _measure(stack: dict, state_dir: Path) -> tuple[list[Payment], Webhook
     }
     mailboxes = _Mailboxes(stack["imap"], read_json(state_dir / RUN_FILE)["imap_password"])
     setup: dict[str, float] = {}
+    credits = _Credits()
     try:
+        await credits.watch(state_dir)
         setup["e2e_load_connect_s"] = round(await _wait_connected(clients), 1)
         for gmail in sorted({gmail for s in shops for gmail, _ in s.cards}):
             await mailboxes.open(gmail)
-        payments = _schedule(shops, rng)
+        setup |= await _steps(shops, rng, clients, mailboxes, receiver, credits)
+        payments = _schedule(shops, rng, RATE, WARMUP_S, SECONDS)
         _log(
             f"{len(payments)} payments at {RATE:g}/s ({WARMUP_S:g}s warm-up + {SECONDS:g}s),"
             f" {MERCHANTS} merchants, {len(mailboxes.clients)} mailboxes, {CARDS} cards"
@@ -270,13 +315,7 @@ async def _measure(stack: dict, state_dir: Path) -> tuple[list[Payment], Webhook
             "idle CPU (cores): "
             + ", ".join(f"{k} {(before[k] - idle.get(k, 0.0)) / IDLE_S:.3f}" for k in before)
         )
-        t0 = time.perf_counter() + 0.5
-        await asyncio.gather(
-            *(
-                _pay(p, t0, clients[p.shop.merchant_id], mailboxes, receiver, _base(rng))
-                for p in payments
-            )
-        )
+        await _run_payments(payments, rng, clients, mailboxes, receiver, credits)
         after = _cpu(supervisor)
         setup |= _cpu_figures(before, after, len(payments))
         for profile in profiles:
@@ -287,7 +326,51 @@ async def _measure(stack: dict, state_dir: Path) -> tuple[list[Payment], Webhook
             await client.close()
         await mailboxes.close()
         await receiver.close()
+        await credits.close()
     return payments, receiver, setup
+
+
+async def _run_payments(
+    payments: list[Payment],
+    rng: random.Random,
+    clients: dict[str, aiohttp.ClientSession],
+    mailboxes: _Mailboxes,
+    receiver: WebhookReceiver,
+    credits: _Credits,
+) -> None:
+    t0 = time.perf_counter() + 0.5
+    await asyncio.gather(
+        *(
+            _pay(p, t0, clients[p.shop.merchant_id], mailboxes, receiver, _base(rng), credits)
+            for p in payments
+        )
+    )
+
+
+async def _steps(
+    shops: list[Shop],
+    rng: random.Random,
+    clients: dict[str, aiohttp.ClientSession],
+    mailboxes: _Mailboxes,
+    receiver: WebhookReceiver,
+    credits: _Credits,
+) -> dict[str, float]:
+    """Rising rates (`STEPS`), `STEP_S` each, until one misses `e2e_load_p99_ms` ≤ 50 ms with no
+    error: `e2e_load_sustained_rate_per_s` is the highest that held (0 when none did), what a
+    machine too small for the full rate does hold."""
+    found: dict[str, float] = {}
+    sustained = 0.0
+    for rate in STEPS:
+        payments = _schedule(shops, rng, rate, 1.0, STEP_S)
+        await _run_payments(payments, rng, clients, mailboxes, receiver, credits)
+        step = figures(payments, 0, rate)
+        p99 = step.get("e2e_load_p99_ms", float("inf"))
+        found[f"e2e_load_p99_ms_at_{rate:g}_per_s"] = p99
+        _log(f"step {rate:g}/s: p99 {p99} ms, {step['e2e_load_errors']} errors")
+        if p99 > TARGET_P99_MS or step["e2e_load_errors"]:
+            break
+        sustained = rate
+    return found | {"e2e_load_sustained_rate_per_s": sustained} if STEPS else found
 
 
 def _profile_window(supervisor: int) -> list[Profile]:
@@ -333,16 +416,17 @@ def _base(rng: random.Random) -> int:
     return rng.randrange(10_000, 2_000_000, 1_000)
 
 
-def figures(payments: list[Payment], repeats: int) -> dict[str, float]:
+def figures(payments: list[Payment], repeats: int, rate: float | None = None) -> dict[str, float]:
     measured = [p for p in payments if p.measured and p.error is None]
     webhook = [p.webhook_ms for p in measured if p.webhook_ms is not None]
     create = [p.create_ms for p in measured if p.create_ms is not None]
     total = [p.total_ms for p in measured if p.total_ms is not None]
+    ingest = [p.ingest_ms for p in measured if p.ingest_ms is not None]
     lag = [p.lag_ms for p in payments if p.measured]
     found: dict[str, float] = {
         "e2e_load_errors": sum(1 for p in payments if p.error is not None),
         "e2e_load_payments": len(payments),
-        "e2e_load_rate_per_s": RATE,
+        "e2e_load_rate_per_s": RATE if rate is None else rate,
         "e2e_load_webhook_repeats": repeats,
     }
     if webhook:
@@ -352,6 +436,8 @@ def figures(payments: list[Payment], repeats: int) -> dict[str, float]:
             "e2e_load_max_ms": round(max(webhook), 1),
             "e2e_load_create_p99_ms": round(percentile(create, 0.99), 1),
             "e2e_load_payment_p99_ms": round(percentile(total, 0.99), 1),
+            "e2e_load_mail_to_credit_p50_ms": round(percentile(ingest, 0.50), 1) if ingest else -1,
+            "e2e_load_mail_to_credit_p99_ms": round(percentile(ingest, 0.99), 1) if ingest else -1,
             "e2e_load_schedule_lag_p99_ms": round(percentile(lag, 0.99), 1),
         }
     return found
@@ -365,6 +451,7 @@ def write_series(payments: list[Payment], path: Path) -> None:
             "create_ms": p.create_ms,
             "webhook_ms": p.webhook_ms,
             "total_ms": p.total_ms,
+            "ingest_ms": p.ingest_ms,
             "error": p.error,
         }
         for p in payments
@@ -395,6 +482,14 @@ def plot(series: Path, out: Path) -> None:
                     points.append((s, percentile(values, q)))
             label = "max" if q == 1.0 else f"p{round(q * 100)}"
             axis.plot([x for x, _ in points], [y for _, y in points], style, label=label)
+        if key == "webhook_ms":  # mail-ingest's part of it
+            points = []
+            for s in seconds:
+                values = [r["ingest_ms"] for r in rows if int(r["at"]) == s and r.get("ingest_ms")]
+                if values:
+                    points.append((s, percentile(values, 0.99)))
+            xs, ys = [x for x, _ in points], [y for _, y in points]
+            axis.plot(xs, ys, color="grey", linewidth=0.8, label="p99 to credit.received")
         axis.set_ylabel("ms")
         axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3)
