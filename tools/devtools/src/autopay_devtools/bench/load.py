@@ -40,6 +40,7 @@ import aiohttp
 import aioimaplib
 import nats
 import psutil
+from nats.aio.client import Client as NatsClient
 
 from autopay_bankmail.synth import uzcard_credit_email
 from autopay_cli.config import RUN_FILE, load_settings, read_json
@@ -143,13 +144,13 @@ class _Credits:
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str, int], float] = {}
-        self._nc = None
+        self._nc: NatsClient | None = None
 
     async def watch(self, state_dir: Path) -> None:
         settings = load_settings(state_dir)
-        self._nc = await nats.connect(settings.nats_url)
+        self._nc = nc = await nats.connect(settings.nats_url)
         subject = CreditReceived.subject_pattern(Namespace(settings.namespace))
-        await self._nc.subscribe(subject, cb=self._on_credit)
+        await nc.subscribe(subject, cb=self._on_credit)
 
     async def _on_credit(self, msg) -> None:
         at = time.perf_counter()
