@@ -35,6 +35,8 @@ class Lease:
     owner: str
     valid_until: float = 0.0
     """Event-loop time after which the lease must be treated as lost."""
+    renewed_at: float = 0.0
+    """Event-loop time when its last acquire or renew was sent."""
     lost: bool = field(default=False)
 
     @classmethod

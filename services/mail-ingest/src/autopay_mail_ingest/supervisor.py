@@ -1,8 +1,9 @@
 """Decides which registered mailboxes this replica watches, and runs one watcher for each.
 
 Every replica reads the whole MAILBOX_CONFIG feed (`apply`), so it knows every registered
-mailbox. A lease loop (`start`) runs every `lease/3`: heartbeat, renew the held leases (a
-mailbox whose lease was not renewed is stopped at once), shed leases above the fair share,
+mailbox. A lease loop (`start`) runs every `lease/3`, and at once on a configuration change:
+heartbeat, renew the held leases that are due (a mailbox whose lease was not renewed is stopped
+at once), shed leases above the fair share,
 acquire free ones up to it, and keep exactly the leased mailboxes' watchers running. `stop`
 is the clean shutdown: watchers stopped, leases released, so the other replicas take over at
 once instead of after the lease time.
@@ -80,6 +81,12 @@ class MailboxSupervisor:
     @property
     def renew_interval_s(self) -> float:
         return self.lease_s / 3
+
+    @property
+    def _due_s(self) -> float:
+        """A held lease is renewed by a round once this long has passed since its last
+        renewal: each round of the timer renews them all, a round soon after renews none."""
+        return self.renew_interval_s / 2
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -199,11 +206,16 @@ class MailboxSupervisor:
         await self._drop_expired()
         self.live_replicas = await self.leases.heartbeat()
 
-        held = list(self._held)
+        # Only the leases due: a round that a configuration change woke moments after the last
+        # one must not renew every held lease again (10 000 mailboxes registered one by one
+        # would renew 10 000 leases 10 000 times). A lease is renewed at the latest half an
+        # interval past a full one, well within its time.
         sent = loop.time()
-        for mailbox_id, ok in zip(held, await self.leases.renew(held), strict=True):
+        due = [m for m, lease in self._held.items() if sent - lease.renewed_at >= self._due_s]
+        for mailbox_id, ok in zip(due, await self.leases.renew(due), strict=True):
             if ok:
                 self._held[mailbox_id].valid_until = sent + self.lease_s - margin
+                self._held[mailbox_id].renewed_at = sent
             else:
                 await self._lose(mailbox_id, "taken or expired")
 
@@ -230,6 +242,7 @@ class MailboxSupervisor:
                 if ok:
                     lease = Lease.taken(self.leases, mailbox_id)
                     lease.valid_until = sent + self.lease_s - margin
+                    lease.renewed_at = sent
                     self._held[mailbox_id] = lease
 
         for mailbox_id in self._held:
