@@ -217,3 +217,34 @@ async def test_a_burst_of_registrations_does_not_renew_every_lease_each_time(
 
 async def _all_held(supervisor: MailboxSupervisor, count: int) -> bool:
     return len(supervisor.leased_ids) == count and len(supervisor.mailbox_ids) == count
+
+
+class _CountingRounds(MailboxSupervisor):
+    rounds = 0
+
+    async def _round(self) -> None:
+        self.rounds += 1
+        await super()._round()
+
+
+async def test_a_burst_of_registrations_makes_a_few_rounds_not_one_each(redis_client, redis_prefix):
+    """Every round walks every mailbox known, so one round per registration is quadratic in
+    the mailboxes (what kept 10 000 from connecting): a burst lands in a few rounds, and every
+    mailbox of it is leased and watched within a second."""
+    keys = Keys(redis_prefix)
+    leases = LeaseStore(redis_client, keys, "replica-1", lease_s=15)
+    store = IngestStore(redis_client, keys, evidence_ttl_s=60, dedup_ttl_s=60)
+    supervisor = _CountingRounds(
+        lambda mailbox, lease: _IdleWatcher(), SecretBox(KEY), store, leases, lease_s=15
+    )
+    await supervisor.start()
+    try:
+        await asyncio.sleep(0.1)
+        before = supervisor.rounds
+        for n in range(200):
+            await supervisor.apply(_registered(n))
+            await asyncio.sleep(0)
+        await until(lambda: _all_held(supervisor, 200), 1.5, "every mailbox of the burst")
+        assert supervisor.rounds - before <= 5, supervisor.rounds - before
+    finally:
+        await supervisor.stop()

@@ -29,6 +29,9 @@ from autopay_runtime.waiting import wait_event
 from autopay_store.mailbox_state import IngestStore, LeaseStore
 from autopay_store.secrets import SecretBox
 
+WAKE_COALESCE_S = 0.2
+"""How long a round woken by a configuration change waits for the changes that follow it."""
+
 
 class Watcher(Protocol):
     async def run(self) -> None: ...
@@ -197,8 +200,10 @@ class MailboxSupervisor:
                     await self._drop_expired()
             self._wake.clear()
             remaining = self.renew_interval_s - (loop.time() - started)
-            if remaining > 0:
-                await wait_event(self._wake, remaining)
+            if remaining > 0 and await wait_event(self._wake, remaining):
+                # A configuration change: let the rest of its burst land first, so that
+                # 10 000 registrations make a few rounds, not 10 000 (each one O(mailboxes)).
+                await asyncio.sleep(min(WAKE_COALESCE_S, remaining))
 
     async def _round(self) -> None:
         loop = asyncio.get_running_loop()
