@@ -292,8 +292,11 @@ class MailboxWatcher:
         raise TimeoutError(f"IMAP step took more than {timeout:.0f}s")
 
     async def _session(self) -> None:
-        client = self._client = self._new_client()
+        # The connection is opened inside the gate: 10 000 mailboxes connecting at once
+        # overflow the server's accept backlog, and a dropped SYN is retried after 1, 3, 7,
+        # 15 s, past the greeting's time limit, over and over.
         async with self.gate:
+            client = self._client = self._new_client()
             await self._guard(client.wait_hello_from_server(), self.settings.imap_connect_timeout_s)
             response = await self._guard(client.login(self.mailbox.username, self.mailbox.password))
         if response.result != "OK":
