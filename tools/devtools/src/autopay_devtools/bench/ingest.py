@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -43,7 +44,7 @@ from autopay_contracts import (
 )
 from autopay_devtools.bench import percentile
 from autopay_store.secrets import SecretBox
-from autopay_testing.imap import make_self_signed_cert
+from autopay_testing.imap import TlsCert, make_self_signed_cert
 from autopay_testing.servers import ServerProcess, free_port, start_nats, start_redis
 
 MAILBOXES = int(os.environ.get("AUTOPAY_BENCH_INGEST_MAILBOXES", "1000"))
@@ -51,6 +52,10 @@ MANY_MAILBOXES = int(os.environ.get("AUTOPAY_BENCH_INGEST_MANY_MAILBOXES", "1000
 """The second size, RSS only (`ingest_rss_mb_10000_mailboxes`); 0 leaves it out."""
 MAILS = int(os.environ.get("AUTOPAY_BENCH_INGEST_MAILS", "50"))
 PASSWORD = "bench-app-password"  # noqa: S105 - the local test server's only password
+MAILBOXES_PER_IMAP_SERVER = 4_000
+"""The test IMAP server's TLS front proxies each client to its own plaintext port: three file
+descriptors a TLS mailbox, and a process may hold 20 000 here. Above this many mailboxes the
+bench starts more server processes and spreads the mailboxes over them (Gmail is many)."""
 IDLE_TIMEOUT_S = 90.0
 """For 1 000 mailboxes; a larger count waits in proportion (connections come slower as the
 process fills)."""
@@ -65,8 +70,8 @@ def _gmail(i: int) -> str:
 
 
 class _ImapProcess:
-    def __init__(self, workdir: Path) -> None:
-        cert = make_self_signed_cert(workdir / "tls")
+    def __init__(self, workdir: Path, cert: TlsCert | None = None) -> None:
+        cert = cert or make_self_signed_cert(workdir / "tls")
         self.cert = cert
         self.process = subprocess.Popen(
             [
@@ -151,12 +156,13 @@ class _Ingest:
 
 
 async def _register(
-    js, ns: Namespace, key: str, imap: _ImapProcess, tls: bool, mailboxes: int
+    js, ns: Namespace, key: str, imaps: list[_ImapProcess], tls: bool, mailboxes: int
 ) -> None:
     box = SecretBox(key)
     encrypted = box.encrypt(PASSWORD)
     for i in range(mailboxes):
         gmail = _gmail(i)
+        imap = imaps[i % len(imaps)]
         event = MailboxRegistered(
             mailbox_id=mailbox_id_for(gmail),
             gmail=gmail,
@@ -198,7 +204,7 @@ async def _rss_when_idle(ingest: _Ingest) -> float:
     return max(samples)
 
 
-async def _latencies(nc, ns: Namespace, imap: _ImapProcess) -> list[float]:
+async def _latencies(nc, ns: Namespace, imaps: list[_ImapProcess]) -> list[float]:
     """Append MAILS credits to random mailboxes one at a time; ms from APPEND to the event."""
     arrived: dict[str, float] = {}
     waiting: dict[str, asyncio.Event] = {}
@@ -215,7 +221,8 @@ async def _latencies(nc, ns: Namespace, imap: _ImapProcess) -> list[float]:
     results: list[float] = []
     try:
         for n in range(MAILS):
-            gmail = _gmail(rng.randrange(MAILBOXES))
+            mailbox = rng.randrange(MAILBOXES)
+            gmail, imap = _gmail(mailbox), imaps[mailbox % len(imaps)]
             message_id = f"<bench-{n}-{rng.getrandbits(32)}@info.uzcard.uz>"
             raw = uzcard_credit_email(
                 to=gmail,
@@ -245,7 +252,7 @@ async def _phase(
     name: str,
     nats_url: str,
     redis_url: str,
-    imap: _ImapProcess,
+    imaps: list[_ImapProcess],
     tls: bool,
     mailboxes: int = MAILBOXES,
     timed: bool = True,
@@ -258,8 +265,8 @@ async def _phase(
     try:
         js = nc.jetstream()
         streams = await provision_streams(js, ns)
-        await _register(js, ns, key, imap, tls, mailboxes)
-        ingest = _Ingest(nats_url, redis_url, ns.root, key, imap.cert.cert_file)
+        await _register(js, ns, key, imaps, tls, mailboxes)
+        ingest = _Ingest(nats_url, redis_url, ns.root, key, imaps[0].cert.cert_file)
         connect_s, idle = await _wait_all_idle(ingest, mailboxes, partial=not timed)
         rss = await _rss_when_idle(ingest)
         _log(
@@ -267,7 +274,7 @@ async def _phase(
         )
         figures = {"rss_mb": round(rss, 1), "connect_s": round(connect_s, 2), "idle": idle}
         if tls and timed:
-            latencies = await _latencies(nc, ns, imap)
+            latencies = await _latencies(nc, ns, imaps)
             figures["p50_ms"] = round(percentile(latencies, 0.50), 1)
             figures["p99_ms"] = round(percentile(latencies, 0.99), 1)
             _log(f"{name}: mail → credit p50 {figures['p50_ms']} ms p99 {figures['p99_ms']} ms")
@@ -283,22 +290,25 @@ async def _phase(
 
 async def _run(workdir: Path) -> dict:
     servers: list[ServerProcess] = []
-    imap = None
+    imaps: list[_ImapProcess] = []
     try:
         nats_server = start_nats(workdir / "nats")
         servers.append(nats_server)
         redis_server = start_redis(workdir / "redis")
         servers.append(redis_server)
         imap = _ImapProcess(workdir)
-        tls = await _phase("tls", nats_server.url, redis_server.url, imap, tls=True)
-        plain = await _phase("plain", nats_server.url, redis_server.url, imap, tls=False)
+        imaps.append(imap)
+        tls = await _phase("tls", nats_server.url, redis_server.url, [imap], tls=True)
+        plain = await _phase("plain", nats_server.url, redis_server.url, [imap], tls=False)
         many = None
         if MANY_MAILBOXES:
+            for n in range(1, math.ceil(MANY_MAILBOXES / MAILBOXES_PER_IMAP_SERVER)):
+                imaps.append(_ImapProcess(workdir / f"imap{n}", cert=imap.cert))
             urls = (nats_server.url, redis_server.url)
-            many = await _phase("many", *urls, imap, True, MANY_MAILBOXES, timed=False)
+            many = await _phase("many", *urls, imaps, True, MANY_MAILBOXES, timed=False)
     finally:
-        if imap is not None:
-            imap.stop()
+        for imap_server in imaps:
+            imap_server.stop()
         for server in reversed(servers):
             server.stop()
     extra: dict[str, float] = {}
