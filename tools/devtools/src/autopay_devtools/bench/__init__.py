@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +45,40 @@ def output_dir() -> Path:
     path = Path(named)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def dev_stack(name: str) -> Iterator[tuple[dict, Path]]:
+    """A detached dev stack in a temporary state dir for benchmark `name`: its `stack.json`
+    and state dir; stopped and removed afterwards."""
+    import tempfile
+    import time
+
+    from autopay_devtools import devstack
+
+    with tempfile.TemporaryDirectory(prefix=f"autopay-bench-{name}-") as tmp:
+        state_dir = Path(tmp)
+        started = time.monotonic()
+        stack = devstack.start_detached(state_dir)
+        elapsed = time.monotonic() - started
+        print(f"[bench {name}] dev stack ready in {elapsed:.1f}s", file=sys.stderr, flush=True)
+        try:
+            yield stack, state_dir
+        finally:
+            devstack.stop(state_dir)
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout: float = 30.0) -> None:
+    """SIGTERM to every process still running, then each waited for (killed after `timeout`)."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def profiling() -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,8 +23,7 @@ from autopay_bankmail.synth import uzcard_credit_email
 from autopay_cli.config import load_settings
 from autopay_cli.operations import Operator
 from autopay_contracts.local_time import TASHKENT
-from autopay_devtools import devstack
-from autopay_devtools.bench import percentile
+from autopay_devtools.bench import dev_stack, percentile
 from autopay_devtools.bench.receiver import WebhookReceiver
 
 PAYMENTS = int(os.environ.get("AUTOPAY_BENCH_E2E_PAYMENTS", "60"))
@@ -90,16 +88,9 @@ async def _lift_rate_limit(state_dir: Path, merchant_id: str) -> None:
 
 
 def run() -> dict:
-    with tempfile.TemporaryDirectory(prefix="autopay-bench-e2e-") as tmp:
-        state_dir = Path(tmp)
-        started = time.monotonic()
-        stack = devstack.start_detached(state_dir)
-        _log(f"dev stack ready in {time.monotonic() - started:.1f}s")
-        try:
-            asyncio.run(_lift_rate_limit(state_dir, stack["merchant_id"]))
-            latencies = asyncio.run(_measure(stack))
-        finally:
-            devstack.stop(state_dir)
+    with dev_stack("e2e") as (stack, state_dir):
+        asyncio.run(_lift_rate_limit(state_dir, stack["merchant_id"]))
+        latencies = asyncio.run(_measure(stack))
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     _log(f"{len(latencies)} payments: mail → webhook p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     return {"e2e_p50_ms": round(p50, 1), "e2e_p99_ms": round(p99, 1)}

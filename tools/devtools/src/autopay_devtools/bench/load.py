@@ -30,7 +30,6 @@ import os
 import random
 import secrets
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,10 +46,10 @@ from autopay_cli.config import RUN_FILE, load_settings, read_json
 from autopay_cli.operations import Operator
 from autopay_contracts import CreditReceived, Namespace
 from autopay_contracts.local_time import TASHKENT
-from autopay_devtools import devstack
 from autopay_devtools.bench import (
     Profile,
     cpu_seconds,
+    dev_stack,
     output_dir,
     percentile,
     process_kind,
@@ -510,15 +509,8 @@ def plot(series: Path, out: Path) -> None:
 
 
 def run() -> dict:
-    with tempfile.TemporaryDirectory(prefix="autopay-bench-load-") as tmp:
-        state_dir = Path(tmp)
-        started = time.monotonic()
-        stack = devstack.start_detached(state_dir)
-        _log(f"dev stack ready in {time.monotonic() - started:.1f}s")
-        try:
-            payments, receiver, setup = asyncio.run(_measure(stack, state_dir))
-        finally:
-            devstack.stop(state_dir)
+    with dev_stack("load") as (stack, state_dir):
+        payments, receiver, setup = asyncio.run(_measure(stack, state_dir))
     found = setup | figures(payments, receiver.repeats)
     series = output_dir() / SERIES_FILE
     write_series(payments, series)

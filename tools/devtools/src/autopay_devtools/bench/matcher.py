@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from nats.js.errors import NotFoundError
 from autopay_contracts import CreditReceived, Namespace, Order, mailbox_id_for, provision_streams
 from autopay_contracts.events import Credit
 from autopay_contracts.streams import CREDITS, ORDERS
+from autopay_devtools.bench import stop_processes
 from autopay_runtime.connections import open_redis
 from autopay_store.keys import Keys
 from autopay_store.orders import OrderBook
@@ -271,19 +271,6 @@ def _start_matcher(nats_url: str, redis_url: str, plan: Plan, index: int = 0) ->
     )
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM to every process still running, then each waited for (killed after 20 s)."""
-    running = [process for process in processes if process.poll() is None]
-    for process in running:
-        process.send_signal(signal.SIGTERM)
-    for process in running:
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 async def measure(
     nats_url: str, redis_url: str, plan: Plan, processes: int = 1
 ) -> tuple[float, Counter]:
@@ -313,7 +300,7 @@ async def measure(
             _log(f"matcher started, pid {pids}")
             elapsed = await _measure(js, plan, started_processes, len(pays))
         finally:
-            _stop(started_processes)
+            stop_processes(started_processes, 20)
         outcomes = await _verify(js, plan, pays)
     finally:
         await nc.close()

@@ -45,6 +45,7 @@ import nats
 from standardwebhooks import Webhook
 
 from autopay_contracts import Namespace, Order, OrderPaid, provision_streams
+from autopay_devtools.bench import stop_processes
 from autopay_runtime.connections import redis_client
 from autopay_store.accounts import Accounts
 from autopay_store.keys import Keys
@@ -338,7 +339,7 @@ def _run(
         for profiler in profilers:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
-        _stop([notifier for notifier, _, _ in notifiers])
+        stop_processes([notifier for notifier, _, _ in notifiers])
     rows = receivers.dump()  # once every notifier has stopped: nothing more can arrive
     _verify(rows, fast_events, secrets)
     if with_hole and hole_connections == 0:
@@ -372,19 +373,6 @@ def _start_notifier(env: dict[str, str], log_path: Path) -> tuple[subprocess.Pop
             stderr=out,
         )
     return notifier, http_port, log_path
-
-
-def _stop(notifiers: list[subprocess.Popen]) -> None:
-    """SIGTERM to every notifier still running, then each waited for (killed after 30 s)."""
-    running = [notifier for notifier in notifiers if notifier.poll() is None]
-    for notifier in running:
-        notifier.send_signal(signal.SIGTERM)
-    for notifier in running:
-        try:
-            notifier.wait(30)
-        except subprocess.TimeoutExpired:
-            notifier.kill()
-            notifier.wait()
 
 
 def _log_metrics(http_port: int) -> None:
