@@ -64,6 +64,27 @@ async def test_seen_markers_and_evidence(redis_client, redis_prefix):
     assert await redis_client.get(ref) == "raw mail"
 
 
+async def test_marking_a_mail_seen_records_the_mailbox_health_in_the_same_round_trip(
+    redis_client, redis_prefix
+):
+    """One pipeline for the seen markers and the health; a health write that fails (here its
+    key is of another type) leaves the markers written and raises nothing: the markers are
+    what keeps the mail from being published twice."""
+    keys = Keys(redis_prefix)
+    store = IngestStore(redis_client, keys, evidence_ttl_s=60, dedup_ttl_s=30)
+    await store.mark_seen("m1", "mid:<a@b>", "f1", mail_at=AT, counters=("credits",))
+    await store.mark_seen("m1", "mid:<c@d>", None, mail_at=AT, counters=("credits",))
+    assert await store.already_seen("m1", "raw:other", "f1")
+    assert await store.already_seen("m1", "mid:<c@d>", None)
+    raw = await redis_client.hgetall(keys.mailbox_health("m1"))
+    assert raw == {"last_mail_at": AT.isoformat(), "credits": "2"}
+
+    await redis_client.set(keys.mailbox_health("m2"), "not a hash")
+    await store.mark_seen("m2", "mid:<e@f>", "f2", mail_at=AT, counters=("rejected",))
+    assert await store.already_seen("m2", "mid:<e@f>", None)
+    assert await store.already_seen("m2", "raw:x", "f2")
+
+
 async def test_a_lease_key_is_the_one_the_cursor_is_fenced_by(redis_client, redis_prefix):
     keys = Keys(redis_prefix)
     leases = LeaseStore(redis_client, keys, "replica-1", lease_s=5)

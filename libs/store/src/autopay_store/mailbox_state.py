@@ -111,12 +111,17 @@ class MailboxHealth:
         )
 
     async def record_mail(self, mailbox_id: str, at: datetime, counters: tuple[str, ...]) -> None:
-        key = self.keys.mailbox_health(mailbox_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, "last_mail_at", at.isoformat())
-            for counter in counters:
-                pipe.hincrby(key, counter, 1)
+            self.queue_mail(pipe, mailbox_id, at, counters)
             await pipe.execute()
+
+    def queue_mail(self, pipe, mailbox_id: str, at: datetime, counters: tuple[str, ...]) -> int:
+        """Queue `record_mail`'s commands on `pipe`; how many were queued."""
+        key = self.keys.mailbox_health(mailbox_id)
+        pipe.hset(key, "last_mail_at", at.isoformat())
+        for counter in counters:
+            pipe.hincrby(key, counter, 1)
+        return 1 + len(counters)
 
     async def forget(self, mailbox_id: str) -> None:
         await self.redis.delete(self.keys.mailbox_health(mailbox_id))
@@ -183,11 +188,29 @@ class IngestStore:
         keys = self._seen_keys(mailbox_id, message_key, fingerprint)
         return bool(await self.redis.exists(*keys))
 
-    async def mark_seen(self, mailbox_id: str, message_key: str, fingerprint: str | None) -> None:
+    async def mark_seen(
+        self,
+        mailbox_id: str,
+        message_key: str,
+        fingerprint: str | None,
+        *,
+        mail_at: datetime | None = None,
+        counters: tuple[str, ...] = (),
+    ) -> None:
+        """Remember the mail as handled; with `mail_at`, the mailbox's health too (its last
+        mail and `counters`, as `MailboxHealth.record_mail`) in the same round trip. Only a
+        failure of the seen markers raises: they keep a mail from being published twice, the
+        health is a figure."""
+        seen = self._seen_keys(mailbox_id, message_key, fingerprint)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for key in self._seen_keys(mailbox_id, message_key, fingerprint):
+            for key in seen:
                 pipe.set(key, 1, ex=self.dedup_ttl_s)
-            await pipe.execute()
+            if mail_at is not None:
+                self.health.queue_mail(pipe, mailbox_id, mail_at, counters)
+            results = await pipe.execute(raise_on_error=False)
+        for result in results[: len(seen)]:
+            if isinstance(result, Exception):
+                raise result
 
     # --- evidence -----------------------------------------------------------------------------
 

@@ -618,11 +618,21 @@ class MailboxWatcher:
         if evidence is not None:
             await self.store.keep_evidence(mbx.mailbox_id, *evidence)
         await self._publish(event)
-        await self.store.mark_seen(mbx.mailbox_id, outcome.message_key, outcome.fingerprint)
+        if isinstance(event, CreditReceived):
+            counters: tuple[str, ...] = ("credits",)
+        else:
+            counters = ("rejected", "parse_failures") if event.kind == "unparsed" else ("rejected",)
+        # the seen markers and the mailbox's health in one round trip
+        await self.store.mark_seen(
+            mbx.mailbox_id,
+            outcome.message_key,
+            outcome.fingerprint,
+            mail_at=received_at,
+            counters=counters,
+        )
         metrics.MAILBOXES.mail(mbx.mailbox_id, received_at)
         if isinstance(event, CreditReceived):
             metrics.CREDITS.inc()
-            counters: tuple[str, ...] = ("credits",)
             self.log.info(
                 "credit.received",
                 uid=uid,
@@ -634,7 +644,6 @@ class MailboxWatcher:
             metrics.REJECTED.labels(reason=rejection_label(event)).inc()
             if event.refusal == "too_large":
                 metrics.TOO_LARGE.inc()
-            counters = ("rejected", "parse_failures") if event.kind == "unparsed" else ("rejected",)
             self.log.info(
                 "credit.rejected",
                 uid=uid,
@@ -643,8 +652,6 @@ class MailboxWatcher:
                 refusal=event.refusal,
                 reason=event.reason,
             )
-        with contextlib.suppress(Exception):
-            await self.store.health.record_mail(mbx.mailbox_id, received_at, counters)
 
 
 def _raise_if_cancelling() -> None:
