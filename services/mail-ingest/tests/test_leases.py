@@ -170,6 +170,16 @@ class _IdleWatcher:
         await asyncio.Event().wait()
 
 
+def _supervisor(redis_client, redis_prefix, lease_s, supervisor_cls, leases_cls):
+    """A supervisor on the real Redis whose watchers only wait (no IMAP)."""
+    keys = Keys(redis_prefix)
+    leases = leases_cls(redis_client, keys, "replica-1", lease_s=lease_s)
+    store = IngestStore(redis_client, keys, evidence_ttl_s=60, dedup_ttl_s=60)
+    return supervisor_cls(
+        lambda mailbox, lease: _IdleWatcher(), SecretBox(KEY), store, leases, lease_s=lease_s
+    )
+
+
 def _registered(n: int) -> MailboxRegistered:
     gmail = f"burst{n}.kassa@gmail.com"
     return MailboxRegistered(
@@ -191,12 +201,9 @@ async def test_a_burst_of_registrations_does_not_renew_every_lease_each_time(
     leases that are due, so 60 mailboxes registered one by one cost about one renewal each,
     not 60 × 60 / 2 (what made 10 000 mailboxes take a quarter of an hour to connect). The
     leases are still renewed by the timer and none is lost."""
-    keys = Keys(redis_prefix)
-    leases = _CountingLeases(redis_client, keys, "replica-1", lease_s=1.5)
-    store = IngestStore(redis_client, keys, evidence_ttl_s=60, dedup_ttl_s=60)
-    supervisor = MailboxSupervisor(
-        lambda mailbox, lease: _IdleWatcher(), SecretBox(KEY), store, leases, lease_s=1.5
-    )
+    supervisor = _supervisor(redis_client, redis_prefix, 1.5, MailboxSupervisor, _CountingLeases)
+    leases = supervisor.leases
+    assert isinstance(leases, _CountingLeases)
     await supervisor.start()
     try:
         for n in range(60):
@@ -231,12 +238,8 @@ async def test_a_burst_of_registrations_makes_a_few_rounds_not_one_each(redis_cl
     """Every round walks every mailbox known, so one round per registration is quadratic in
     the mailboxes (what kept 10 000 from connecting): a burst lands in a few rounds, and every
     mailbox of it is leased and watched within a second."""
-    keys = Keys(redis_prefix)
-    leases = LeaseStore(redis_client, keys, "replica-1", lease_s=15)
-    store = IngestStore(redis_client, keys, evidence_ttl_s=60, dedup_ttl_s=60)
-    supervisor = _CountingRounds(
-        lambda mailbox, lease: _IdleWatcher(), SecretBox(KEY), store, leases, lease_s=15
-    )
+    supervisor = _supervisor(redis_client, redis_prefix, 15, _CountingRounds, LeaseStore)
+    assert isinstance(supervisor, _CountingRounds)
     await supervisor.start()
     try:
         await asyncio.sleep(0.1)
