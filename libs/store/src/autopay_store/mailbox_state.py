@@ -115,13 +115,18 @@ class MailboxHealth:
             self.queue_mail(pipe, mailbox_id, at, counters)
             await pipe.execute()
 
-    def queue_mail(self, pipe, mailbox_id: str, at: datetime, counters: tuple[str, ...]) -> int:
-        """Queue `record_mail`'s commands on `pipe`; how many were queued."""
+    def queue_mail(
+        self,
+        pipe: aioredis.client.Pipeline,
+        mailbox_id: str,
+        at: datetime,
+        counters: tuple[str, ...],
+    ) -> None:
+        """Queue `record_mail`'s commands on `pipe`."""
         key = self.keys.mailbox_health(mailbox_id)
         pipe.hset(key, "last_mail_at", at.isoformat())
         for counter in counters:
             pipe.hincrby(key, counter, 1)
-        return 1 + len(counters)
 
     async def forget(self, mailbox_id: str) -> None:
         await self.redis.delete(self.keys.mailbox_health(mailbox_id))

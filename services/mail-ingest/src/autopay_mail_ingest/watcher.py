@@ -38,6 +38,7 @@ from opentelemetry.trace import SpanKind
 from autopay_bankmail import Notification, parse_notification
 from autopay_contracts import (
     CreditReceived,
+    CreditRejected,
     Event,
     MailboxAuthFailed,
     MailboxConnected,
@@ -618,17 +619,13 @@ class MailboxWatcher:
         if evidence is not None:
             await self.store.keep_evidence(mbx.mailbox_id, *evidence)
         await self._publish(event)
-        if isinstance(event, CreditReceived):
-            counters: tuple[str, ...] = ("credits",)
-        else:
-            counters = ("rejected", "parse_failures") if event.kind == "unparsed" else ("rejected",)
         # the seen markers and the mailbox's health in one round trip
         await self.store.mark_seen(
             mbx.mailbox_id,
             outcome.message_key,
             outcome.fingerprint,
             mail_at=received_at,
-            counters=counters,
+            counters=_health_counters(event),
         )
         metrics.MAILBOXES.mail(mbx.mailbox_id, received_at)
         if isinstance(event, CreditReceived):
@@ -652,6 +649,13 @@ class MailboxWatcher:
                 refusal=event.refusal,
                 reason=event.reason,
             )
+
+
+def _health_counters(event: CreditReceived | CreditRejected) -> tuple[str, ...]:
+    """The mailbox health counters a published mail adds to."""
+    if isinstance(event, CreditReceived):
+        return ("credits",)
+    return ("rejected", "parse_failures") if event.kind == "unparsed" else ("rejected",)
 
 
 def _raise_if_cancelling() -> None:
