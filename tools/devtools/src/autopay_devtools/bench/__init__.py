@@ -68,6 +68,12 @@ def dev_stack(name: str) -> Iterator[tuple[dict, Path]]:
             devstack.stop(state_dir)
 
 
+def alternating(items: tuple, round_: int) -> tuple:
+    """The order to measure `items` in on round `round_`: as given, then reversed, and so on,
+    so that a machine getting busier or quieter during a run favours none of them."""
+    return items if round_ % 2 == 0 else items[::-1]
+
+
 def stop_processes(processes: list[subprocess.Popen], timeout: float = 30.0) -> None:
     """SIGTERM to every process still running, then each waited for (killed after `timeout`)."""
     running = [process for process in processes if process.poll() is None]

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autopay_devtools.bench import gateway, matcher
+from autopay_devtools.bench import alternating, gateway, matcher, stop_processes
 
 ROUNDS = int(os.environ.get("AUTOPAY_BENCH_CLUSTER_ROUNDS", "3"))
 MASTERS = 3
@@ -37,10 +37,6 @@ SETUPS = ("single", "cluster")
 
 def _log(message: str) -> None:
     print(f"[bench cluster] {message}", file=sys.stderr, flush=True)
-
-
-def _order(round_: int) -> tuple[str, ...]:
-    return SETUPS if round_ % 2 == 0 else SETUPS[::-1]
 
 
 def _create_payment(work: Path, nats_url: str, redis_urls: dict[str, str]) -> dict[str, float]:
@@ -61,7 +57,7 @@ def _create_payment(work: Path, nats_url: str, redis_urls: dict[str, str]) -> di
             gateways[setup] = (port, api_key)
         rps: dict[str, list[float]] = {setup: [] for setup in redis_urls}
         for round_ in range(ROUNDS):
-            for setup in _order(round_):
+            for setup in alternating(SETUPS, round_):
                 port, api_key = gateways[setup]
                 base = 10_000_000 * (round_ + 1)
                 rps[setup].append(
@@ -73,7 +69,7 @@ def _create_payment(work: Path, nats_url: str, redis_urls: dict[str, str]) -> di
             )
     finally:
         for process in processes:
-            gateway.stop(process)
+            stop_processes([process], 10)
     return {setup: statistics.median(values) for setup, values in rps.items()}
 
 
@@ -83,7 +79,7 @@ def _matcher(nats_url: str, redis_urls: dict[str, str]) -> dict[str, float]:
 
     rates: dict[str, list[float]] = {setup: [] for setup in redis_urls}
     for round_ in range(ROUNDS):
-        for setup in _order(round_):
+        for setup in alternating(SETUPS, round_):
             plan = matcher.Plan(
                 ns=Namespace(f"benchclm{setup}{round_}"),
                 prefix=f"benchclm-{setup}-{round_}",

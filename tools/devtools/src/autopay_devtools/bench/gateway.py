@@ -36,6 +36,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from autopay_devtools.bench import stop_processes
+
 CONNECTIONS = int(os.environ.get("AUTOPAY_BENCH_GATEWAY_CONNECTIONS", "32"))
 SECONDS = float(os.environ.get("AUTOPAY_BENCH_GATEWAY_SECONDS", "5"))
 ROUNDS = int(os.environ.get("AUTOPAY_BENCH_GATEWAY_ROUNDS", "3"))
@@ -252,16 +254,6 @@ def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 30.0) -> N
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     from autopay_testing.servers import die_with_parent
 
@@ -294,7 +286,7 @@ def start_gateway(
     try:
         _wait_ready(f"http://127.0.0.1:{port}/readyz", process)
     except BaseException:
-        stop(process)
+        stop_processes([process], 10)
         _log(log.read_text()[-2000:])
         raise
     return process, port
@@ -322,7 +314,7 @@ def bare_baseline() -> float:
             _wait_ready(f"http://127.0.0.1:{port}/docs", bare)
             rounds = [closed_loop_rps("bare", port, "bare", 1_000_000) for _ in range(ROUNDS)]
         finally:
-            stop(bare)
+            stop_processes([bare], 10)
     _log(f"bare {statistics.median(rounds):.0f} req/s (rounds {[round(r) for r in rounds]})")
     return round(statistics.median(rounds), 1)
 
@@ -366,9 +358,9 @@ def run() -> dict:
                 open_result = _load("open", gateway_port, api_key, 90_000_000, rate)
                 _require_ok("gateway open loop", open_result)
             finally:
-                stop(bare)
+                stop_processes([bare], 10)
                 if gateway is not None:
-                    stop(gateway)
+                    stop_processes([gateway], 10)
                     if gateway.returncode not in (0, -15):
                         _log((work / "gateway.log").read_text()[-2000:])
     latencies = open_result["latencies_ms"]

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from autopay_contracts import (
     parse_event,
     provision_streams,
 )
-from autopay_devtools.bench import percentile
+from autopay_devtools.bench import percentile, stop_processes
 from autopay_store.secrets import SecretBox
 from autopay_testing.imap import TlsCert, make_self_signed_cert
 from autopay_testing.servers import ServerProcess, free_port, start_nats, start_redis
@@ -100,13 +99,7 @@ class _ImapProcess:
         self.plain_port = info["plain_port"]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_processes([self.process], 10)
 
 
 class _Ingest:
@@ -146,13 +139,7 @@ class _Ingest:
         return psutil.Process(self.process.pid).memory_info().rss / 2**20
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_processes([self.process], 20)
 
 
 async def _register(

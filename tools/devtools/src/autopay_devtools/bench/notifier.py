@@ -310,13 +310,13 @@ def _run(
     notifiers: list[tuple[subprocess.Popen, int, Path]] = []
     profilers: list[subprocess.Popen] = []
     try:
-        for index in range(processes):
-            name = run_id if index == 0 else f"{run_id}-{index}"
+        names = [run_id if index == 0 else f"{run_id}-{index}" for index in range(processes)]
+        for name in names:
             notifiers.append(_start_notifier(env, workdir / f"notifier-{name}.log"))
         for _, http_port, _ in notifiers:
             wait_for_port(http_port, timeout=30)
-        for index, (notifier, _, _) in enumerate(notifiers):
-            profiler = _profiler(notifier.pid, run_id if index == 0 else f"{run_id}-{index}")
+        for name, (notifier, _, _) in zip(names, notifiers, strict=True):
+            profiler = _profiler(notifier.pid, name)
             if profiler is not None:
                 profilers.append(profiler)
         deadline = time.monotonic() + RUN_TIMEOUT_S

@@ -16,7 +16,8 @@ keys. Each figure is the median of `ROUNDS` rounds; a round measures 1 and 2 pro
 after the other and the order flips every round (1, 2; 2, 1; ...). The processes are started
 together, but a second Python process takes a moment to start, so the first has a short head
 start. Both processes, nats-server and redis-server share the same cores: on a 2-core machine
-the figure says what the cores allow, not whether the durable spreads the work (see
+the ceiling is what one process leaves idle, and a figure near it says that the durable
+spreads the work over both, not that replicas scale beyond the cores (see
 docs/benchmarks.md). The 1- and 2-process runs are separate runs, so other work on the machine
 that comes or goes between them moves the ratio: the alternating rounds are for that.
 """
@@ -33,7 +34,7 @@ import tempfile
 from pathlib import Path
 
 from autopay_contracts import Namespace
-from autopay_devtools.bench import matcher, notifier
+from autopay_devtools.bench import alternating, matcher, notifier
 
 ROUNDS = int(os.environ.get("AUTOPAY_BENCH_SCALE_ROUNDS", "2"))
 MATCHER_ORDERS = int(os.environ.get("AUTOPAY_BENCH_SCALE_MATCHER_ORDERS", "20000"))
@@ -46,15 +47,11 @@ def _log(message: str) -> None:
     print(f"[bench scale] {message}", file=sys.stderr, flush=True)
 
 
-def _order(round_: int) -> tuple[int, ...]:
-    return PROCESSES if round_ % 2 == 0 else PROCESSES[::-1]
-
-
 def matcher_rates(nats_url: str, redis_url: str) -> dict[int, float]:
     """Median credits/s per process count; each run a fresh namespace and key prefix."""
     rates: dict[int, list[float]] = {count: [] for count in PROCESSES}
     for round_ in range(ROUNDS):
-        for count in _order(round_):
+        for count in alternating(PROCESSES, round_):
             plan = matcher.Plan(
                 ns=Namespace(f"benchscm{count}p{round_}"),
                 prefix=f"benchscm-{count}p-{round_}",
@@ -74,7 +71,7 @@ def notifier_rates(nats_url: str, redis_url: str, workdir: Path) -> dict[int, fl
     rates: dict[int, list[float]] = {count: [] for count in PROCESSES}
     try:
         for round_ in range(ROUNDS):
-            for count in _order(round_):
+            for count in alternating(PROCESSES, round_):
                 rate = notifier._run(
                     nats_url,
                     redis_url,
