@@ -24,14 +24,25 @@ async def append_credit(
     return raw
 
 
-async def append(imap: dict, raw: bytes, mailbox: str = "INBOX") -> None:
+async def logged_in(imap: dict, command_timeout_s: float = 10) -> aioimaplib.IMAP4:
+    """A connection to `imap` (host, port, tls, user, password), logged in; the caller logs
+    out."""
     cls = aioimaplib.IMAP4_SSL if imap.get("tls") else aioimaplib.IMAP4
-    client = cls(host=imap["host"], port=imap["port"], timeout=10)
+    client = cls(host=imap["host"], port=imap["port"], timeout=command_timeout_s)
     await client.wait_hello_from_server()
     try:
         response = await client.login(imap["user"], imap["password"])
         if response.result != "OK":
             raise RuntimeError(f"IMAP login refused for {imap['user']}")
+    except BaseException:
+        await client.logout()
+        raise
+    return client
+
+
+async def append(imap: dict, raw: bytes, mailbox: str = "INBOX") -> None:
+    client = await logged_in(imap)
+    try:
         response = await client.append(raw, mailbox=mailbox)
         if response.result != "OK":
             raise RuntimeError(f"IMAP APPEND refused: {response.lines!r}")

@@ -56,6 +56,7 @@ from autopay_devtools.bench import (
     profiling,
 )
 from autopay_devtools.bench.receiver import Arrival, WebhookReceiver
+from autopay_devtools.mailbox import logged_in
 
 RATE = float(os.environ.get("AUTOPAY_BENCH_LOAD_RATE", "100"))
 SECONDS = float(os.environ.get("AUTOPAY_BENCH_LOAD_SECONDS", "60"))
@@ -119,12 +120,9 @@ class _Mailboxes:
         self.locks: dict[str, asyncio.Lock] = {}
 
     async def open(self, gmail: str) -> None:
-        client = aioimaplib.IMAP4(host=self.imap["host"], port=self.imap["port"], timeout=30)
-        await client.wait_hello_from_server()
-        response = await client.login(gmail, self.password)
-        if response.result != "OK":
-            raise RuntimeError(f"IMAP login refused for {gmail}")
-        self.clients[gmail], self.locks[gmail] = client, asyncio.Lock()
+        login = self.imap | {"user": gmail, "password": self.password}
+        self.clients[gmail] = await logged_in(login, command_timeout_s=30)
+        self.locks[gmail] = asyncio.Lock()
 
     async def append(self, gmail: str, raw: bytes) -> None:
         async with self.locks[gmail]:
@@ -221,15 +219,19 @@ def _paid_error(arrival: Arrival, order_id: str, amount: int) -> str | None:
     return None
 
 
-async def _pay(
-    p: Payment,
-    t0: float,
-    client: aiohttp.ClientSession,
-    mailboxes: _Mailboxes,
-    receiver: WebhookReceiver,
-    base: int,
-    credits: _Credits,
-) -> None:
+@dataclass
+class _Harness:
+    """What every payment of a run goes through: the merchants' API sessions, the mailboxes'
+    IMAP connections, the webhook receiver and the `credit.received` watcher."""
+
+    rng: random.Random
+    clients: dict[str, aiohttp.ClientSession]
+    mailboxes: _Mailboxes
+    receiver: WebhookReceiver
+    credits: _Credits
+
+
+async def _pay(p: Payment, t0: float, base: int, h: _Harness) -> None:
     await asyncio.sleep(max(0.0, t0 + p.at - time.perf_counter()))
     sent = time.perf_counter()
     p.lag_ms = (sent - t0 - p.at) * 1000
@@ -239,9 +241,9 @@ async def _pay(
             "amount_base": base,
             "card_last4": p.card_last4,
             "gmail": p.gmail,
-            "webhook_url": receiver.url(p.shop.merchant_id),
+            "webhook_url": h.receiver.url(p.shop.merchant_id),
         }
-        async with client.post("/api/create-payment", json=body) as response:
+        async with h.clients[p.shop.merchant_id].post("/api/create-payment", json=body) as response:
             text = await response.text()
         created = time.perf_counter()
         p.create_ms = (created - sent) * 1000
@@ -250,7 +252,7 @@ async def _pay(
             p.error = f"create {response.status} {text[:120]}"
             return
         order_id, amount = str(answer["order_id"]), int(answer["amount"])
-        arrival = receiver.expect(order_id)
+        arrival = h.receiver.expect(order_id)
         raw = uzcard_credit_email(
             to=p.gmail,
             amount_tiyin=amount * 100,
@@ -258,7 +260,7 @@ async def _pay(
             occurred_at=datetime.now(TASHKENT),
         )
         stage = "APPEND"
-        await mailboxes.append(p.gmail, raw)
+        await h.mailboxes.append(p.gmail, raw)
         mailed = time.perf_counter()
         stage = "webhook"
         got = await asyncio.wait_for(asyncio.shield(arrival), WEBHOOK_TIMEOUT_S)
@@ -270,7 +272,7 @@ async def _pay(
         return
     p.webhook_ms = (got.at - mailed) * 1000
     p.total_ms = (got.at - sent) * 1000
-    if (credited := credits.seen.get((p.gmail, p.card_last4, amount * 100))) is not None:
+    if (credited := h.credits.seen.get((p.gmail, p.card_last4, amount * 100))) is not None:
         p.ingest_ms = (credited - mailed) * 1000
     p.error = _paid_error(got, order_id, amount)
 
@@ -292,12 +294,13 @@ async def _measure(stack: dict, state_dir: Path) -> tuple[list[Payment], Webhook
     mailboxes = _Mailboxes(stack["imap"], read_json(state_dir / RUN_FILE)["imap_password"])
     setup: dict[str, float] = {}
     credits = _Credits()
+    h = _Harness(rng, clients, mailboxes, receiver, credits)
     try:
         await credits.watch(state_dir)
         setup["e2e_load_connect_s"] = round(await _wait_connected(clients), 1)
         for gmail in sorted({gmail for s in shops for gmail, _ in s.cards}):
             await mailboxes.open(gmail)
-        setup |= await _steps(shops, rng, clients, mailboxes, receiver, credits)
+        setup |= await _steps(shops, h)
         payments = _schedule(shops, rng, RATE, WARMUP_S, SECONDS)
         _log(
             f"{len(payments)} payments at {RATE:g}/s ({WARMUP_S:g}s warm-up + {SECONDS:g}s),"
@@ -315,7 +318,7 @@ async def _measure(stack: dict, state_dir: Path) -> tuple[list[Payment], Webhook
             "idle CPU (cores): "
             + ", ".join(f"{k} {(before[k] - idle.get(k, 0.0)) / IDLE_S:.3f}" for k in before)
         )
-        await _run_payments(payments, rng, clients, mailboxes, receiver, credits)
+        await _run_payments(payments, h)
         after = _cpu(supervisor)
         setup |= _cpu_figures(before, after, len(payments))
         for profile in profiles:
@@ -330,39 +333,20 @@ async def _measure(stack: dict, state_dir: Path) -> tuple[list[Payment], Webhook
     return payments, receiver, setup
 
 
-async def _run_payments(
-    payments: list[Payment],
-    rng: random.Random,
-    clients: dict[str, aiohttp.ClientSession],
-    mailboxes: _Mailboxes,
-    receiver: WebhookReceiver,
-    credits: _Credits,
-) -> None:
+async def _run_payments(payments: list[Payment], h: _Harness) -> None:
     t0 = time.perf_counter() + 0.5
-    await asyncio.gather(
-        *(
-            _pay(p, t0, clients[p.shop.merchant_id], mailboxes, receiver, _base(rng), credits)
-            for p in payments
-        )
-    )
+    await asyncio.gather(*(_pay(p, t0, _base(h.rng), h) for p in payments))
 
 
-async def _steps(
-    shops: list[Shop],
-    rng: random.Random,
-    clients: dict[str, aiohttp.ClientSession],
-    mailboxes: _Mailboxes,
-    receiver: WebhookReceiver,
-    credits: _Credits,
-) -> dict[str, float]:
+async def _steps(shops: list[Shop], h: _Harness) -> dict[str, float]:
     """Rising rates (`STEPS`), `STEP_S` each, until one misses `e2e_load_p99_ms` ≤ 50 ms with no
     error: `e2e_load_sustained_rate_per_s` is the highest that held (0 when none did), what a
     machine too small for the full rate does hold."""
     found: dict[str, float] = {}
     sustained = 0.0
     for rate in STEPS:
-        payments = _schedule(shops, rng, rate, 1.0, STEP_S)
-        await _run_payments(payments, rng, clients, mailboxes, receiver, credits)
+        payments = _schedule(shops, h.rng, rate, 1.0, STEP_S)
+        await _run_payments(payments, h)
         step = figures(payments, 0, rate)
         p99 = step.get("e2e_load_p99_ms", float("inf"))
         found[f"e2e_load_p99_ms_at_{rate:g}_per_s"] = p99
