@@ -364,8 +364,18 @@ async def test_redis_pool_waits_for_a_connection_instead_of_failing(settings):
     redis = notifier_redis(settings.model_copy(update={"redis_max_connections": 2}))
     try:
         key = settings.redis_prefix + ":pool"
+        # Single commands share pipelines; transactions take a pooled connection each.
         results = await asyncio.gather(*(redis.hincrby(key, "n", 1) for _ in range(50)))
         assert sorted(results) == list(range(1, 51))
+
+        async def in_transaction() -> int:
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.hincrby(key, "t", 1)
+                [n] = await pipe.execute()
+                return n
+
+        counted = await asyncio.gather(*(in_transaction() for _ in range(20)))
+        assert sorted(counted) == list(range(1, 21))
     finally:
         await redis.aclose()
 

@@ -13,7 +13,6 @@ from autopay_contracts.permissions import SERVICES, inbox_prefix
 from autopay_contracts.streams import ACCOUNTS
 from autopay_gateway import admin, openapi
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
-from autopay_gateway.adapters.redis_batching import batching_redis_client
 from autopay_gateway.api import router
 from autopay_gateway.application import Gateway
 from autopay_gateway.http import JsonResponse, MetricsMiddleware, install_error_handlers
@@ -25,6 +24,7 @@ from autopay_runtime import tracing
 from autopay_runtime.connections import dependency_checks, nats_broker
 from autopay_runtime.health import failing_checks
 from autopay_runtime.publishing import EventPublisher
+from autopay_runtime.redis_batching import batching_redis_client
 from autopay_runtime.waiting import cancel_and_wait
 from autopay_store.accounts import Accounts
 from autopay_store.deliveries import DeliveryKeys, DeliveryStore

@@ -19,6 +19,7 @@ from autopay_notifier.settings import NotifierSettings
 from autopay_notifier.ssrf import GuardPolicy
 from autopay_runtime.connections import dependency_checks, nats_broker, open_redis
 from autopay_runtime.health import health_routes
+from autopay_runtime.redis_batching import batching_redis_client
 from autopay_store.accounts import Accounts
 from autopay_store.deliveries import DeliveryKeys, DeliveryStore
 from autopay_store.keys import Keys
@@ -36,10 +37,10 @@ class CachedSecretBox(SecretBox):
 
 
 def notifier_redis(settings: NotifierSettings) -> aioredis.Redis:
-    """A bounded pool that *waits* for a free connection: thousands of concurrent attempts
-    each record their outcome, and redis-py's default pool fails at once past 100
-    connections (an attempt that cannot record its outcome is re-sent after its lease). A
-    Redis Cluster client waits likewise, for one of that many places."""
+    """Thousands of concurrent attempts each record their outcome: their commands share
+    pipelines (`batching_redis_client`), on pools bounded at `redis_max_connections` that
+    *wait* for a free connection (an attempt that cannot record its outcome is re-sent after
+    its lease). A Redis Cluster client waits likewise, for one of that many places."""
     if settings.redis_cluster:
         return open_redis(
             settings.redis_url,
@@ -49,17 +50,13 @@ def notifier_redis(settings: NotifierSettings) -> aioredis.Redis:
             socket_connect_timeout=5,
             health_check_interval=30,
         )
-    pool = aioredis.BlockingConnectionPool.from_url(
+    return batching_redis_client(
         settings.redis_url,
+        "notifier",
+        timeout_s=5.0,
         max_connections=settings.redis_max_connections,
-        timeout=settings.redis_pool_timeout_s,
-        decode_responses=True,
-        client_name="notifier",
-        socket_timeout=5,
-        socket_connect_timeout=5,
-        health_check_interval=30,
+        pool_timeout_s=settings.redis_pool_timeout_s,
     )
-    return aioredis.Redis.from_pool(pool)
 
 
 def build_notifier(settings: NotifierSettings, broker: NatsBroker, redis) -> Notifier:

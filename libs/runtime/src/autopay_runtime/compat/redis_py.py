@@ -1,6 +1,6 @@
 """redis-py internals this code relies on (redis-py 8, `redis.asyncio.client.Pipeline`).
 
-The gateway's batching client (`autopay_gateway.adapters.redis_batching`) lets a caller build a
+The batching client (`autopay_runtime.redis_batching`) lets a caller build a
 non-transactional pipeline as usual and then, instead of sending it, hands its queued commands
 to the next batch. That needs three things redis-py does not offer publicly: a `Pipeline` made
 on a client's pool by its constructor, the queued commands (`command_stack`, a list of

@@ -4,7 +4,8 @@ Under load many requests wait on Redis at the same moment, each paying a full ro
 a socket write. Commands issued in the same event-loop iteration are queued and sent together
 as one non-transactional pipeline; each caller gets its own reply (or its own error, e.g.
 `NoScriptError`, which `Script` handles as usual). Order is preserved, so a coroutine's
-commands still run in the order it awaited them. A lone command goes out directly.
+commands still run in the order it awaited them. A lone command goes out directly. The gateway
+(many requests at once) and the notifier (many delivery attempts at once) talk to Redis this way.
 Non-transactional pipelines (`.pipeline(transaction=False)`) join the batch as a group, in
 order; transactions (MULTI/EXEC, WATCH) go out on their own connection as before.
 
@@ -141,10 +142,19 @@ class _BatchedPipeline(Pipeline):
         return results
 
 
-def batching_redis_client(url: str, name: str, timeout_s: float = 5.0) -> aioredis.Redis:
+def batching_redis_client(
+    url: str,
+    name: str,
+    timeout_s: float = 5.0,
+    max_connections: int | None = None,
+    pool_timeout_s: float = 5.0,
+) -> aioredis.Redis:
     """Same options as `autopay_runtime.connections.redis_client` (`timeout_s` = its socket
-    timeout), with batching; batches are bounded by `timeout_s` as a whole. A Redis Cluster
-    gets the plain cluster client: its commands go to as many nodes as their keys' slots."""
+    timeout), with batching; batches are bounded by `timeout_s` as a whole. With
+    `max_connections`, each of the two pools holds at most that many connections and a caller
+    past it *waits* (up to `pool_timeout_s`) for one to come free instead of failing at once.
+    A Redis Cluster gets the plain cluster client: its commands go to as many nodes as their
+    keys' slots."""
     if is_cluster_url(url):
         return redis_client(url, name)
     options: dict[str, Any] = dict(
@@ -153,7 +163,24 @@ def batching_redis_client(url: str, name: str, timeout_s: float = 5.0) -> aiored
         socket_connect_timeout=timeout_s,
         health_check_interval=30,
     )
+
+    def pool(socket_timeout: float | None) -> aioredis.ConnectionPool | None:
+        if max_connections is None:
+            return None
+        return aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=pool_timeout_s,
+            socket_timeout=socket_timeout,
+            **options,
+        )
+
+    def made(cls: type[aioredis.Redis], socket_timeout: float | None) -> aioredis.Redis:
+        if (bounded := pool(socket_timeout)) is not None:
+            return cls.from_pool(bounded)
+        return cls.from_url(url, socket_timeout=socket_timeout, **options)
+
     # redis-py annotates from_url as returning a Redis, though it builds the class it is called on
-    client = cast(BatchingRedis, BatchingRedis.from_url(url, socket_timeout=timeout_s, **options))
-    client.send_batches_via(aioredis.Redis.from_url(url, socket_timeout=None, **options), timeout_s)
+    client = cast(BatchingRedis, made(BatchingRedis, timeout_s))
+    client.send_batches_via(made(aioredis.Redis, None), timeout_s)
     return client

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.exceptions
 
-from autopay_gateway.adapters.redis_batching import batching_redis_client
+from autopay_runtime.redis_batching import batching_redis_client
 from autopay_runtime.settings import is_cluster_url
 from autopay_testing.servers import start_redis
 
@@ -98,6 +98,35 @@ async def test_a_slow_batch_times_out_as_a_whole_and_the_client_recovers(
             except redis.exceptions.TimeoutError:
                 assert asyncio.get_running_loop().time() < deadline
         assert await asyncio.gather(client.get(key), client.get(key)) == ["ok", "ok"]
+    finally:
+        await client.delete(key)
+        await client.aclose()
+
+
+async def test_a_bounded_client_waits_for_a_connection_and_times_out_visibly(
+    single_redis_url, redis_prefix
+):
+    """`max_connections`: past it a caller waits for a connection (transactions hold one each
+    while they run); one that cannot get one within `pool_timeout_s` fails, it is not dropped."""
+    client = batching_redis_client(single_redis_url, "test", max_connections=1, pool_timeout_s=0.3)
+    key = f"{redis_prefix}:bounded"
+    try:
+
+        async def in_transaction() -> int:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                [n] = await pipe.execute()
+                return n
+
+        assert sorted(await asyncio.gather(*(in_transaction() for _ in range(10)))) == list(
+            range(1, 11)
+        )
+        async with client.pipeline(transaction=True) as held:
+            await held.watch(key)  # holds the only connection of the direct pool
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await in_transaction()
+            await held.unwatch()
+        assert await client.get(key) == "10"
     finally:
         await client.delete(key)
         await client.aclose()
