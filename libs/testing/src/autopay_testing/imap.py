@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aioimaplib
+import uvloop
 from proxyprotocol.sock import SocketInfoLocal
 from pymap.backend.dict import Config, Identity, Login
 from pymap.concurrent import Subsystem
@@ -438,7 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
-    asyncio.run(_serve(args))
+    # uvloop, as every service runs: under load this process stands in for Gmail, and its
+    # own event loop's cost should not count against the stack it serves.
+    uvloop.run(_serve(args))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ from autopay_mail_ingest.settings import IngestSettings
 from autopay_mail_ingest.supervisor import MailboxSupervisor
 from autopay_mail_ingest.watcher import MailboxWatcher, ParseFn
 from autopay_runtime.compat.faststream import jetstream
-from autopay_runtime.connections import dependency_checks, nats_broker, redis_client
+from autopay_runtime.connections import dependency_checks, nats_broker
 from autopay_runtime.health import health_routes
 from autopay_runtime.publishing import EventPublisher
+from autopay_runtime.redis_batching import batching_redis_client
 from autopay_store.keys import Keys
 from autopay_store.mailbox_state import IngestStore, LeaseStore
 from autopay_store.secrets import SecretBox
@@ -43,7 +44,7 @@ def build_app(
         graceful_timeout=10.0,
         max_reconnect_attempts=-1,  # an outage of any length must not end the process' NATS
     )
-    redis = redis_client(settings.redis_url, settings.client_name)
+    redis = batching_redis_client(settings.redis_url, settings.client_name)
     keys = Keys(settings.redis_prefix)
     store = IngestStore(
         redis,

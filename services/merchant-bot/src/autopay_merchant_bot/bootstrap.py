@@ -26,8 +26,9 @@ from autopay_merchant_bot.chats import ChatState
 from autopay_merchant_bot.context import BotContext
 from autopay_merchant_bot.flows import routers
 from autopay_merchant_bot.settings import MerchantBotSettings
-from autopay_runtime.connections import dependency_checks, nats_broker, redis_client
+from autopay_runtime.connections import dependency_checks, nats_broker
 from autopay_runtime.health import health_routes
+from autopay_runtime.redis_batching import batching_redis_client
 from autopay_runtime.waiting import cancel_and_wait
 from autopay_store.keys import Keys
 from autopay_store.merchant_bot import MerchantBotStore, bot_journal
@@ -92,7 +93,7 @@ def build_app(settings: MerchantBotSettings) -> AsgiFastStream:
         graceful_timeout=10.0,
         log_level=logging.DEBUG,
     )
-    redis = redis_client(settings.redis_url, "merchant-bot")
+    redis = batching_redis_client(settings.redis_url, "merchant-bot")
     keys = Keys(settings.redis_prefix)
     # Which chat is which merchant, and the subscriptions sold, survive a Redis loss.
     journal = bot_journal(
