@@ -59,9 +59,20 @@ async def test_seen_markers_and_evidence(redis_client, redis_prefix):
     await store.mark_seen("m1", "mid:<a@b>", "f1")
     assert await store.already_seen("m1", "raw:other", "f1")  # the same credit, other bytes
     assert 0 < await redis_client.ttl(keys.mailbox_seen("m1", "fp:f1")) <= 30
-    ref = await store.keep_evidence("m1", "ab12", b"raw mail")
-    assert ref == store.evidence_key("m1", "ab12") == keys.mailbox_evidence("m1", "ab12")
-    assert await redis_client.get(ref) == "raw mail"
+    assert store.evidence_key("m1", "ab12") == keys.mailbox_evidence("m1", "ab12")
+
+
+async def test_the_seen_check_keeps_the_evidence_in_the_same_round_trip(redis_client, redis_prefix):
+    """`keep`: the bytes are stored whether the mail is new or a repeat (a re-sent genuine
+    notification's bytes are evidence too)."""
+    keys = Keys(redis_prefix)
+    store = IngestStore(redis_client, keys, evidence_ttl_s=60, dedup_ttl_s=30)
+    assert not await store.already_seen("m1", "mid:<a@b>", "f1", keep=("d1", b"first"))
+    assert await redis_client.get(keys.mailbox_evidence("m1", "d1")) == "first"
+    assert 0 < await redis_client.ttl(keys.mailbox_evidence("m1", "d1")) <= 60
+    await store.mark_seen("m1", "mid:<a@b>", "f1")
+    assert await store.already_seen("m1", "raw:resent", "f1", keep=("d2", b"resent"))
+    assert await redis_client.get(keys.mailbox_evidence("m1", "d2")) == "resent"
 
 
 async def test_marking_a_mail_seen_records_the_mailbox_health_in_the_same_round_trip(

@@ -188,10 +188,28 @@ class IngestStore:
         return keys
 
     async def already_seen(
-        self, mailbox_id: str, message_key: str, fingerprint: str | None
+        self,
+        mailbox_id: str,
+        message_key: str,
+        fingerprint: str | None,
+        *,
+        keep: tuple[str, bytes] | None = None,
     ) -> bool:
+        """Whether the mail was handled already. With `keep` (its digest and bytes), the mail
+        is kept as evidence in the same round trip, seen or not (the bytes of a repeat are
+        evidence too); a failure of either raises, so nothing is published unkept."""
         keys = self._seen_keys(mailbox_id, message_key, fingerprint)
-        return bool(await self.redis.exists(*keys))
+        if keep is None:
+            return bool(await self.redis.exists(*keys))
+        digest, raw = keep
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(*keys)
+            pipe.set(self.evidence_key(mailbox_id, digest), raw, ex=self.evidence_ttl_s)
+            seen, _ = results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return bool(seen)
 
     async def mark_seen(
         self,
@@ -222,11 +240,6 @@ class IngestStore:
     def evidence_key(self, mailbox_id: str, digest: str) -> str:
         """The events' `evidence_ref` for the mail whose bytes hash to `digest`."""
         return self.keys.mailbox_evidence(mailbox_id, digest)
-
-    async def keep_evidence(self, mailbox_id: str, digest: str, raw: bytes) -> str:
-        key = self.evidence_key(mailbox_id, digest)
-        await self.redis.set(key, raw, ex=self.evidence_ttl_s)
-        return key
 
 
 class LeaseStore:

@@ -612,12 +612,13 @@ class MailboxWatcher:
         received_at = (
             event.credit.received_at if isinstance(event, CreditReceived) else event.received_at
         )
-        if await self.store.already_seen(mbx.mailbox_id, outcome.message_key, outcome.fingerprint):
+        # the seen check and the evidence in one round trip, before anything is published
+        if await self.store.already_seen(
+            mbx.mailbox_id, outcome.message_key, outcome.fingerprint, keep=evidence
+        ):
             metrics.DUPLICATES.inc()
             self.log.info("mail.duplicate", uid=uid, event_id=event.event_id)
             return
-        if evidence is not None:
-            await self.store.keep_evidence(mbx.mailbox_id, *evidence)
         await self._publish(event)
         # the seen markers and the mailbox's health in one round trip
         await self.store.mark_seen(
