@@ -6,8 +6,9 @@
 - the subscription's payments at 80 % and 100 %, and its end in a few days (`sweep`);
 - the subscription orders the bot created, once paid: the subscription is extended.
 
-Events of merchants with no linked chat are skipped. A failure to reach the gateway or Redis
-raises, so the consumer redelivers the event later.
+Events of merchants with no linked chat are skipped (that answer is remembered a few seconds:
+`chats.MerchantChats`); a paid subscription order is completed all the same. A failure to reach
+the gateway or Redis raises, so the consumer redelivers the event later.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class Alerts:
 
     async def _tell_mailbox_owner(self, mailbox_id: str, gmail: str, key: str) -> None:
         merchant_id = await self.ctx.admin.mailbox_owner(mailbox_id)
-        chat = await self.store.chat_of_merchant(merchant_id) if merchant_id else None
+        chat = await self.ctx.chats.of_merchant(merchant_id) if merchant_id else None
         if chat is None:
             return
         await self.ctx.tell(chat, key, gmail=gmail or mailbox_id)
@@ -135,7 +136,7 @@ class Alerts:
         credit = event.credit
         if credit.test_mode:
             return  # the sandbox's own credits are the merchant's experiments
-        chat = await self.store.chat_of_merchant(event.merchant_id)
+        chat = await self.ctx.chats.of_merchant(event.merchant_id)
         if chat is None:
             return
         await self._ledger_has(chat, credit.credit_id)
@@ -207,7 +208,7 @@ class Alerts:
         order = event.order
         if order.test_mode:
             return
-        chat = await self.store.chat_of_merchant(order.merchant_id)
+        chat = await self.ctx.chats.of_merchant(order.merchant_id)
         if chat is None:
             return
         await self.store.remember_order(recent(order, "waiting"))
@@ -236,7 +237,7 @@ class Alerts:
             purchase = await self.store.purchase(order.order_id)
             if purchase is not None:
                 await self._complete_purchase(purchase)
-        if order.test_mode or await self.store.chat_of_merchant(order.merchant_id) is None:
+        if order.test_mode or await self.ctx.chats.of_merchant(order.merchant_id) is None:
             return
         status = {"order.paid": "paid", "order.expired": "expired"}.get(
             event.event_type, "cancelled"
@@ -270,7 +271,7 @@ class Alerts:
 
     # --- webhooks ---------------------------------------------------------------------------
     async def webhook(self, event: WebhookFailed | WebhookDelivered | WebhookExhausted) -> None:
-        chat = await self.store.chat_of_merchant(event.merchant_id)
+        chat = await self.ctx.chats.of_merchant(event.merchant_id)
         if chat is None:
             return
         if isinstance(event, WebhookDelivered):

@@ -1,17 +1,26 @@
-"""An aiogram middleware that hands every handler the chat's stored state (`chat`).
+"""The chats' stored state, as the bot works with it:
 
-A message from a chat Telegram had refused before (the user blocked the bot, then came back)
-makes that chat reachable again."""
+- `ChatState`, an aiogram middleware that hands every handler the chat's stored state (`chat`).
+  A message from a chat Telegram had refused before (the user blocked the bot, then came back)
+  makes that chat reachable again;
+- `MerchantChats`, which chat a merchant is linked to, as alerts ask it for every event. Most
+  events are of merchants with no linked chat: that answer is remembered for a few seconds, a
+  found chat never (it is read each time, so an unlinked or relinked chat is never told)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from time import monotonic
 from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject
 
 from autopay_store.merchant_bot import BotChat, MerchantBotStore
+
+NO_CHAT_SIZE = 10_000
+"""Merchants remembered with no chat at most (the least recently asked are forgotten)."""
 
 
 class ChatState(BaseMiddleware):
@@ -33,3 +42,49 @@ class ChatState(BaseMiddleware):
             chat = BotChat(chat.chat_id, chat.language, chat.merchant_id, chat.bot_key, None)
         data["chat"] = chat
         return await handler(event, data)
+
+
+class MerchantChats:
+    """The chat of a merchant. "No chat" is remembered for `ttl_s` (0: never); a link made
+    here forgets it at once, so the merchant's next alert reaches the new chat."""
+
+    def __init__(
+        self,
+        store: MerchantBotStore,
+        ttl_s: float,
+        size: int = NO_CHAT_SIZE,
+        clock: Callable[[], float] = monotonic,
+    ) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self.size = size
+        self.clock = clock
+        self._no_chat: OrderedDict[str, float] = OrderedDict()
+        """Merchant → until when it is known to have no chat, least recently asked first."""
+        self._links = 0
+
+    async def of_merchant(self, merchant_id: str) -> BotChat | None:
+        until = self._no_chat.get(merchant_id)
+        if until is not None:
+            if self.clock() < until:
+                self._no_chat.move_to_end(merchant_id)
+                return None
+            del self._no_chat[merchant_id]
+        links = self._links
+        chat = await self.store.chat_of_merchant(merchant_id)
+        # A link made while Redis was asked may be newer than its answer: not remembered.
+        if chat is None and self.ttl_s > 0 and links == self._links:
+            self._no_chat[merchant_id] = self.clock() + self.ttl_s
+            self._no_chat.move_to_end(merchant_id)
+            while len(self._no_chat) > self.size:
+                self._no_chat.popitem(last=False)
+        return chat
+
+    async def link(self, chat_id: int, merchant_id: str, bot_key: str) -> None:
+        """`MerchantBotStore.link`, then the merchant's "no chat" is forgotten (also when the
+        link failed half way: the chat may be linked in Redis already)."""
+        try:
+            await self.store.link(chat_id, merchant_id, bot_key)
+        finally:
+            self._links += 1
+            self._no_chat.pop(merchant_id, None)

@@ -1,9 +1,9 @@
-"""What every handler and consumer of the bot works with: settings, its store, the gateway's
-APIs and a way to tell a merchant something."""
+"""What every handler and consumer of the bot works with: settings, its store (and the chats of
+merchants in front of it), the gateway's APIs and a way to tell a merchant something."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ from aiogram.types import InlineKeyboardMarkup, Message
 from autopay_merchant_bot import metrics
 from autopay_merchant_bot.adapters.gateway import AdminApi, MerchantApi
 from autopay_merchant_bot.adapters.telegram import ChatUnreachable
+from autopay_merchant_bot.chats import MerchantChats
 from autopay_merchant_bot.settings import MerchantBotSettings
 from autopay_merchant_bot.texts import say
 from autopay_store.merchant_bot import BotChat, MerchantBotStore
@@ -28,6 +29,11 @@ class BotContext:
     admin: AdminApi
     http: httpx.AsyncClient
     bot: Bot
+    chats: MerchantChats = field(init=False)
+    """Which chat is a merchant's: alerts look it up here, and link chats through it."""
+
+    def __post_init__(self) -> None:
+        self.chats = MerchantChats(self.store, self.settings.no_chat_ttl_s)
 
     def language(self, chat: BotChat) -> str:
         return chat.language or self.settings.default_language

@@ -58,6 +58,9 @@ class MerchantBotSettings(ServiceSettings):
     journal_sweep_s: float = Field(
         2.0, gt=0, description="How often chat links left uncopied (NATS away) are copied again"
     )
+    no_chat_ttl_s: float = Field(
+        5.0, ge=0, description="How long a merchant found with no linked chat is not asked again"
+    )
     global_sends_per_s: float = Field(25.0, gt=0, description="Telegram's bot-wide send rate")
     chat_sends_per_s: float = Field(1.0, gt=0, description="Telegram's per-chat send rate")
     send_attempts: int = Field(5, ge=1, description="Tries of one message before it is dropped")

@@ -100,7 +100,7 @@ async def name(message: Message, state: FSMContext, ctx: BotContext, chat: BotCh
         await unavailable(message, ctx, chat, exc)
         return
     await state.clear()
-    await ctx.store.link(chat.chat_id, created["merchant_id"], created["bot_key"])
+    await ctx.chats.link(chat.chat_id, created["merchant_id"], created["bot_key"])
     await message.answer(
         say(
             language,
