@@ -128,3 +128,26 @@ async def test_the_token_bucket(redis_client, redis_prefix):
     assert await limiter.take("k", 1.0, 2, now=100.0) == 1.0
     assert await limiter.take("k", 1.0, 2, now=101.0) == 0.0
     assert 0 < await redis_client.pttl(keys.rate_limit("k")) <= 3000
+
+
+async def test_the_seen_check_with_evidence_works_on_a_redis_cluster(redis_prefix):
+    """The markers of one mail may lie in different hash slots: the check must not send them
+    as one multi-key command in a pipeline (a Cluster refuses that, and no mail would ever be
+    published)."""
+    from autopay_runtime.connections import open_redis
+    from autopay_testing.redis_cluster import start_redis_cluster
+
+    with start_redis_cluster(3) as cluster:
+        client = open_redis(cluster.url)
+        keys = Keys(redis_prefix)
+        store = IngestStore(client, keys, evidence_ttl_s=60, dedup_ttl_s=30)
+        try:
+            seen = [keys.mailbox_seen("m1", "mid:<a@b>"), keys.mailbox_seen("m1", "fp:f1")]
+            slots = {await client.cluster_keyslot(k) for k in seen}
+            assert len(slots) == 2  # else this test proves nothing
+            assert not await store.already_seen("m1", "mid:<a@b>", "f1", keep=("d1", b"raw"))
+            await store.mark_seen("m1", "mid:<a@b>", "f1")
+            assert await store.already_seen("m1", "raw:other", "f1", keep=("d2", b"again"))
+            assert await client.get(keys.mailbox_evidence("m1", "d2")) == "again"
+        finally:
+            await client.aclose()

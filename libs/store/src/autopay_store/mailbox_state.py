@@ -202,14 +202,17 @@ class IngestStore:
         if keep is None:
             return bool(await self.redis.exists(*keys))
         digest, raw = keep
+        # one EXISTS a key: on a Redis Cluster the markers may lie in different slots, and a
+        # pipeline's command must keep to one
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(*keys)
+            for key in keys:
+                pipe.exists(key)
             pipe.set(self.evidence_key(mailbox_id, digest), raw, ex=self.evidence_ttl_s)
-            seen, _ = results = await pipe.execute(raise_on_error=False)
+            results = await pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        return bool(seen)
+        return any(results[: len(keys)])
 
     async def mark_seen(
         self,
