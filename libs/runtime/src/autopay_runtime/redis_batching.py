@@ -4,8 +4,9 @@ Under load many requests wait on Redis at the same moment, each paying a full ro
 a socket write. Commands issued in the same event-loop iteration are queued and sent together
 as one non-transactional pipeline; each caller gets its own reply (or its own error, e.g.
 `NoScriptError`, which `Script` handles as usual). Order is preserved, so a coroutine's
-commands still run in the order it awaited them. A lone command goes out directly. The gateway
-(many requests at once) and the notifier (many delivery attempts at once) talk to Redis this way.
+commands still run in the order it awaited them. A lone command goes out directly. Every
+service whose many tasks wait on Redis at once talks to it this way (all but the matcher, whose
+batches are pipelines already).
 Non-transactional pipelines (`.pipeline(transaction=False)`) join the batch as a group, in
 order; transactions (MULTI/EXEC, WATCH) go out on their own connection as before.
 

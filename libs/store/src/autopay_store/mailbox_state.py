@@ -208,10 +208,7 @@ class IngestStore:
             for key in keys:
                 pipe.exists(key)
             pipe.set(self.evidence_key(mailbox_id, digest), raw, ex=self.evidence_ttl_s)
-            results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+            results = scripts.first_error(await pipe.execute(raise_on_error=False))
         return any(results[: len(keys)])
 
     async def mark_seen(
@@ -234,9 +231,7 @@ class IngestStore:
             if mail_at is not None:
                 self.health.queue_mail(pipe, mailbox_id, mail_at, counters)
             results = await pipe.execute(raise_on_error=False)
-        for result in results[: len(seen)]:
-            if isinstance(result, Exception):
-                raise result
+        scripts.first_error(results[: len(seen)])
 
     # --- evidence -----------------------------------------------------------------------------
 

@@ -139,7 +139,8 @@ async def get_many(redis: aioredis.Redis, keys: Sequence[KeyT]) -> list[Any]:
 
 
 def first_error(results: Sequence[Any]) -> Sequence[Any]:
-    """`results` of `Script.many`, or the first error among them raised."""
+    """`results` of `Script.many` (or of a pipeline run with `raise_on_error=False`), or the
+    first error among them raised."""
     for result in results:
         if isinstance(result, Exception):
             raise result

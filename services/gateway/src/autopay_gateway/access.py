@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from autopay_gateway.adapters.cache import MISSING, TtlCache
 from autopay_gateway.messages import ApiError
 from autopay_gateway.settings import GatewaySettings
+from autopay_runtime.cache import MISSING, TtlCache
 from autopay_store.accounts import Accounts, KeyHolder, Merchant, hash_api_key
 from autopay_store.ratelimit import RateLimiter
 

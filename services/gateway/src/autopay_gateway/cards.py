@@ -10,12 +10,12 @@ from typing import Any
 import structlog
 
 from autopay_contracts import MailboxRegistered, MailboxRemoved, mailbox_id_for, normalize_gmail
-from autopay_gateway.adapters.cache import MISSING, TtlCache
 from autopay_gateway.adapters.imap_login import ImapLoginChecker
 from autopay_gateway.clock import tashkent
 from autopay_gateway.messages import ApiError
 from autopay_gateway.requests import AddCard
 from autopay_gateway.settings import GatewaySettings
+from autopay_runtime.cache import MISSING, TtlCache
 from autopay_runtime.publishing import EventPublisher, PublishFailed
 from autopay_store.accounts import Accounts, Card, CardTaken, MailboxTaken, Merchant
 from autopay_store.mailbox_state import MailboxHealth

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject
 
+from autopay_runtime.cache import TtlCache
 from autopay_store.merchant_bot import BotChat, MerchantBotStore
 
 NO_CHAT_SIZE = 10_000
@@ -56,28 +56,18 @@ class MerchantChats:
         clock: Callable[[], float] = monotonic,
     ) -> None:
         self.store = store
-        self.ttl_s = ttl_s
-        self.size = size
-        self.clock = clock
-        self._no_chat: OrderedDict[str, float] = OrderedDict()
-        """Merchant → until when it is known to have no chat, least recently asked first."""
+        self._no_chat: TtlCache[str, bool] = TtlCache(ttl_s, size, clock)
+        """The merchants known to have no chat, least recently asked first."""
         self._links = 0
 
     async def of_merchant(self, merchant_id: str) -> BotChat | None:
-        until = self._no_chat.get(merchant_id)
-        if until is not None:
-            if self.clock() < until:
-                self._no_chat.move_to_end(merchant_id)
-                return None
-            del self._no_chat[merchant_id]
+        if self._no_chat.get(merchant_id, False):
+            return None
         links = self._links
         chat = await self.store.chat_of_merchant(merchant_id)
         # A link made while Redis was asked may be newer than its answer: not remembered.
-        if chat is None and self.ttl_s > 0 and links == self._links:
-            self._no_chat[merchant_id] = self.clock() + self.ttl_s
-            self._no_chat.move_to_end(merchant_id)
-            while len(self._no_chat) > self.size:
-                self._no_chat.popitem(last=False)
+        if chat is None and links == self._links:
+            self._no_chat.put(merchant_id, True)
         return chat
 
     async def link(self, chat_id: int, merchant_id: str, bot_key: str) -> None:
@@ -87,4 +77,4 @@ class MerchantChats:
             await self.store.link(chat_id, merchant_id, bot_key)
         finally:
             self._links += 1
-            self._no_chat.pop(merchant_id, None)
+            self._no_chat.discard(merchant_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autopay_gateway.adapters.cache import MISSING, TtlCache
+from autopay_runtime.cache import MISSING, TtlCache
 
 
 def test_a_full_cache_evicts_only_the_least_recently_used_entry():

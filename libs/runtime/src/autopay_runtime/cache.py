@@ -1,11 +1,13 @@
-"""A tiny in-process TTL cache with least-recently-used eviction (authenticated merchants,
-connected cards) for the hot path. When full, the entry used longest ago makes room; nothing
-else is evicted, so a flood of new keys cannot flush the entries in use."""
+"""A tiny in-process TTL cache with least-recently-used eviction for hot paths (the gateway's
+authenticated merchants and connected cards, the merchant bot's merchants without a chat).
+When full, the entry used longest ago makes room; nothing else is evicted, so a flood of new
+keys cannot flush the entries in use. An entry is gone once `clock()` reaches its expiry."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -14,9 +16,15 @@ _MISSING = object()
 
 
 class TtlCache(Generic[K, V]):
-    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        ttl_s: float,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self.clock = clock
         self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
 
     def get(self, key: K, default: object = _MISSING) -> V | object:
@@ -24,7 +32,7 @@ class TtlCache(Generic[K, V]):
         if item is None:
             return default
         expires, value = item
-        if expires < time.monotonic():
+        if expires <= self.clock():
             self._items.pop(key, None)
             return default
         self._items.move_to_end(key)
@@ -33,7 +41,7 @@ class TtlCache(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         if self.ttl_s <= 0:
             return
-        self._items[key] = (time.monotonic() + self.ttl_s, value)
+        self._items[key] = (self.clock() + self.ttl_s, value)
         self._items.move_to_end(key)
         while len(self._items) > self.max_entries:
             self._items.popitem(last=False)
