@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from autopay_store.idempotency import IdempotencyStore, StoredResponse
 from autopay_store.keys import Keys
-from autopay_store.mailbox_state import Health, IngestStore, LeaseStore, MailboxHealth
+from autopay_store.mailbox_state import Cursor, Health, IngestStore, LeaseStore, MailboxHealth
 from autopay_store.ratelimit import RateLimiter
 
 AT = datetime(2026, 5, 16, 4, 30, tzinfo=UTC)
@@ -96,6 +96,34 @@ async def test_marking_a_mail_seen_records_the_mailbox_health_in_the_same_round_
     assert await store.already_seen("m2", "raw:x", "f2")
 
 
+async def test_the_markers_and_the_cursor_move_in_one_round_trip(redis_client, redis_prefix):
+    """`mark_seen` with a cursor: the markers, the health and the cursor land together. A
+    cursor fenced by a lease this replica does not hold stays where it is (False), the
+    markers are written all the same; a Redis that lost its scripts still moves it."""
+    keys = Keys(redis_prefix)
+    store = IngestStore(redis_client, keys, evidence_ttl_s=60, dedup_ttl_s=30)
+    leases = LeaseStore(redis_client, keys, "replica-1", lease_s=5)
+    assert await leases.acquire(["m1"]) == [True]
+    mine = (leases.lease_key("m1"), "replica-1")
+
+    passed = await store.mark_seen(
+        "m1", "mid:<a@b>", "f1", mail_at=AT, counters=("credits",), cursor=Cursor(7, 10), lease=mine
+    )
+    assert passed is True
+    assert await store.cursor("m1") == Cursor(7, 10)
+    assert await store.already_seen("m1", "raw:x", "f1")
+
+    theirs = (leases.lease_key("m1"), "replica-2")
+    assert not await store.mark_seen("m1", "mid:<c@d>", None, cursor=Cursor(7, 11), lease=theirs)
+    assert await store.cursor("m1") == Cursor(7, 10)
+    assert await store.already_seen("m1", "mid:<c@d>", None)
+
+    await redis_client.script_flush()
+    assert await store.mark_seen("m1", "mid:<e@f>", None, cursor=Cursor(7, 12), lease=mine)
+    assert await store.cursor("m1") == Cursor(7, 12)
+    assert await redis_client.hget(keys.mailbox_health("m1"), "credits") == "1"
+
+
 async def test_a_lease_key_is_the_one_the_cursor_is_fenced_by(redis_client, redis_prefix):
     keys = Keys(redis_prefix)
     leases = LeaseStore(redis_client, keys, "replica-1", lease_s=5)
@@ -146,7 +174,8 @@ async def test_the_seen_check_with_evidence_works_on_a_redis_cluster(redis_prefi
             slots = {await client.cluster_keyslot(k) for k in seen}
             assert len(slots) == 2  # else this test proves nothing
             assert not await store.already_seen("m1", "mid:<a@b>", "f1", keep=("d1", b"raw"))
-            await store.mark_seen("m1", "mid:<a@b>", "f1")
+            assert await store.mark_seen("m1", "mid:<a@b>", "f1", cursor=Cursor(7, 3))
+            assert await store.cursor("m1") == Cursor(7, 3)
             assert await store.already_seen("m1", "raw:other", "f1", keep=("d2", b"again"))
             assert await client.get(keys.mailbox_evidence("m1", "d2")) == "again"
         finally:

@@ -517,3 +517,33 @@ async def test_a_parser_crash_is_recorded_and_the_mailbox_keeps_going(
     assert [c.credit.amount_tiyin for c in credits(found)] == [AMOUNT_A]
     health = await redis_client.hgetall(f"{redis_prefix}:mailbox:{MAILBOX_ID}:health")
     assert health["parse_failures"] == "1" and health["credits"] == "1"
+
+
+async def test_mail_landing_while_another_is_recorded_is_not_left_for_the_next_idle(
+    settings, imap, nats_client, namespace, streams, redis_client, redis_prefix
+):
+    """A mail that lands while the one before it is being recorded (after its search and its
+    fetches, before its cursor moves) is announced by no command reply of that mail: the
+    watcher goes back to IDLE without searching again, and the server's announcement there
+    must bring it in at once, not at the re-IDLE timer (30 s here, past the wait)."""
+    from autopay_bankmail import parse_notification
+
+    landed: list[asyncio.Task] = []
+
+    def parse(raw: bytes, **kwargs):
+        if not landed:  # the first mail is read: the next one lands while it is recorded
+            landed.append(asyncio.get_running_loop().create_task(imap.append(GMAIL, CREDIT_B)))
+        return parse_notification(raw, **kwargs)
+
+    await register(nats_client, namespace, imap)
+    app = build_app(settings, parse=parse)
+    await app.start()
+    try:
+        await wait_idle(redis_client, redis_prefix)
+        await imap.append(GMAIL, CREDIT_A)
+        found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 2)
+        last_uid = await landed[0]
+        await wait_cursor(redis_client, redis_prefix, last_uid)
+    finally:
+        await app.stop()
+    assert [c.credit.amount_tiyin for c in credits(found)] == [AMOUNT_A, AMOUNT_B]

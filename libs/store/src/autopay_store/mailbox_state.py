@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from autopay_store import scripts
 from autopay_store.keys import Keys
@@ -172,12 +173,17 @@ class IngestStore:
     ) -> bool:
         """Advance the cursor; with `lease` = (lease key, owner), only while the lease key still
         names that owner (fencing). Returns False when the lease is gone."""
+        keys, args = self._cursor_call(mailbox_id, cursor, lease)
+        return bool(await self._save_cursor(keys=keys, args=args))
+
+    def _cursor_call(
+        self, mailbox_id: str, cursor: Cursor, lease: tuple[str, str] | None
+    ) -> tuple[list[str], list[str | int]]:
         key, owner = lease if lease is not None else ("", "")
-        saved = await self._save_cursor(
-            keys=[self.keys.mailbox_cursor(mailbox_id), key or self.keys.mailbox_lease(mailbox_id)],
-            args=[cursor.uidvalidity, cursor.last_uid, owner],
+        return (
+            [self.keys.mailbox_cursor(mailbox_id), key or self.keys.mailbox_lease(mailbox_id)],
+            [cursor.uidvalidity, cursor.last_uid, owner],
         )
-        return bool(saved)
 
     # --- dedup --------------------------------------------------------------------------------
 
@@ -219,19 +225,39 @@ class IngestStore:
         *,
         mail_at: datetime | None = None,
         counters: tuple[str, ...] = (),
-    ) -> None:
+        cursor: Cursor | None = None,
+        lease: tuple[str, str] | None = None,
+    ) -> bool:
         """Remember the mail as handled; with `mail_at`, the mailbox's health too (its last
-        mail and `counters`, as `MailboxHealth.record_mail`) in the same round trip. Only a
-        failure of the seen markers raises: they keep a mail from being published twice, the
-        health is a figure."""
+        mail and `counters`, as `MailboxHealth.record_mail`), and with `cursor`, the cursor
+        moved past it (as `save_cursor`, fenced by `lease`), all in the same round trip.
+
+        A failure of the seen markers or of the cursor raises: the markers keep a mail from
+        being published twice, the cursor from being read again; the health is a figure.
+        Returns False when the lease is gone (the cursor did not move), else True. Either may
+        land without the other (the markers are written first, but a Cluster sends them to
+        other nodes): a cursor past unmarked mail only loses the markers' guard against a
+        re-read, which the events' deterministic ids still cover; markers without the cursor
+        make the re-read skip the mail."""
         seen = self._seen_keys(mailbox_id, message_key, fingerprint)
+        call = self._cursor_call(mailbox_id, cursor, lease) if cursor is not None else None
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in seen:
                 pipe.set(key, 1, ex=self.dedup_ttl_s)
             if mail_at is not None:
                 self.health.queue_mail(pipe, mailbox_id, mail_at, counters)
+            if call is not None:
+                self._save_cursor.queue(pipe, *call)
             results = await pipe.execute(raise_on_error=False)
         scripts.first_error(results[: len(seen)])
+        if call is None:
+            return True
+        saved = results[-1]
+        if isinstance(saved, NoScriptError):  # a restarted Redis: the script runs once loaded
+            saved = await self._save_cursor(keys=call[0], args=call[1])
+        elif isinstance(saved, Exception):
+            raise saved
+        return bool(saved)
 
     # --- evidence -----------------------------------------------------------------------------
 

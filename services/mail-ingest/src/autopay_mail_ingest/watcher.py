@@ -314,14 +314,19 @@ class MailboxWatcher:
             await self._fetch_new(client, selected.uidvalidity)
 
     async def _idle_until_news(self, client: aioimaplib.IMAP4) -> None:
-        """IDLE until the server announces mail (EXISTS) or the re-IDLE interval passes."""
+        """IDLE until the server announces mail (EXISTS) or the re-IDLE interval passes.
+
+        `_news` holds any EXISTS since the last search: one the server sent on its own after
+        the last command (no server repeats it at IDLE) skips the IDLE, one during it ends it."""
+        if self._news.is_set():
+            return
         interval = self.settings.reidle_interval_s
         idle = await self._guard(client.idle_start(timeout=interval * 2))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + interval
         metrics.IDLE_MAILBOXES.inc()
         try:
-            while (remaining := deadline - loop.time()) > 0:
+            while not self._news.is_set() and (remaining := deadline - loop.time()) > 0:
                 try:
                     push = await self._guard(
                         client.wait_server_push(timeout=remaining), limit_s=remaining + 5
@@ -367,7 +372,8 @@ class MailboxWatcher:
 
     async def _fetch_new(self, client: aioimaplib.IMAP4, uidvalidity: int) -> None:
         """Ingest everything above the cursor, searching again while the server announces
-        mail (mail that lands meanwhile is announced inside these commands' replies)."""
+        mail (mail that lands meanwhile is announced inside these commands' replies, or at
+        the next IDLE: a search after mail was read but nothing announced finds nothing)."""
         announced_but_empty = 0
         while announced_but_empty < 3:
             self._news.clear()
@@ -381,10 +387,13 @@ class MailboxWatcher:
             if uids:
                 announced_but_empty = 0
                 await self._ingest_uids(client, uidvalidity, uids)
+                if not self._news.is_set():
+                    return
             elif self._news.is_set():
                 announced_but_empty += 1
             else:
                 return
+        self._news.clear()  # announced thrice and found nothing: wait for the next news
 
     async def _ingest_uids(
         self,
@@ -443,8 +452,9 @@ class MailboxWatcher:
                     asked = set(batch)
                 outcome, evidence = self._candidate_outcome(message, bodies.pop(uid, None))
             if outcome is not None:
-                await self._record(uid, outcome, evidence)
-            await self._save_cursor(Cursor(uidvalidity, uid))
+                await self._record(uid, outcome, evidence, Cursor(uidvalidity, uid))
+            else:
+                await self._save_cursor(Cursor(uidvalidity, uid))
             self._last_uid = uid
         if chunk[-1] > self._last_uid:  # the rest of the chunk needed nothing recorded
             await self._save_cursor(Cursor(uidvalidity, chunk[-1]))
@@ -556,12 +566,14 @@ class MailboxWatcher:
             reason = f"cannot record the parsed mail: {type(exc).__name__}"
             return self._guarded(uid, lambda: outcome_of(unparsed(reason)), evidence)
 
+    def _fence(self) -> tuple[str, str] | None:
+        """(lease key, holder) that a cursor write is fenced by; None without a lease."""
+        return None if self.lease is None else (self.lease.key, self.lease.owner)
+
     async def _save_cursor(self, cursor: Cursor) -> None:
-        fence = None
         if self.lease is not None:
             self.lease.check()
-            fence = (self.lease.key, self.lease.owner)
-        if not await self.store.save_cursor(self.mailbox.mailbox_id, cursor, fence):
+        if not await self.store.save_cursor(self.mailbox.mailbox_id, cursor, self._fence()):
             raise LeaseLost(self.mailbox.mailbox_id)
 
     async def _publish(self, event: Event) -> None:
@@ -593,9 +605,12 @@ class MailboxWatcher:
 
     # --- one mail -----------------------------------------------------------------------------
 
-    async def _record(self, uid: int, outcome: Outcome, evidence: Evidence | None) -> None:
-        """Publish what a candidate became, once (dedup markers), its bytes kept as evidence.
-        Redis and NATS failures raise (or retry) here, holding the cursor before this mail.
+    async def _record(
+        self, uid: int, outcome: Outcome, evidence: Evidence | None, cursor: Cursor
+    ) -> None:
+        """Publish what a candidate became, once (dedup markers), its bytes kept as evidence,
+        and move the cursor past it (`cursor`). Redis and NATS failures raise (or retry) here,
+        holding the cursor before this mail; a lost lease raises `LeaseLost`.
 
         A mail starts its credit's trace: the event published here carries it on to the
         matcher and the notifier."""
@@ -604,9 +619,11 @@ class MailboxWatcher:
             kind=SpanKind.CONSUMER,
             attributes={"autopay.mailbox_id": self.mailbox.mailbox_id, "imap.uid": uid},
         ):
-            await self._record_traced(uid, outcome, evidence)
+            await self._record_traced(uid, outcome, evidence, cursor)
 
-    async def _record_traced(self, uid: int, outcome: Outcome, evidence: Evidence | None) -> None:
+    async def _record_traced(
+        self, uid: int, outcome: Outcome, evidence: Evidence | None, cursor: Cursor
+    ) -> None:
         mbx = self.mailbox
         event = outcome.event
         received_at = (
@@ -618,15 +635,20 @@ class MailboxWatcher:
         ):
             metrics.DUPLICATES.inc()
             self.log.info("mail.duplicate", uid=uid, event_id=event.event_id)
+            await self._save_cursor(cursor)
             return
         await self._publish(event)
-        # the seen markers and the mailbox's health in one round trip
-        await self.store.mark_seen(
+        # the seen markers, the mailbox's health and the cursor in one round trip; a lease
+        # lost meanwhile keeps the cursor where it is (the markers are written all the same)
+        leased = self._leased()
+        passed = await self.store.mark_seen(
             mbx.mailbox_id,
             outcome.message_key,
             outcome.fingerprint,
             mail_at=received_at,
             counters=_health_counters(event),
+            cursor=cursor if leased else None,
+            lease=self._fence(),
         )
         metrics.MAILBOXES.mail(mbx.mailbox_id, received_at)
         if isinstance(event, CreditReceived):
@@ -650,6 +672,8 @@ class MailboxWatcher:
                 refusal=event.refusal,
                 reason=event.reason,
             )
+        if not (leased and passed):
+            raise LeaseLost(mbx.mailbox_id)
 
 
 def _health_counters(event: CreditReceived | CreditRejected) -> tuple[str, ...]:
