@@ -32,12 +32,12 @@ from redis.exceptions import RedisError
 from autopay_contracts import Credit
 from autopay_matcher import metrics
 from autopay_matcher.deadletters import NotACredit, dead_letter, decode_credit
-from autopay_matcher.durable import bind_durable, end_pull
 from autopay_matcher.retry import redelivery_delay
 from autopay_matcher.service import Matcher
 from autopay_runtime import tracing
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher, PublishFailed
+from autopay_runtime.pulling import bind_durable, end_pull
 from autopay_store.orders import MatchOutcome
 
 LINK_TIMEOUT_S = 1.0

@@ -15,7 +15,6 @@ a `credit.received` is acked without being decoded.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from nats.aio.msg import Msg
@@ -24,8 +23,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from autopay_contracts import CreditReceived, Namespace, parse_event
-from autopay_matcher.durable import bind_durable, end_pull
 from autopay_runtime.logging import get_logger
+from autopay_runtime.pulling import PullConsumer
 from autopay_store.ledger import Ledger, replay_ledger
 from autopay_store.mailboxes import MailboxOwners
 
@@ -55,47 +54,27 @@ class LedgerConsumer:
         batch: int = 100,
         fetch_timeout_s: float = 1.0,
     ) -> None:
-        self.jetstream = jetstream
         self.ledger = ledger
         self.owners = owners
         self.ns = ns
-        self.stream = stream
-        self.subject = subject
-        self.durable = durable
-        self.batch = batch
-        self.fetch_timeout_s = fetch_timeout_s
-        self._sub: JetStreamContext.PullSubscription | None = None
-        self._task: asyncio.Task | None = None
+        self._pull = PullConsumer(
+            jetstream,
+            self.handle,
+            stream=stream,
+            subject=subject,
+            durable=durable,
+            config=ledger_config(),
+            batch=batch,
+            fetch_timeout_s=fetch_timeout_s,
+            retry_delay_s=RETRY_DELAY_S,
+        )
         self._log = get_logger(task="ledger")
 
     async def start(self) -> None:
-        if self._task is not None:
-            return
-        self._sub = await bind_durable(
-            self.jetstream(), self.stream, self.subject, self.durable, ledger_config()
-        )
-        self._task = asyncio.create_task(self._run(), name="ledger-consumer")
+        await self._pull.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        sub, self._sub = self._sub, None
-        await end_pull(task, sub)
-
-    async def _run(self) -> None:
-        assert self._sub is not None
-        while True:
-            try:
-                msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout_s)
-            except TimeoutError:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._log.exception("fetching credit events for the ledger failed")
-                await asyncio.sleep(RETRY_DELAY_S)
-                continue
-            for msg in msgs:
-                await self.handle(msg)
+        await self._pull.stop()
 
     async def handle(self, msg: Msg) -> None:
         """Project one message; it is acked once written (or known to hold nothing to write),

@@ -26,6 +26,7 @@ from autopay_merchant_bot.chats import ChatState
 from autopay_merchant_bot.context import BotContext
 from autopay_merchant_bot.flows import routers
 from autopay_merchant_bot.settings import MerchantBotSettings
+from autopay_runtime.compat.faststream import jetstream
 from autopay_runtime.connections import dependency_checks, nats_broker
 from autopay_runtime.health import health_routes
 from autopay_runtime.redis_batching import batching_redis_client
@@ -115,8 +116,8 @@ def build_app(settings: MerchantBotSettings) -> AsgiFastStream:
     )
     alerts = Alerts(ctx)
     dp = build_dispatcher(ctx)
-    consumers.register(
-        broker,
+    pulls = consumers.consumers(
+        lambda: jetstream(broker),
         alerts,
         settings.ns,
         durable=settings.durable,
@@ -125,6 +126,8 @@ def build_app(settings: MerchantBotSettings) -> AsgiFastStream:
     tasks: list[asyncio.Task] = []
 
     async def start_bot() -> None:
+        for pull in pulls:
+            await pull.start()
         tasks.append(
             asyncio.ensure_future(
                 dp.start_polling(
@@ -140,6 +143,8 @@ def build_app(settings: MerchantBotSettings) -> AsgiFastStream:
         tasks.append(asyncio.ensure_future(journal.run(settings.journal_sweep_s)))
 
     async def stop_bot() -> None:
+        for pull in pulls:
+            await pull.stop()
         with contextlib.suppress(RuntimeError):
             await dp.stop_polling()
         for task in tasks:

@@ -1,0 +1,61 @@
+"""`PullConsumer` on a real NATS server: every message of a batch reaches the handler in stream
+order, a handler that raises neither stops the loop nor loses the message (it comes back after
+the ack wait), and a durable an older version left is brought to this configuration."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig
+
+from autopay_runtime.pulling import PullConsumer
+
+
+async def test_a_batch_in_order_and_a_failed_message_comes_back(nats_client, namespace, streams):
+    js = nats_client.jetstream()
+    stream = namespace.stream_name("ORDERS")
+    subject = namespace.order("*", "*")
+    # an older version's durable: its ack wait was 30 s, a failed message would wait that long
+    await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            durable_name="pull-test", filter_subject=subject, ack_wait=30, max_deliver=5
+        ),
+    )
+    for i in range(5):
+        await js.publish(namespace.order("7", "created"), f"m{i}".encode())
+
+    seen: list[str] = []
+    failed_once = False
+    done = asyncio.Event()
+
+    async def handle(msg: Msg) -> None:
+        nonlocal failed_once
+        seen.append(msg.data.decode())
+        if msg.data == b"m2" and not failed_once:
+            failed_once = True
+            raise RuntimeError("a bug in the handler")
+        await msg.ack()
+        if len(seen) == 6:
+            done.set()
+
+    consumer = PullConsumer(
+        lambda: js,
+        handle,
+        stream=stream,
+        subject=subject,
+        durable="pull-test",
+        config=ConsumerConfig(ack_wait=1, max_deliver=-1),
+        batch=10,
+        fetch_timeout_s=0.5,
+    )
+    await consumer.start()
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        await consumer.stop()
+    assert seen == ["m0", "m1", "m2", "m3", "m4", "m2"]
+    info = await js.consumer_info(stream, "pull-test")
+    assert (info.config.ack_wait, info.config.max_deliver) == (1, -1)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
