@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo
 from nats.js.errors import NotFoundError
 
+from autopay_runtime import tracing
 from autopay_runtime.logging import get_logger
 from autopay_runtime.waiting import cancel_and_wait
 
@@ -151,9 +152,26 @@ class PullConsumer:
                 await asyncio.sleep(self.retry_delay_s)
                 continue
             for msg in msgs:
-                try:
-                    await self.handle(msg)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self._log.exception("message not handled; delivered again after ack wait")
+                await self._handle_traced(msg)
+
+    async def _handle_traced(self, msg: Msg) -> None:
+        """`handle(msg)` inside the message's consumer span (tracing on): the child of the
+        trace its headers carry, as FastStream's telemetry middleware makes it."""
+        span = None
+        if tracing.enabled():
+            span = tracing.consumer_span(
+                f"{msg.subject} process", msg.headers, **{"messaging.system": "nats"}
+            )
+        result: BaseException | None = None
+        try:
+            with tracing.attached(tracing.context_of(span) if span else None):
+                await self.handle(msg)
+        except asyncio.CancelledError as exc:
+            result = exc
+            raise
+        except Exception as exc:
+            result = exc
+            self._log.exception("message not handled; delivered again after ack wait")
+        finally:
+            if span is not None:
+                tracing.end(span, result)

@@ -17,6 +17,7 @@ from autopay_notifier.publishers import WebhookOutcomePublisher
 from autopay_notifier.service import Limits, Notifier
 from autopay_notifier.settings import NotifierSettings
 from autopay_notifier.ssrf import GuardPolicy
+from autopay_runtime.compat.faststream import jetstream
 from autopay_runtime.connections import dependency_checks, nats_broker, open_redis
 from autopay_runtime.health import health_routes
 from autopay_runtime.redis_batching import batching_redis_client
@@ -110,8 +111,8 @@ def build_app(settings: NotifierSettings) -> AsgiFastStream:
     )
     redis = notifier_redis(settings)
     notifier = build_notifier(settings, broker, redis)
-    handlers.register(
-        broker,
+    orders = handlers.consumer(
+        lambda: jetstream(broker),
         notifier,
         settings.ns,
         durable=settings.durable,
@@ -121,8 +122,10 @@ def build_app(settings: NotifierSettings) -> AsgiFastStream:
 
     async def start_scheduler() -> None:
         notifier.start()
+        await orders.start()
 
     async def stop_deliveries() -> None:
+        await orders.stop()
         await notifier.stop(settings.shutdown_grace_s)
 
     async def close_clients() -> None:
