@@ -57,3 +57,28 @@ def test_the_quick_check_skips_only_text_the_patterns_cannot_match(text):
     would have left as it was."""
     full = _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", _INLINE_SECRETS.sub(REDACTED, text))
     assert _scrub_text(text) == full
+
+
+def test_a_log_line_is_one_json_object_whatever_its_values(capsys):
+    """Times in ISO 8601, what JSON cannot hold as its repr, non-string keys as strings; a
+    secret inside a nested value is redacted like one at the top."""
+    from datetime import UTC, datetime
+
+    configure_logging("test", json=True)
+    get_logger().info(
+        "mail recorded",
+        at=datetime(2026, 5, 16, 4, 30, tzinfo=UTC),
+        raw_bytes=b"\x00\x01",
+        counters={1: "credits"},
+        urls=["redis://:pw@redis:6379/0", "http://ok"],
+        late=False,
+        amount=5_003_700,
+    )
+    record = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert record["event"] == "mail recorded" and record["level"] == "info"
+    assert record["at"] == "2026-05-16T04:30:00+00:00"
+    assert record["raw_bytes"] == repr(b"\x00\x01")
+    assert record["counters"] == {"1": "credits"}
+    assert record["urls"] == ["redis://[redacted]@redis:6379/0", "http://ok"]
+    assert (record["late"], record["amount"]) == (False, 5_003_700)
+    structlog.reset_defaults()

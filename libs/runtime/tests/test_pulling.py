@@ -37,7 +37,7 @@ async def test_a_batch_in_order_and_a_failed_message_comes_back(nats_client, nam
             failed_once = True
             raise RuntimeError("a bug in the handler")
         await msg.ack()
-        if len(seen) == 6:
+        if seen.count("m2") == 2:
             done.set()
 
     consumer = PullConsumer(
@@ -53,9 +53,16 @@ async def test_a_batch_in_order_and_a_failed_message_comes_back(nats_client, nam
     await consumer.start()
     try:
         await asyncio.wait_for(done.wait(), 10)
+        info = await js.consumer_info(stream, "pull-test")
+        for _ in range(100):  # the last acks on their way
+            if info.num_ack_pending == 0:
+                break
+            await asyncio.sleep(0.05)
+            info = await js.consumer_info(stream, "pull-test")
     finally:
         await consumer.stop()
-    assert seen == ["m0", "m1", "m2", "m3", "m4", "m2"]
-    info = await js.consumer_info(stream, "pull-test")
+    # in stream order; the failed one again after its ack wait (a busy machine may deliver an
+    # acked one again too: delivery is at least once)
+    assert seen[:5] == ["m0", "m1", "m2", "m3", "m4"]
     assert (info.config.ack_wait, info.config.max_deliver) == (1, -1)
     assert info.num_ack_pending == 0 and info.num_pending == 0

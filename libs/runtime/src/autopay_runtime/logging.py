@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import structlog
 
 from autopay_runtime.tracing import current_ids
@@ -34,12 +35,13 @@ def _secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
-_MAYBE_SECRET = ("whsec_", "ap_live", "ap_test", "://")
-"""A string holding none of these cannot match the inline patterns: no regex is run on it."""
+_MAYBE_SECRET = re.compile(r"whsec_|ap_live|ap_test|://")
+"""A string holding none of these cannot match the inline patterns: no substitution is run on
+it (one search for all four is cheaper than four substring tests in Python)."""
 
 
 def _scrub_text(value: str) -> str:
-    if not any(marker in value for marker in _MAYBE_SECRET):
+    if _MAYBE_SECRET.search(value) is None:
         return value
     return _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", _INLINE_SECRETS.sub(REDACTED, value))
 
@@ -56,10 +58,27 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+_PLAIN = (bool, int, float, type(None))
+
+
 def redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: (REDACTED if _secret_key(key) else _scrub(value)) for key, value in event_dict.items()
-    }
+    """Every value under a secret-looking key, and every secret inside a value, replaced (in
+    place: the dict is this log line's own)."""
+    for key, value in event_dict.items():
+        if _secret_key(key):
+            event_dict[key] = REDACTED
+        elif type(value) is str:
+            if _MAYBE_SECRET.search(value) is not None:
+                event_dict[key] = _scrub_text(value)
+        elif type(value) not in _PLAIN:
+            event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def _json(event_dict: dict[str, Any], **kw: Any) -> str:
+    """One JSON line (orjson: several times faster than `json.dumps`; times in ISO 8601, and
+    what it cannot encode as its `repr`, as structlog's own fallback gives it)."""
+    return orjson.dumps(event_dict, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +93,9 @@ def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and the stdlib root logger to emit one JSON object per line."""
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(_json)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
