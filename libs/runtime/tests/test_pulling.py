@@ -66,3 +66,38 @@ async def test_a_batch_in_order_and_a_failed_message_comes_back(nats_client, nam
     assert seen[:5] == ["m0", "m1", "m2", "m3", "m4"]
     assert (info.config.ack_wait, info.config.max_deliver) == (1, -1)
     assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_an_unordered_consumer_handles_a_batch_at_once(nats_client, namespace, streams):
+    """`ordered=False`: every message of a fetched batch is in its handler at the same time
+    (here each waits for all five to have arrived, which one at a time would never see)."""
+    js = nats_client.jetstream()
+    for i in range(5):
+        await js.publish(namespace.order("7", "paid"), f"m{i}".encode())
+    inside: set[str] = set()
+    everyone = asyncio.Event()
+
+    async def handle(msg: Msg) -> None:
+        inside.add(msg.data.decode())
+        if len(inside) == 5:
+            everyone.set()
+        await asyncio.wait_for(everyone.wait(), 5)
+        await msg.ack()
+
+    consumer = PullConsumer(
+        lambda: js,
+        handle,
+        stream=namespace.stream_name("ORDERS"),
+        subject=namespace.order("*", "*"),
+        durable="pull-unordered",
+        config=ConsumerConfig(ack_wait=30),
+        batch=10,
+        fetch_timeout_s=0.5,
+        ordered=False,
+    )
+    await consumer.start()
+    try:
+        await asyncio.wait_for(everyone.wait(), 10)
+    finally:
+        await consumer.stop()
+    assert inside == {f"m{i}" for i in range(5)}

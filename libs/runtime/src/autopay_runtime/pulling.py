@@ -93,7 +93,9 @@ async def end_pull(
 
 
 class PullConsumer:
-    """One durable pull consumer: `handle(msg)` for each message fetched, in stream order.
+    """One durable pull consumer: `handle(msg)` for each message fetched, one after the other
+    in stream order, or with `ordered=False` all the messages of a batch at once (as a
+    FastStream pull subscriber does: their commands then share round trips).
 
     `handle` settles its message (ack, nak, term); one that raises leaves it unacked, and the
     server delivers it again after the ack wait. A failed fetch (NATS away) is logged and
@@ -111,8 +113,10 @@ class PullConsumer:
         batch: int = 100,
         fetch_timeout_s: float = 1.0,
         retry_delay_s: float = 2.0,
+        ordered: bool = True,
     ) -> None:
         self.jetstream = jetstream
+        self.ordered = ordered
         self.handle = handle
         self.stream = stream
         self.subject = subject
@@ -151,8 +155,11 @@ class PullConsumer:
                 self._log.exception("fetching failed; retried", stream=self.stream)
                 await asyncio.sleep(self.retry_delay_s)
                 continue
-            for msg in msgs:
-                await self._handle_traced(msg)
+            if self.ordered:
+                for msg in msgs:
+                    await self._handle_traced(msg)
+            else:
+                await asyncio.gather(*(self._handle_traced(msg) for msg in msgs))
 
     async def _handle_traced(self, msg: Msg) -> None:
         """`handle(msg)` inside the message's consumer span (tracing on): the child of the

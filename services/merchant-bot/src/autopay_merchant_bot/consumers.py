@@ -64,6 +64,7 @@ def consumers(
             durable=f"{durable}-{suffix}",
             config=config,
             batch=BATCH,
+            ordered=False,  # each event's alert is its own, as FastStream handled them
         )
         for stream, subject, suffix in subscriptions(ns)
     ]

@@ -66,6 +66,7 @@ def consumer(
         durable=durable,
         config=consumer_config(lookback_s),
         batch=fetch_batch,
+        ordered=False,  # each event's webhook is its own: a batch is scheduled at once
     )
 
 
