@@ -121,8 +121,8 @@ async def register(nats_client, ns: Namespace, server: ImapServer, password=APP_
 
 
 @contextlib.asynccontextmanager
-async def running(settings: IngestSettings) -> AsyncIterator[None]:
-    app = build_app(settings)
+async def running(settings: IngestSettings, **options) -> AsyncIterator[None]:
+    app = build_app(settings, **options)
     await app.start()
     try:
         yield
@@ -496,9 +496,7 @@ async def test_a_parser_crash_is_recorded_and_the_mailbox_keeps_going(
         return parse_notification(raw, **kwargs)
 
     await register(nats_client, namespace, imap)
-    app = build_app(settings, parse=parse)
-    await app.start()
-    try:
+    async with running(settings, parse=parse):
         await wait_idle(redis_client, redis_prefix)
         await imap.append(GMAIL, resent(CREDIT_B, "explode@info.uzcard.uz"))
         last_uid = await imap.append(GMAIL, CREDIT_A)
@@ -509,8 +507,6 @@ async def test_a_parser_crash_is_recorded_and_the_mailbox_keeps_going(
             lambda f: len(credits(f)) == 1 and any(isinstance(e, CreditRejected) for e in f),
         )
         await wait_cursor(redis_client, redis_prefix, last_uid)
-    finally:
-        await app.stop()
     rejected = [e for e in found if isinstance(e, CreditRejected)]
     assert [(e.kind, e.reason) for e in rejected] == [("unparsed", "parser error: RecursionError")]
     assert rejected[0].message_id == "<explode@info.uzcard.uz>" and rejected[0].evidence_ref
@@ -536,14 +532,10 @@ async def test_mail_landing_while_another_is_recorded_is_not_left_for_the_next_i
         return parse_notification(raw, **kwargs)
 
     await register(nats_client, namespace, imap)
-    app = build_app(settings, parse=parse)
-    await app.start()
-    try:
+    async with running(settings, parse=parse):
         await wait_idle(redis_client, redis_prefix)
         await imap.append(GMAIL, CREDIT_A)
         found = await wait_for(nats_client, namespace, "CREDITS", lambda f: len(credits(f)) == 2)
         last_uid = await landed[0]
         await wait_cursor(redis_client, redis_prefix, last_uid)
-    finally:
-        await app.stop()
     assert [c.credit.amount_tiyin for c in credits(found)] == [AMOUNT_A, AMOUNT_B]
