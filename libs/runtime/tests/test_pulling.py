@@ -101,3 +101,42 @@ async def test_an_unordered_consumer_handles_a_batch_at_once(nats_client, namesp
     finally:
         await consumer.stop()
     assert inside == {f"m{i}" for i in range(5)}
+
+
+async def test_stopping_lets_the_batch_in_hand_finish(nats_client, namespace, streams):
+    """A rolling restart: `stop` while a handler is at work waits for it (its message is
+    acked, not left to come back after the ack wait), then fetches nothing more."""
+    js = nats_client.jetstream()
+    for i in range(3):
+        await js.publish(namespace.order("7", "paid"), f"m{i}".encode())
+    started = asyncio.Event()
+    handled: list[str] = []
+
+    async def handle(msg: Msg) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        await msg.ack()
+        handled.append(msg.data.decode())
+
+    consumer = PullConsumer(
+        lambda: js,
+        handle,
+        stream=namespace.stream_name("ORDERS"),
+        subject=namespace.order("*", "*"),
+        durable="pull-graceful",
+        config=ConsumerConfig(ack_wait=30),
+        batch=10,
+        fetch_timeout_s=0.5,
+        graceful_timeout_s=5,
+    )
+    await consumer.start()
+    await asyncio.wait_for(started.wait(), 10)
+    await consumer.stop()
+    assert handled == ["m0", "m1", "m2"]
+    await nats_client.flush()  # the acks are on the wire (the consumer uses this connection)
+    for _ in range(100):  # the server takes in acks apart from its API requests
+        info = await js.consumer_info(namespace.stream_name("ORDERS"), "pull-graceful")
+        if info.num_ack_pending == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert info.num_ack_pending == 0 and info.num_pending == 0

@@ -99,7 +99,8 @@ class PullConsumer:
 
     `handle` settles its message (ack, nak, term); one that raises leaves it unacked, and the
     server delivers it again after the ack wait. A failed fetch (NATS away) is logged and
-    retried after `retry_delay_s`, for as long as it fails."""
+    retried after `retry_delay_s`, for as long as it fails. `stop` lets a batch in hand finish
+    for up to `graceful_timeout_s` (an idle fetch is cut at once)."""
 
     def __init__(
         self,
@@ -114,9 +115,11 @@ class PullConsumer:
         fetch_timeout_s: float = 1.0,
         retry_delay_s: float = 2.0,
         ordered: bool = True,
+        graceful_timeout_s: float = 10.0,
     ) -> None:
         self.jetstream = jetstream
         self.ordered = ordered
+        self.graceful_timeout_s = graceful_timeout_s
         self.handle = handle
         self.stream = stream
         self.subject = subject
@@ -127,11 +130,14 @@ class PullConsumer:
         self.retry_delay_s = retry_delay_s
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._busy = False
         self._log = get_logger(consumer=durable)
 
     async def start(self) -> None:
         if self._task is not None:
             return
+        self._stopping = False
         self._sub = await bind_durable(
             self.jetstream(), self.stream, self.subject, self.durable, self.config
         )
@@ -139,12 +145,16 @@ class PullConsumer:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._stopping = True
+        if task is not None and self._busy:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
         sub, self._sub = self._sub, None
         await end_pull(task, sub)
 
     async def _run(self) -> None:
         assert self._sub is not None
-        while True:
+        while not self._stopping:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout_s)
             except TimeoutError:
@@ -155,11 +165,15 @@ class PullConsumer:
                 self._log.exception("fetching failed; retried", stream=self.stream)
                 await asyncio.sleep(self.retry_delay_s)
                 continue
-            if self.ordered:
-                for msg in msgs:
-                    await self._handle_traced(msg)
-            else:
-                await asyncio.gather(*(self._handle_traced(msg) for msg in msgs))
+            self._busy = True
+            try:
+                if self.ordered:
+                    for msg in msgs:
+                        await self._handle_traced(msg)
+                else:
+                    await asyncio.gather(*(self._handle_traced(msg) for msg in msgs))
+            finally:
+                self._busy = False
 
     async def _handle_traced(self, msg: Msg) -> None:
         """`handle(msg)` inside the message's consumer span (tracing on): the child of the
