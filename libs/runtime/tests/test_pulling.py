@@ -140,3 +140,37 @@ async def test_stopping_lets_the_batch_in_hand_finish(nats_client, namespace, st
             break
         await asyncio.sleep(0.05)
     assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_a_durable_that_cannot_be_bound_at_start_is_bound_later(nats_client, namespace):
+    """Fault: JetStream does not answer for the durable at start (here its stream is not
+    there yet; in a NATS cluster, a leader being elected). `start` returns all the same, the
+    loop keeps trying, and consumes once the durable can be bound: no service stands idle
+    after a start that came at the wrong moment."""
+    js = nats_client.jetstream()
+    stream = namespace.stream_name("LATE")
+    subject = f"{namespace.prefix}.late.>"
+    got = asyncio.Event()
+
+    async def handle(msg: Msg) -> None:
+        await msg.ack()
+        got.set()
+
+    consumer = PullConsumer(
+        lambda: js,
+        handle,
+        stream=stream,
+        subject=subject,
+        durable="pull-late",
+        config=ConsumerConfig(ack_wait=30),
+        fetch_timeout_s=0.5,
+        retry_delay_s=0.1,
+    )
+    await consumer.start()
+    try:
+        await js.add_stream(name=stream, subjects=[subject])
+        await js.publish(f"{namespace.prefix}.late.x", b"m0")
+        await asyncio.wait_for(got.wait(), 10)
+    finally:
+        await consumer.stop()
+        await js.delete_stream(stream)

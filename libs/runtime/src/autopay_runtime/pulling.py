@@ -80,6 +80,55 @@ async def bind_durable(
     return await js.pull_subscribe_bind(durable=durable, stream=stream)
 
 
+async def bind_first_time(
+    js: Callable[[], JetStreamContext],
+    stream: str,
+    subject: str,
+    durable: str,
+    config: ConsumerConfig,
+) -> JetStreamContext.PullSubscription | None:
+    """`bind_durable` once, at start: the subscription, or None (logged) when it failed; the
+    pull loop then keeps trying (`bind_when_possible`) instead of the service's start failing."""
+    try:
+        return await bind_durable(js(), stream, subject, durable, config)
+    except Exception:
+        get_logger(consumer=durable).exception(
+            "binding the durable consumer failed at start; retried in the background"
+        )
+        return None
+
+
+async def bind_when_possible(
+    js: Callable[[], JetStreamContext],
+    stream: str,
+    subject: str,
+    durable: str,
+    config: ConsumerConfig,
+    *,
+    stopping: Callable[[], bool],
+    retry_delay_s: float,
+) -> JetStreamContext.PullSubscription | None:
+    """`bind_durable`, retried every `retry_delay_s` while it fails (NATS away, a JetStream
+    cluster electing its leader), until it works or `stopping()`: None then. A pull loop binds
+    here, in its own task, so a service whose NATS is away at start starts anyway and begins
+    to consume once it can, instead of failing its startup and standing idle."""
+    failures = 0
+    while not stopping():
+        try:
+            return await bind_durable(js(), stream, subject, durable, config)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            log = get_logger(consumer=durable)
+            if failures == 1:
+                log.exception("binding the durable consumer failed; retried", stream=stream)
+            else:
+                log.warning("binding the durable consumer failed again", error=repr(exc)[:200])
+            await asyncio.sleep(retry_delay_s)
+    return None
+
+
 async def end_pull(
     task: asyncio.Task | None, sub: JetStreamContext.PullSubscription | None
 ) -> None:
@@ -138,8 +187,8 @@ class PullConsumer:
         if self._task is not None:
             return
         self._stopping = False
-        self._sub = await bind_durable(
-            self.jetstream(), self.stream, self.subject, self.durable, self.config
+        self._sub = await bind_first_time(
+            self.jetstream, self.stream, self.subject, self.durable, self.config
         )
         self._task = asyncio.create_task(self._run(), name=f"pull-{self.durable}")
 
@@ -149,12 +198,21 @@ class PullConsumer:
         if task is not None and self._busy:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
+        await end_pull(task, None)
         sub, self._sub = self._sub, None
-        await end_pull(task, sub)
+        await end_pull(None, sub)
 
     async def _run(self) -> None:
-        assert self._sub is not None
-        while not self._stopping:
+        self._sub = self._sub or await bind_when_possible(
+            self.jetstream,
+            self.stream,
+            self.subject,
+            self.durable,
+            self.config,
+            stopping=lambda: self._stopping,
+            retry_delay_s=self.retry_delay_s,
+        )
+        while self._sub is not None and not self._stopping:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout_s)
             except TimeoutError:

@@ -37,7 +37,7 @@ from autopay_matcher.service import Matcher
 from autopay_runtime import tracing
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher, PublishFailed
-from autopay_runtime.pulling import bind_durable, end_pull
+from autopay_runtime.pulling import bind_first_time, bind_when_possible, end_pull
 from autopay_store.orders import MatchOutcome
 
 LINK_TIMEOUT_S = 1.0
@@ -85,8 +85,8 @@ class CreditConsumer:
         if self._task is not None:
             return
         self._stopping = False
-        self._sub = await bind_durable(
-            self.jetstream(), self.stream, self.subject, self.durable, self.config
+        self._sub = await bind_first_time(
+            self.jetstream, self.stream, self.subject, self.durable, self.config
         )
         self._task = asyncio.create_task(self._run(), name="credit-consumer")
 
@@ -97,12 +97,21 @@ class CreditConsumer:
         if task is not None and self._busy:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
+        await end_pull(task, None)
         sub, self._sub = self._sub, None
-        await end_pull(task, sub)
+        await end_pull(None, sub)
 
     async def _run(self) -> None:
-        assert self._sub is not None
-        while not self._stopping:
+        self._sub = self._sub or await bind_when_possible(
+            self.jetstream,
+            self.stream,
+            self.subject,
+            self.durable,
+            self.config,
+            stopping=lambda: self._stopping,
+            retry_delay_s=self.retry_delay_s,
+        )
+        while self._sub is not None and not self._stopping:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout_s)
             except TimeoutError:
