@@ -144,7 +144,8 @@ async def end_pull(
 class PullConsumer:
     """One durable pull consumer: `handle(msg)` for each message fetched, one after the other
     in stream order, or with `ordered=False` all the messages of a batch at once (as a
-    FastStream pull subscriber does: their commands then share round trips).
+    FastStream pull subscriber does: their commands then share round trips). With
+    `handle_batch` instead, that gets each fetched batch whole and settles all of it.
 
     `handle` settles its message (ack, nak, term); one that raises leaves it unacked, and the
     server delivers it again after the ack wait. A failed fetch (NATS away) is logged and
@@ -154,7 +155,7 @@ class PullConsumer:
     def __init__(
         self,
         jetstream: Callable[[], JetStreamContext],
-        handle: Callable[[Msg], Awaitable[None]],
+        handle: Callable[[Msg], Awaitable[None]] | None = None,
         *,
         stream: str,
         subject: str,
@@ -165,7 +166,11 @@ class PullConsumer:
         retry_delay_s: float = 2.0,
         ordered: bool = True,
         graceful_timeout_s: float = 10.0,
+        handle_batch: Callable[[list[Msg]], Awaitable[None]] | None = None,
     ) -> None:
+        if (handle is None) == (handle_batch is None):
+            raise TypeError("PullConsumer takes a handle or a handle_batch")
+        self.handle_batch = handle_batch
         self.jetstream = jetstream
         self.ordered = ordered
         self.graceful_timeout_s = graceful_timeout_s
@@ -225,13 +230,24 @@ class PullConsumer:
                 continue
             self._busy = True
             try:
-                if self.ordered:
+                if self.handle_batch is not None:
+                    await self._batch(msgs)
+                elif self.ordered:
                     for msg in msgs:
                         await self._handle_traced(msg)
                 else:
                     await asyncio.gather(*(self._handle_traced(msg) for msg in msgs))
             finally:
                 self._busy = False
+
+    async def _batch(self, msgs: list[Msg]) -> None:
+        assert self.handle_batch is not None
+        try:
+            await self.handle_batch(msgs)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._log.exception("batch failed; its unacked messages are delivered again")
 
     async def _handle_traced(self, msg: Msg) -> None:
         """`handle(msg)` inside the message's consumer span (tracing on): the child of the
@@ -244,6 +260,7 @@ class PullConsumer:
         result: BaseException | None = None
         try:
             with tracing.attached(tracing.context_of(span) if span else None):
+                assert self.handle is not None
                 await self.handle(msg)
         except asyncio.CancelledError as exc:
             result = exc

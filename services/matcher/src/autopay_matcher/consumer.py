@@ -19,7 +19,6 @@ A message that is not a `credit.received` is recorded as a dead letter first (se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -37,7 +36,7 @@ from autopay_matcher.service import Matcher
 from autopay_runtime import tracing
 from autopay_runtime.logging import get_logger
 from autopay_runtime.publishing import EventPublisher, PublishFailed
-from autopay_runtime.pulling import bind_first_time, bind_when_possible, end_pull
+from autopay_runtime.pulling import PullConsumer
 from autopay_store.orders import MatchOutcome
 
 LINK_TIMEOUT_S = 1.0
@@ -62,71 +61,31 @@ class CreditConsumer:
         decision_timeout_s: float,
         graceful_timeout_s: float,
     ) -> None:
-        self.jetstream = jetstream
         self.matcher = matcher
         self.publisher = publisher
-        self.subject = subject
-        self.stream = stream
-        self.durable = durable
-        self.config = config
-        self.batch = batch
-        self.fetch_timeout_s = fetch_timeout_s
         self.retry_delay_s = retry_delay_s
         self.retry_max_delay_s = retry_max_delay_s
         self.decision_timeout_s = decision_timeout_s
-        self.graceful_timeout_s = graceful_timeout_s
-        self._sub: JetStreamContext.PullSubscription | None = None
-        self._task: asyncio.Task | None = None
-        self._stopping = False
-        self._busy = False
+        self._pull = PullConsumer(
+            jetstream,
+            handle_batch=self.handle,
+            stream=stream,
+            subject=subject,
+            durable=durable,
+            config=config,
+            batch=batch,
+            fetch_timeout_s=fetch_timeout_s,
+            retry_delay_s=retry_delay_s,
+            graceful_timeout_s=graceful_timeout_s,
+        )
         self._log = get_logger(task="credit-consumer")
 
     async def start(self) -> None:
-        if self._task is not None:
-            return
-        self._stopping = False
-        self._sub = await bind_first_time(
-            self.jetstream, self.stream, self.subject, self.durable, self.config
-        )
-        self._task = asyncio.create_task(self._run(), name="credit-consumer")
+        await self._pull.start()
 
     async def stop(self) -> None:
         """Lets a batch in hand finish (up to the graceful timeout); an idle fetch is cut."""
-        task, self._task = self._task, None
-        self._stopping = True
-        if task is not None and self._busy:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
-        await end_pull(task, None)
-        sub, self._sub = self._sub, None
-        await end_pull(None, sub)
-
-    async def _run(self) -> None:
-        self._sub = self._sub or await bind_when_possible(
-            self.jetstream,
-            self.stream,
-            self.subject,
-            self.durable,
-            self.config,
-            stopping=lambda: self._stopping,
-            retry_delay_s=self.retry_delay_s,
-        )
-        while self._sub is not None and not self._stopping:
-            try:
-                msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout_s)
-            except TimeoutError:
-                continue
-            except Exception:
-                self._log.exception("fetching credits failed")
-                await asyncio.sleep(self.retry_delay_s)
-                continue
-            self._busy = True
-            try:
-                await self.handle(msgs)
-            except Exception:
-                self._log.exception("credit batch failed; unacked credits are redelivered")
-            finally:
-                self._busy = False
+        await self._pull.stop()
 
     async def handle(self, msgs: list[Msg]) -> None:
         credits: list[Credit] = []
