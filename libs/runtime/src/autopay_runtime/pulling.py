@@ -80,67 +80,6 @@ async def bind_durable(
     return await js.pull_subscribe_bind(durable=durable, stream=stream)
 
 
-async def bind_first_time(
-    js: Callable[[], JetStreamContext],
-    stream: str,
-    subject: str,
-    durable: str,
-    config: ConsumerConfig,
-) -> JetStreamContext.PullSubscription | None:
-    """`bind_durable` once, at start: the subscription, or None (logged) when it failed; the
-    pull loop then keeps trying (`bind_when_possible`) instead of the service's start failing."""
-    try:
-        return await bind_durable(js(), stream, subject, durable, config)
-    except Exception:
-        get_logger(consumer=durable).exception(
-            "binding the durable consumer failed at start; retried in the background"
-        )
-        return None
-
-
-async def bind_when_possible(
-    js: Callable[[], JetStreamContext],
-    stream: str,
-    subject: str,
-    durable: str,
-    config: ConsumerConfig,
-    *,
-    stopping: Callable[[], bool],
-    retry_delay_s: float,
-) -> JetStreamContext.PullSubscription | None:
-    """`bind_durable`, retried every `retry_delay_s` while it fails (NATS away, a JetStream
-    cluster electing its leader), until it works or `stopping()`: None then. A pull loop binds
-    here, in its own task, so a service whose NATS is away at start starts anyway and begins
-    to consume once it can, instead of failing its startup and standing idle."""
-    failures = 0
-    while not stopping():
-        try:
-            return await bind_durable(js(), stream, subject, durable, config)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failures += 1
-            log = get_logger(consumer=durable)
-            if failures == 1:
-                log.exception("binding the durable consumer failed; retried", stream=stream)
-            else:
-                log.warning("binding the durable consumer failed again", error=repr(exc)[:200])
-            await asyncio.sleep(retry_delay_s)
-    return None
-
-
-async def end_pull(
-    task: asyncio.Task | None, sub: JetStreamContext.PullSubscription | None
-) -> None:
-    """Stops a pull loop: its task cancelled and waited for, then its subscription dropped
-    (the durable stays, with every unacked message to be delivered again)."""
-    if task is not None:
-        await cancel_and_wait(task)
-    if sub is not None:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-
-
 class PullConsumer:
     """One durable pull consumer: `handle(msg)` for each message fetched, one after the other
     in stream order, or with `ordered=False` all the messages of a batch at once (as a
@@ -170,11 +109,9 @@ class PullConsumer:
     ) -> None:
         if (handle is None) == (handle_batch is None):
             raise TypeError("PullConsumer takes a handle or a handle_batch")
-        self.handle_batch = handle_batch
         self.jetstream = jetstream
-        self.ordered = ordered
-        self.graceful_timeout_s = graceful_timeout_s
         self.handle = handle
+        self.handle_batch = handle_batch
         self.stream = stream
         self.subject = subject
         self.durable = durable
@@ -182,48 +119,67 @@ class PullConsumer:
         self.batch = batch
         self.fetch_timeout_s = fetch_timeout_s
         self.retry_delay_s = retry_delay_s
+        self.ordered = ordered
+        self.graceful_timeout_s = graceful_timeout_s
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._busy = False
+        self._bind_failures = 0
         self._log = get_logger(consumer=durable)
 
     async def start(self) -> None:
+        """Binds the durable and starts the loop. A bind that fails (NATS away, a JetStream
+        cluster electing its leader) is retried by the loop every `retry_delay_s`, instead of
+        the service's start failing and the service standing idle."""
         if self._task is not None:
             return
         self._stopping = False
-        self._sub = await bind_first_time(
-            self.jetstream, self.stream, self.subject, self.durable, self.config
-        )
+        await self._bind()
         self._task = asyncio.create_task(self._run(), name=f"pull-{self.durable}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         self._stopping = True
-        if task is not None and self._busy:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
-        await end_pull(task, None)
+        if task is not None:
+            if self._busy:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
+            await cancel_and_wait(task)
+        # the durable stays, with every unacked message to be delivered again
         sub, self._sub = self._sub, None
-        await end_pull(None, sub)
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _bind(self) -> None:
+        """One try at `bind_durable`; a failure is logged (the first of a run whole)."""
+        try:
+            self._sub = await bind_durable(
+                self.jetstream(), self.stream, self.subject, self.durable, self.config
+            )
+        except Exception as exc:
+            self._bind_failures += 1
+            if self._bind_failures == 1:
+                self._log.exception(
+                    "binding the durable consumer failed; retried", stream=self.stream
+                )
+            else:
+                self._log.warning(
+                    "binding the durable consumer failed again", error=repr(exc)[:200]
+                )
+        else:
+            self._bind_failures = 0
 
     async def _run(self) -> None:
-        self._sub = self._sub or await bind_when_possible(
-            self.jetstream,
-            self.stream,
-            self.subject,
-            self.durable,
-            self.config,
-            stopping=lambda: self._stopping,
-            retry_delay_s=self.retry_delay_s,
-        )
+        while self._sub is None and not self._stopping:
+            await asyncio.sleep(self.retry_delay_s)
+            await self._bind()
         while self._sub is not None and not self._stopping:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout_s)
             except TimeoutError:
                 continue
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 self._log.exception("fetching failed; retried", stream=self.stream)
                 await asyncio.sleep(self.retry_delay_s)
@@ -244,8 +200,6 @@ class PullConsumer:
         assert self.handle_batch is not None
         try:
             await self.handle_batch(msgs)
-        except asyncio.CancelledError:
-            raise
         except Exception:
             self._log.exception("batch failed; its unacked messages are delivered again")
 
